@@ -1,0 +1,8 @@
+//! Everything Mailroom keeps on disk under `data_dir`: the directory of domains, accounts and
+//! aliases (SQLite), the spool (the durable queue of accepted messages), Maildir delivery, and the
+//! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
+
+pub mod directory;
+pub mod mailbox;
+pub mod maildir;
+pub mod spool;
