@@ -1,1 +1,1 @@
-//! TODO
+//! SASL (placeholder until merged)

@@ -1,1 +1,1 @@
-//! TODO
+//! POP3 (placeholder until merged)

@@ -1,1 +1,27 @@
-//! TODO
+//! SMTP server side (RFC 5321 and its extensions), sans-I/O.
+//!
+//! - [`conn`]: framing of one connection (lines, DATA, BDAT chunks) around a session.
+//! - [`session`]: the state machine that turns command lines into replies and actions.
+//! - [`data`]: the DATA section decoder (dot-unstuffing, bare CR/LF detection, size limit).
+//! - [`address`]: checks on envelope addresses.
+//! - [`reply`]: reply codes and their wire form.
+//! - [`received`]: the trace headers added to accepted mail.
+//!
+//! Command parsing itself is done by the `smtp-proto` crate.
+
+pub mod address;
+pub mod conn;
+pub mod data;
+pub mod received;
+pub mod reply;
+pub mod session;
+
+#[cfg(test)]
+mod transcript_tests;
+
+pub use conn::{Connection, Event};
+pub use data::{DataEnd, DataReader};
+pub use reply::Reply;
+pub use session::{
+    Action, CommitError, Envelope, Peer, Policy, RcptVerdict, Session, SessionConfig,
+};

@@ -1,0 +1,140 @@
+//! Checks on the envelope addresses that `smtp-proto` has already parsed out of MAIL and RCPT.
+//!
+//! RFC 5321 §4.5.3.1: local part at most 64 octets, domain at most 255, path at most 256.
+//! The domain must be a host name (labels of letters, digits and hyphens; UTF-8 labels are
+//! allowed for SMTPUTF8, RFC 6531) or an address literal `[...]`. No control byte (CR, LF, NUL,
+//! ...) may ever reach a spool record, a log line or a header: such addresses are refused here.
+//! This module decides nothing about routing or relaying.
+
+/// Why an address was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressProblem {
+    /// No `@`, empty local part or empty domain.
+    Syntax,
+    /// Local part over 64 octets.
+    LocalTooLong,
+    /// Domain over 255 octets.
+    DomainTooLong,
+    /// Whole path over 256 octets.
+    PathTooLong,
+    /// A control byte or a byte that cannot appear in an address.
+    BadCharacter,
+    /// The domain is not a valid host name or address literal.
+    BadDomain,
+}
+
+/// Splits at the last `@` (a quoted local part may itself hold `@`).
+pub fn split(address: &str) -> Option<(&str, &str)> {
+    let at = address.rfind('@')?;
+    let (local, domain) = (&address[..at], &address[at + 1..]);
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some((local, domain))
+}
+
+/// Validates a non-empty envelope address.
+pub fn check(address: &str) -> Result<(), AddressProblem> {
+    // RFC 5321 §4.5.3.1.3: a path (with its angle brackets) is at most 256 octets.
+    if address.len() + 2 > 256 {
+        return Err(AddressProblem::PathTooLong);
+    }
+    if address.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(AddressProblem::BadCharacter);
+    }
+    let (local, domain) = split(address).ok_or(AddressProblem::Syntax)?;
+    // RFC 5321 §4.5.3.1.1 and §4.5.3.1.2.
+    if local.len() > 64 {
+        return Err(AddressProblem::LocalTooLong);
+    }
+    if domain.len() > 255 {
+        return Err(AddressProblem::DomainTooLong);
+    }
+    if !valid_domain(domain) {
+        return Err(AddressProblem::BadDomain);
+    }
+    Ok(())
+}
+
+/// A host name (letters, digits, hyphens, UTF-8; no empty label, no label starting or ending
+/// with a hyphen) or an address literal in brackets.
+pub fn valid_domain(domain: &str) -> bool {
+    if let Some(inner) = domain.strip_prefix('[') {
+        return match inner.strip_suffix(']') {
+            Some(lit) => {
+                lit.parse::<std::net::Ipv4Addr>().is_ok()
+                    || lit
+                        .strip_prefix("IPv6:")
+                        .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+            }
+            None => false,
+        };
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+                })
+        })
+}
+
+/// Escapes a client-supplied string for a header or a log line: printable ASCII stays, every
+/// other byte becomes `\xNN`. Used for HELO names in `Received:` (they are not validated).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x21..0x7f).contains(&b) && b != b'\\' && b != b'(' && b != b')' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_normal_addresses() {
+        assert_eq!(check("alice@example.org"), Ok(()));
+        assert_eq!(check("a.b+tag@sub.example.org"), Ok(()));
+        assert_eq!(check("用户@例子.测试"), Ok(()));
+        assert_eq!(check("x@[127.0.0.1]"), Ok(()));
+        assert_eq!(check("x@[IPv6:::1]"), Ok(()));
+    }
+
+    #[test]
+    fn refuses_bad_addresses() {
+        assert_eq!(check("noat"), Err(AddressProblem::Syntax));
+        assert_eq!(check("@example.org"), Err(AddressProblem::Syntax));
+        assert_eq!(check("a@"), Err(AddressProblem::Syntax));
+        let long_local = format!("{}@x.org", "a".repeat(65));
+        assert_eq!(check(&long_local), Err(AddressProblem::LocalTooLong));
+        let long_path = format!("a@{}.org", "b.".repeat(127));
+        assert_eq!(check(&long_path), Err(AddressProblem::PathTooLong));
+        assert_eq!(check("a\r\nb@x.org"), Err(AddressProblem::BadCharacter));
+        assert_eq!(check("a\0b@x.org"), Err(AddressProblem::BadCharacter));
+        assert_eq!(check("a@-x.org"), Err(AddressProblem::BadDomain));
+        assert_eq!(check("a@x..org"), Err(AddressProblem::BadDomain));
+        assert_eq!(check("a@x;rm -rf.org"), Err(AddressProblem::BadDomain));
+        assert_eq!(check("a@[1.2.3]"), Err(AddressProblem::BadDomain));
+    }
+
+    #[test]
+    fn split_at_last_at() {
+        assert_eq!(split("u@remote@local"), Some(("u@remote", "local")));
+    }
+
+    #[test]
+    fn escape_control_bytes() {
+        assert_eq!(escape("mx.example"), "mx.example");
+        assert_eq!(escape("a b\r\n(c)"), "a\\x20b\\x0d\\x0a\\x28c\\x29");
+    }
+}

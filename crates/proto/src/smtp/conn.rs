@@ -1,0 +1,251 @@
+//! Framing for one SMTP connection: splits received bytes into command lines, DATA sections
+//! and BDAT chunks, drives the [`Session`], and collects the reply bytes to send.
+//!
+//! The network loop only moves bytes: it calls [`Connection::receive`] with what it read,
+//! [`Connection::advance`] until that asks for more input, writes [`Connection::take_output`],
+//! and performs the [`Event`]s (commit a message, close). Pipelined commands (RFC 2920) are
+//! answered in order because lines are handled strictly one after another. Memory stays
+//! bounded: an unfinished command line is kept only up to [`MAX_LINE`] octets (the rest of an
+//! over-long line is dropped and answered with `500 5.5.2`), and message bytes past the size
+//! limit are dropped as they arrive.
+
+use super::data::DataReader;
+use super::reply::Reply;
+use super::session::{Action, CommitError, Envelope, Policy, Session};
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
+pub const MAX_LINE: usize = 512;
+
+/// What the network loop must do after [`Connection::advance`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// All buffered input is handled: send the output, then read more.
+    NeedInput,
+    /// Make this message durable in the queue, then call [`Connection::committed`].
+    Commit {
+        envelope: Envelope,
+        message: Vec<u8>,
+    },
+    /// Send the output, then close the connection.
+    Close,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Command,
+    /// Dropping the rest of an over-long command line.
+    SkipLine,
+    Data(DataReader),
+    Chunk {
+        left: u64,
+        keep: bool,
+    },
+    /// Waiting for the queue's answer.
+    Committing,
+    Closed,
+}
+
+/// One SMTP connection's protocol state: session, input framing, pending output.
+#[derive(Debug)]
+pub struct Connection {
+    session: Session,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    message: Vec<u8>,
+    mode: Mode,
+    /// Replies that refused a command (RFC 5321 §4.2: 4xx/5xx), for session error limits.
+    errors: u32,
+}
+
+impl Connection {
+    /// A connection whose greeting is already queued for output.
+    pub fn new(session: Session) -> Connection {
+        let mut output = Vec::with_capacity(512);
+        output.extend_from_slice(session.greeting().to_wire().as_bytes());
+        Connection {
+            session,
+            input: Vec::new(),
+            output,
+            message: Vec::new(),
+            mode: Mode::Command,
+            errors: 0,
+        }
+    }
+
+    /// The session (for the `Received:` header and logging).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Number of refused commands so far.
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    /// Adds bytes read from the client.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// Bytes to send to the client now.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// True if there is output waiting.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Queues a reply that the loop decided on (timeout, shutdown).
+    pub fn push_reply(&mut self, reply: &Reply) {
+        self.output.extend_from_slice(reply.to_wire().as_bytes());
+    }
+
+    fn write(&mut self, reply: Reply) {
+        if !reply.is_positive() {
+            self.errors += 1;
+        }
+        self.output.extend_from_slice(reply.to_wire().as_bytes());
+    }
+
+    /// Handles as much buffered input as possible.
+    pub fn advance(&mut self, policy: &dyn Policy) -> Event {
+        let mut pos = 0;
+        let event = loop {
+            match &mut self.mode {
+                Mode::Closed => break Event::Close,
+                Mode::Committing => break Event::NeedInput,
+                Mode::SkipLine => match self.input[pos..].iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        pos += i + 1;
+                        self.mode = Mode::Command;
+                        let action = self.session.line_too_long();
+                        if let Some(ev) = self.perform(action) {
+                            break ev;
+                        }
+                    }
+                    None => {
+                        pos = self.input.len();
+                        break Event::NeedInput;
+                    }
+                },
+                Mode::Command => {
+                    let rest = &self.input[pos..];
+                    match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) if i < MAX_LINE => {
+                            let line = rest[..=i].to_vec();
+                            pos += i + 1;
+                            let action = self.session.command(&line, policy);
+                            if let Some(ev) = self.perform(action) {
+                                break ev;
+                            }
+                        }
+                        Some(_) => {
+                            self.mode = Mode::SkipLine;
+                        }
+                        None if rest.len() >= MAX_LINE => {
+                            self.mode = Mode::SkipLine;
+                        }
+                        None => break Event::NeedInput,
+                    }
+                }
+                Mode::Data(reader) => {
+                    let (used, end) = reader.feed(&self.input[pos..], &mut self.message);
+                    pos += used;
+                    match end {
+                        Some(end) => {
+                            let size = reader.size();
+                            self.mode = Mode::Command;
+                            let action = self.session.data_end(end, size);
+                            if let Some(ev) = self.perform(action) {
+                                break ev;
+                            }
+                        }
+                        None => break Event::NeedInput,
+                    }
+                }
+                Mode::Chunk { left, keep } => {
+                    let avail = (self.input.len() - pos) as u64;
+                    let take = avail.min(*left) as usize;
+                    if *keep {
+                        self.message.extend_from_slice(&self.input[pos..pos + take]);
+                    }
+                    pos += take;
+                    *left -= take as u64;
+                    if *left > 0 {
+                        break Event::NeedInput;
+                    }
+                    self.mode = Mode::Command;
+                    let action = self.session.chunk_end();
+                    if let Some(ev) = self.perform(action) {
+                        break ev;
+                    }
+                }
+            }
+        };
+        self.input.drain(..pos);
+        event
+    }
+
+    /// Performs a session action; returns an event when the loop must act.
+    fn perform(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Reply(r) => {
+                self.write(r);
+                if !self.session.in_transaction() {
+                    // RSET, a refused last chunk, a new EHLO: drop any BDAT bytes kept.
+                    self.message = Vec::new();
+                }
+                None
+            }
+            Action::Close(r) => {
+                self.write(r);
+                self.mode = Mode::Closed;
+                Some(Event::Close)
+            }
+            Action::ReadData { reply, max_size } => {
+                self.write(reply);
+                self.message.clear();
+                self.mode = Mode::Data(DataReader::new(max_size));
+                None
+            }
+            Action::ReadChunk { size, keep } => {
+                if size == 0 {
+                    self.mode = Mode::Command;
+                    let next = self.session.chunk_end();
+                    return self.perform(next);
+                }
+                self.mode = Mode::Chunk { left: size, keep };
+                None
+            }
+            Action::Commit(envelope) => {
+                self.mode = Mode::Committing;
+                Some(Event::Commit {
+                    envelope,
+                    message: std::mem::take(&mut self.message),
+                })
+            }
+        }
+    }
+
+    /// The `Received:` header for the message being committed.
+    pub fn received_header(&self, id: &str, unix_secs: i64) -> String {
+        self.session.received_header(id, unix_secs)
+    }
+
+    /// The queue's answer for the message of the last [`Event::Commit`].
+    pub fn committed(&mut self, result: Result<&str, CommitError>) {
+        let reply = self.session.committed(result);
+        self.write(reply);
+        self.message = Vec::new();
+        if matches!(self.mode, Mode::Committing) {
+            self.mode = Mode::Command;
+        }
+    }
+
+    /// True once the session ended (QUIT, or a fatal error).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed)
+    }
+}

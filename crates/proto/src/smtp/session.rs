@@ -1,0 +1,530 @@
+//! The SMTP server session state machine (RFC 5321 §4.1, §4.3.2), without I/O.
+//!
+//! The network loop hands it one command line at a time (with its CRLF) and performs the
+//! [`Action`] it gets back: write a reply, read a DATA section or a BDAT chunk, commit a
+//! message to the queue, or close. Recipient checks are asked of a [`Policy`] (check, then
+//! proceed): the session never touches the directory or the queue itself. It owns the rules
+//! of the protocol: command order, limits on recipients and size, ESMTP parameters, and the
+//! reply code of every refusal.
+//!
+//! Not here: reading bytes, timeouts, TLS, AUTH (later issues), or writing the message.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use smtp_proto::{Error as ParseError, Request};
+
+use super::address::{self, AddressProblem};
+use super::data::DataEnd;
+use super::received::{received_header, Trace};
+use super::reply::Reply;
+
+/// Settings a session needs, shared by all sessions of a listener.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Our host name: greeting, EHLO reply, `Received:`.
+    pub hostname: String,
+    /// Largest message accepted, in octets; advertised in SIZE (RFC 1870).
+    pub max_message_size: u64,
+    /// Largest number of recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
+    pub max_recipients: usize,
+}
+
+/// Who is on the other end: what the policy needs to decide relaying.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// The client is in `smtp.trusted_networks`.
+    pub trusted: bool,
+}
+
+/// The policy's answer for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RcptVerdict {
+    /// Accept; the address to record in the envelope (the policy may canonicalise it, e.g. a
+    /// bare `postmaster`).
+    Accept(String),
+    /// A local domain without that user: `550 5.1.1`.
+    UnknownUser,
+    /// A remote domain and the client may not relay: `554 5.7.1`.
+    RelayDenied,
+    /// The directory could not be read: `451 4.3.0`, try later.
+    TempFail,
+}
+
+/// Decides about recipients. Implemented over the directory by the MTA, and by fakes in
+/// tests.
+pub trait Policy {
+    /// `address` is the forward-path without brackets; an empty string is the bare
+    /// `<postmaster>` of RFC 5321 §4.5.1.
+    fn check_rcpt(&self, address: &str, sender: &str, peer: &Peer) -> RcptVerdict;
+}
+
+/// What the network loop must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write this reply, then read the next command.
+    Reply(Reply),
+    /// Write this reply, then close the connection.
+    Close(Reply),
+    /// Write this reply (354), then feed the following bytes to a
+    /// [`DataReader`](super::data::DataReader) with `max_size`, and call
+    /// [`Session::data_end`].
+    ReadData { reply: Reply, max_size: u64 },
+    /// Read exactly `size` octets of BDAT chunk; keep them (append to the message) only if
+    /// `keep`; then call [`Session::chunk_end`].
+    ReadChunk { size: u64, keep: bool },
+    /// The message is complete: write it durably to the queue with this envelope, then call
+    /// [`Session::committed`] and write the reply it gives.
+    Commit(Envelope),
+}
+
+/// The envelope of a message ready for the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Reverse-path; empty for the null sender `<>`.
+    pub sender: String,
+    /// Forward-paths in RCPT order, without duplicates.
+    pub recipients: Vec<String>,
+    /// Octets of message (without the headers the server adds).
+    pub size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hello {
+    None,
+    Helo,
+    Ehlo,
+}
+
+#[derive(Debug, Default)]
+struct Transaction {
+    sender: String,
+    smtputf8: bool,
+    recipients: Vec<String>,
+    /// BDAT chunks received so far (RFC 3030).
+    chunking: bool,
+    chunk_size: u64,
+    chunk_error: Option<Reply>,
+}
+
+/// One SMTP server session.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<SessionConfig>,
+    peer: Peer,
+    hello: Hello,
+    helo_name: String,
+    tx: Option<Transaction>,
+    /// A BDAT chunk is being read; its verdict waits for [`Session::chunk_end`].
+    pending_chunk: Option<(u64, bool)>,
+}
+
+fn reply(code: u16, text: impl Into<String>) -> Action {
+    Action::Reply(Reply::new(code, text))
+}
+
+impl Session {
+    /// A new session for a connection from `peer`.
+    pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Session {
+        Session {
+            config,
+            peer,
+            hello: Hello::None,
+            helo_name: String::new(),
+            tx: None,
+            pending_chunk: None,
+        }
+    }
+
+    /// The 220 greeting (RFC 5321 §4.2).
+    pub fn greeting(&self) -> Reply {
+        Reply::new(220, format!("{} ESMTP Mailroom", self.config.hostname))
+    }
+
+    /// The reply for a command line longer than the limit (RFC 5321 §4.5.3.1.4).
+    pub fn line_too_long(&self) -> Action {
+        reply(500, "5.5.2 Line too long")
+    }
+
+    /// Handles one command line (including its line ending).
+    pub fn command(&mut self, line: &[u8], policy: &dyn Policy) -> Action {
+        let mut iter = line.iter();
+        let request = match Request::parse(&mut iter) {
+            Ok(r) => r,
+            Err(e) => return self.parse_error(e),
+        };
+        match request {
+            Request::Ehlo { host } => self.hello(Hello::Ehlo, &host),
+            Request::Helo { host } => self.hello(Hello::Helo, &host),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to, policy),
+            Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size as u64, is_last),
+            Request::Rset => {
+                self.tx = None;
+                reply(250, "2.0.0 Ok")
+            }
+            Request::Noop { .. } => reply(250, "2.0.0 Ok"),
+            Request::Quit => Action::Close(Reply::new(221, "2.0.0 Bye")),
+            // RFC 5321 §3.5.3: 252 when we will not verify but will accept and try.
+            Request::Vrfy { .. } => reply(
+                252,
+                "2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            Request::Expn { .. } => reply(502, "5.5.1 EXPN not available"),
+            Request::Help { .. } => Action::Reply(Reply::multi(
+                214,
+                vec![
+                    "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP".into(),
+                    "2.0.0 See RFC 5321".into(),
+                ],
+            )),
+            Request::StartTls => reply(502, "5.5.1 STARTTLS not available"),
+            Request::Auth { .. } => reply(502, "5.5.1 AUTH not available on this service"),
+            Request::Lhlo { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => reply(502, "5.5.1 Command not implemented"),
+        }
+    }
+
+    fn parse_error(&self, e: ParseError) -> Action {
+        match e {
+            ParseError::UnknownCommand => reply(500, "5.5.1 Command unrecognized"),
+            ParseError::InvalidSenderAddress => reply(501, "5.1.7 Bad sender address syntax"),
+            ParseError::InvalidRecipientAddress => reply(501, "5.1.3 Bad recipient address syntax"),
+            ParseError::SyntaxError { syntax } => reply(501, format!("5.5.4 Syntax: {syntax}")),
+            ParseError::InvalidParameter { param } => {
+                reply(501, format!("5.5.4 Invalid parameter value for {param}"))
+            }
+            // RFC 5321 §4.1.1.11 / RFC 1869: an unknown ESMTP parameter.
+            ParseError::UnsupportedParameter { param } => reply(
+                555,
+                format!("5.5.4 Unsupported parameter {}", address::escape(&param)),
+            ),
+            ParseError::NeedsMoreData { .. }
+            | ParseError::ResponseTooLong
+            | ParseError::InvalidResponse { .. } => reply(500, "5.5.2 Syntax error"),
+        }
+    }
+
+    fn hello(&mut self, kind: Hello, host: &str) -> Action {
+        // RFC 5321 §4.1.4: EHLO/HELO resets any transaction.
+        self.tx = None;
+        self.hello = kind;
+        self.helo_name = host.to_string();
+        match kind {
+            Hello::Ehlo => Action::Reply(Reply::multi(
+                250,
+                vec![
+                    self.config.hostname.clone(),
+                    "PIPELINING".into(),
+                    format!("SIZE {}", self.config.max_message_size),
+                    "8BITMIME".into(),
+                    "ENHANCEDSTATUSCODES".into(),
+                    "SMTPUTF8".into(),
+                    "CHUNKING".into(),
+                ],
+            )),
+            _ => reply(250, self.config.hostname.clone()),
+        }
+    }
+
+    fn mail(&mut self, from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> Action {
+        if self.hello == Hello::None {
+            return reply(503, "5.5.1 Error: send HELO/EHLO first");
+        }
+        if self.tx.is_some() {
+            return reply(503, "5.5.1 Error: nested MAIL command");
+        }
+        let allowed =
+            smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
+        let has_params = from.flags != 0 || from.size != 0;
+        let unadvertised = from.flags & !allowed != 0
+            || from.trans_id.is_some()
+            || from.env_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.auth.is_some()
+            || from.by != 0
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0;
+        // RFC 5321 §4.1.1.11: parameters only for extensions that EHLO advertised.
+        if unadvertised || (has_params && self.hello == Hello::Helo) {
+            return reply(555, "5.5.4 Unsupported MAIL parameter");
+        }
+        // RFC 1870 §6.1: a declared size over the limit is refused at MAIL.
+        if from.size as u64 > self.config.max_message_size {
+            return reply(552, "5.3.4 Message size exceeds fixed maximum message size");
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        let sender = from.address.to_string();
+        if !sender.is_empty() {
+            if let Err(p) = address::check(&sender) {
+                return address_refusal(p, "5.1.7", "sender");
+            }
+            if !sender.is_ascii() && !smtputf8 {
+                // RFC 6531 §3.4: non-ASCII addresses need SMTPUTF8.
+                return reply(
+                    553,
+                    "5.6.7 Non-ASCII address requires the SMTPUTF8 parameter",
+                );
+            }
+        }
+        self.tx = Some(Transaction {
+            sender,
+            smtputf8,
+            ..Transaction::default()
+        });
+        reply(250, "2.1.0 Ok")
+    }
+
+    fn rcpt(
+        &mut self,
+        to: smtp_proto::RcptTo<std::borrow::Cow<'_, str>>,
+        policy: &dyn Policy,
+    ) -> Action {
+        let max = self.config.max_recipients;
+        let peer = self.peer.clone();
+        let Some(tx) = self.tx.as_mut() else {
+            return reply(503, "5.5.1 Error: need MAIL command");
+        };
+        if tx.chunking {
+            return reply(503, "5.5.1 Error: RCPT during BDAT transfer");
+        }
+        // DSN (RFC 3461) parameters are not advertised.
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return reply(555, "5.5.4 Unsupported RCPT parameter");
+        }
+        let addr = to.address.to_string();
+        if !addr.is_empty() {
+            if let Err(p) = address::check(&addr) {
+                return address_refusal(p, "5.1.3", "recipient");
+            }
+            if !addr.is_ascii() && !tx.smtputf8 {
+                return reply(
+                    553,
+                    "5.6.7 Non-ASCII address requires the SMTPUTF8 parameter",
+                );
+            }
+        }
+        if tx.recipients.len() >= max {
+            // RFC 5321 §4.5.3.1.10: 452 for too many recipients.
+            return reply(452, "4.5.3 Error: too many recipients");
+        }
+        let shown = if addr.is_empty() { "postmaster" } else { &addr };
+        match policy.check_rcpt(&addr, &tx.sender, &peer) {
+            RcptVerdict::Accept(canonical) => {
+                if !tx
+                    .recipients
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&canonical))
+                {
+                    tx.recipients.push(canonical);
+                }
+                reply(250, "2.1.5 Ok")
+            }
+            RcptVerdict::UnknownUser => reply(
+                550,
+                format!("5.1.1 <{shown}>: Recipient address rejected: User unknown"),
+            ),
+            RcptVerdict::RelayDenied => reply(554, format!("5.7.1 <{shown}>: Relay access denied")),
+            RcptVerdict::TempFail => reply(
+                451,
+                format!("4.3.0 <{shown}>: Temporary lookup failure, try again later"),
+            ),
+        }
+    }
+
+    fn data(&mut self) -> Action {
+        let Some(tx) = self.tx.as_ref() else {
+            return reply(503, "5.5.1 Error: need MAIL command");
+        };
+        if tx.chunking {
+            // RFC 3030 §2: DATA may not follow BDAT in one transaction.
+            return reply(503, "5.5.1 Error: DATA during BDAT transfer");
+        }
+        if tx.recipients.is_empty() {
+            return reply(554, "5.5.1 Error: no valid recipients");
+        }
+        Action::ReadData {
+            reply: Reply::new(354, "End data with <CR><LF>.<CR><LF>"),
+            max_size: self.config.max_message_size,
+        }
+    }
+
+    /// After the DATA section ended: commit or refuse.
+    pub fn data_end(&mut self, end: DataEnd, size: u64) -> Action {
+        match end {
+            DataEnd::Complete => self.commit(size),
+            DataEnd::TooBig => {
+                self.tx = None;
+                reply(552, "5.3.4 Message size exceeds fixed maximum message size")
+            }
+            DataEnd::BareLineEnding => {
+                self.tx = None;
+                // RFC 5321 §2.3.8: bare CR and LF are not allowed; refusing the whole
+                // message closes the smuggling hole (CVE-2023-51764).
+                reply(
+                    550,
+                    "5.6.11 Message refused: bare CR or LF in data; lines must end with CRLF",
+                )
+            }
+        }
+    }
+
+    fn bdat(&mut self, size: u64, last: bool) -> Action {
+        // The chunk bytes follow the command whatever we think of it (RFC 3030 §2): they must
+        // be read and, if refused, thrown away.
+        self.pending_chunk = Some((size, last));
+        let error = match self.tx.as_ref() {
+            None => Some(Reply::new(503, "5.5.1 Error: need MAIL command")),
+            Some(tx) if tx.recipients.is_empty() => {
+                Some(Reply::new(554, "5.5.1 Error: no valid recipients"))
+            }
+            Some(tx) if tx.chunk_error.is_some() => tx.chunk_error.clone(),
+            Some(tx) if tx.chunk_size.saturating_add(size) > self.config.max_message_size => Some(
+                Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"),
+            ),
+            Some(_) => None,
+        };
+        if let Some(tx) = self.tx.as_mut() {
+            tx.chunking = true;
+            if error.is_some() && tx.chunk_error.is_none() {
+                tx.chunk_error = error.clone();
+            }
+        }
+        Action::ReadChunk {
+            size,
+            keep: error.is_none(),
+        }
+    }
+
+    /// After a BDAT chunk has been read.
+    pub fn chunk_end(&mut self) -> Action {
+        let Some((size, last)) = self.pending_chunk.take() else {
+            return reply(503, "5.5.1 Error: no BDAT chunk pending");
+        };
+        let Some(tx) = self.tx.as_mut() else {
+            return reply(503, "5.5.1 Error: need MAIL command");
+        };
+        if let Some(err) = tx.chunk_error.clone() {
+            if last {
+                self.tx = None;
+            }
+            return Action::Reply(err);
+        }
+        tx.chunk_size += size;
+        if last {
+            let total = tx.chunk_size;
+            return self.commit(total);
+        }
+        reply(250, format!("2.0.0 {size} octets received"))
+    }
+
+    fn commit(&mut self, size: u64) -> Action {
+        match self.tx.as_ref() {
+            Some(tx) => Action::Commit(Envelope {
+                sender: tx.sender.clone(),
+                recipients: tx.recipients.clone(),
+                size,
+            }),
+            None => reply(503, "5.5.1 Error: no transaction"),
+        }
+    }
+
+    /// The `Received:` header for the message being committed under `id`.
+    pub fn received_header(&self, id: &str, unix_secs: i64) -> String {
+        let (utf8, single) = match &self.tx {
+            Some(tx) => (
+                tx.smtputf8,
+                (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str()),
+            ),
+            None => (false, None),
+        };
+        let protocol = match (self.hello, utf8) {
+            (_, true) => "UTF8SMTP",
+            (Hello::Ehlo, false) => "ESMTP",
+            _ => "SMTP",
+        };
+        received_header(&Trace {
+            helo: &self.helo_name,
+            client_ip: self.peer.ip,
+            hostname: &self.config.hostname,
+            protocol,
+            id,
+            for_rcpt: single,
+            unix_secs,
+        })
+    }
+
+    /// After the queue answered: `Ok(id)` once the message is durable.
+    pub fn committed(&mut self, result: Result<&str, CommitError>) -> Reply {
+        self.tx = None;
+        match result {
+            Ok(id) => Reply::new(250, format!("2.0.0 Ok: queued as {id}")),
+            Err(CommitError::NoSpace) => {
+                Reply::new(452, "4.3.1 Insufficient system storage, try again later")
+            }
+            Err(CommitError::Failed) => {
+                Reply::new(451, "4.3.0 Local error in processing, try again later")
+            }
+        }
+    }
+
+    /// The reply when the server shuts down or a session limit is reached (RFC 5321 §3.8).
+    pub fn shutting_down(&self) -> Reply {
+        Reply::new(
+            421,
+            format!(
+                "4.3.2 {} Service shutting down, closing connection",
+                self.config.hostname
+            ),
+        )
+    }
+
+    /// The reply after an idle timeout (RFC 5321 §4.5.3.2).
+    pub fn timed_out(&self) -> Reply {
+        Reply::new(
+            421,
+            format!("4.4.2 {} Error: timeout exceeded", self.config.hostname),
+        )
+    }
+
+    /// True between MAIL and the end of the message (or RSET).
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The EHLO/HELO name the client gave (for logs).
+    pub fn helo_name(&self) -> &str {
+        &self.helo_name
+    }
+}
+
+/// Why the queue could not take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitError {
+    /// The file system is full: `452 4.3.1`.
+    NoSpace,
+    /// Any other failure: `451 4.3.0`.
+    Failed,
+}
+
+fn address_refusal(p: AddressProblem, status: &str, what: &str) -> Action {
+    let text = match p {
+        AddressProblem::Syntax => format!("{status} Bad {what} address syntax"),
+        AddressProblem::LocalTooLong => format!("{status} Local part of {what} address too long"),
+        AddressProblem::DomainTooLong => format!("{status} Domain of {what} address too long"),
+        AddressProblem::PathTooLong => format!("{status} The {what} path is too long"),
+        AddressProblem::BadCharacter => format!("{status} Bad character in {what} address"),
+        AddressProblem::BadDomain => format!("{status} Bad domain in {what} address"),
+    };
+    // RFC 5321 §4.5.3.1: 501 for a path that breaks the syntax or size rules.
+    reply(501, text)
+}

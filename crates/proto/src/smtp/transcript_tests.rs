@@ -1,0 +1,496 @@
+//! Transcript tests of the SMTP session through its connection framing: client bytes in,
+//! server reply lines out, as OpenSMTPD's regress scripts and Postfix's `.in`/`.ref` files do.
+
+use std::sync::Arc;
+
+use super::*;
+
+/// A directory with one local domain `example.test` holding `alice` and `bob`.
+struct FakePolicy;
+
+impl Policy for FakePolicy {
+    fn check_rcpt(&self, address: &str, _sender: &str, peer: &Peer) -> RcptVerdict {
+        if address.is_empty() {
+            return RcptVerdict::Accept("postmaster@example.test".into());
+        }
+        let (local, domain) = address::split(address).unwrap();
+        if domain.eq_ignore_ascii_case("example.test") {
+            let l = local.to_lowercase();
+            if ["alice", "bob", "postmaster", "用户"].contains(&l.as_str()) {
+                RcptVerdict::Accept(address.to_string())
+            } else {
+                RcptVerdict::UnknownUser
+            }
+        } else if domain == "tempfail.test" {
+            RcptVerdict::TempFail
+        } else if peer.trusted {
+            RcptVerdict::Accept(address.to_string())
+        } else {
+            RcptVerdict::RelayDenied
+        }
+    }
+}
+
+struct Run {
+    replies: Vec<String>,
+    committed: Vec<(Envelope, Vec<u8>)>,
+    closed: bool,
+}
+
+fn config() -> Arc<SessionConfig> {
+    Arc::new(SessionConfig {
+        hostname: "mx.example.test".into(),
+        max_message_size: 1000,
+        max_recipients: 3,
+    })
+}
+
+/// Feeds `chunks` (each as one network read) and collects every reply line.
+fn run_chunks(chunks: &[&[u8]], trusted: bool) -> Run {
+    let session = Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted,
+        },
+    );
+    let mut conn = Connection::new(session);
+    let mut out = Vec::new();
+    let mut committed = Vec::new();
+    let mut closed = false;
+    let mut n = 0;
+    'outer: for chunk in chunks {
+        conn.receive(chunk);
+        loop {
+            match conn.advance(&FakePolicy) {
+                Event::NeedInput => break,
+                Event::Close => {
+                    closed = true;
+                    break 'outer;
+                }
+                Event::Commit { envelope, message } => {
+                    n += 1;
+                    let id = format!("ID{n}");
+                    committed.push((envelope, message));
+                    conn.committed(Ok(&id));
+                }
+            }
+        }
+        out.extend(conn.take_output());
+    }
+    out.extend(conn.take_output());
+    let text = String::from_utf8(out).unwrap();
+    Run {
+        replies: text.split_terminator("\r\n").map(str::to_string).collect(),
+        committed,
+        closed,
+    }
+}
+
+fn run(input: &[u8]) -> Run {
+    run_chunks(&[input], false)
+}
+
+/// Asserts each reply line starts with the expected prefix, in order.
+fn expect(run: &Run, expected: &[&str]) {
+    let got: Vec<&str> = run.replies.iter().map(String::as_str).collect();
+    assert_eq!(got.len(), expected.len(), "replies: {got:#?}");
+    for (g, e) in got.iter().zip(expected) {
+        assert!(g.starts_with(e), "expected {e:?}, got {g:?}\nall: {got:#?}");
+    }
+}
+
+const EHLO: &[&str] = &[
+    "250-mx.example.test",
+    "250-PIPELINING",
+    "250-SIZE 1000",
+    "250-8BITMIME",
+    "250-ENHANCEDSTATUSCODES",
+    "250-SMTPUTF8",
+    "250 CHUNKING",
+];
+
+fn with_ehlo(rest: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec!["220 mx.example.test ESMTP"];
+    v.extend_from_slice(EHLO);
+    v.extend_from_slice(rest);
+    v
+}
+
+#[test]
+fn simple_delivery() {
+    let r = run(b"EHLO client.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250 2.1.0",
+            "250 2.1.5",
+            "354 ",
+            "250 2.0.0 Ok: queued as ID1",
+            "221 2.0.0",
+        ]),
+    );
+    assert!(r.closed);
+    assert_eq!(r.committed.len(), 1);
+    let (env, msg) = &r.committed[0];
+    assert_eq!(env.sender, "s@remote.test");
+    assert_eq!(env.recipients, vec!["alice@example.test".to_string()]);
+    assert_eq!(msg, b"Subject: hi\r\n\r\nbody\r\n");
+}
+
+#[test]
+fn helo_and_null_sender() {
+    let r = run(b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nx\r\n.\r\n");
+    expect(
+        &r,
+        &[
+            "220 ",
+            "250 mx.example.test",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354 ",
+            "250 2.0.0",
+        ],
+    );
+    assert_eq!(r.committed[0].0.sender, "");
+}
+
+#[test]
+fn sequence_errors() {
+    let r = run(b"MAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nMAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\nDATA\r\n");
+    let mut expected = vec!["220", "503 5.5.1"]; // MAIL before EHLO
+    expected.extend_from_slice(EHLO);
+    expected.extend_from_slice(&[
+        "503 5.5.1", // RCPT without MAIL
+        "503 5.5.1", // DATA without MAIL
+        "250 2.1.0",
+        "503 5.5.1", // nested MAIL
+        "554 5.5.1", // DATA without valid recipients
+    ]);
+    expect(&r, &expected);
+}
+
+#[test]
+fn syntax_errors() {
+    let r = run(b"EHLO c\r\nFOO\r\nMAIL FROM:alice\r\nMAIL FROM:<a b@c>\r\nEHLO\r\nMAIL FROM:<a@b.test> FOO=BAR\r\nMAIL FROM:<a@b.test> RET=FULL\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "500 5.5.1",
+            "501 ",
+            "501 ",
+            "501 ",
+            "555 5.5.4",
+            "555 5.5.4",
+        ]),
+    );
+}
+
+#[test]
+fn unknown_user_and_relay_denied() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<x@elsewhere.test>\r\nRCPT TO:<x@tempfail.test>\r\nRCPT TO:<ALICE@Example.TEST>\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250 2.1.0",
+            "550 5.1.1 <nobody@example.test>: Recipient address rejected",
+            "554 5.7.1 <x@elsewhere.test>: Relay access denied",
+            "451 4.3.0",
+            "250 2.1.5",
+        ]),
+    );
+}
+
+#[test]
+fn trusted_client_may_relay() {
+    let r = run_chunks(
+        &[b"EHLO c\r\nMAIL FROM:<s@example.test>\r\nRCPT TO:<x@elsewhere.test>\r\n"],
+        true,
+    );
+    expect(&r, &with_ehlo(&["250 2.1.0", "250 2.1.5"]));
+}
+
+#[test]
+fn postmaster_always_accepted() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<Postmaster@example.test>\r\n");
+    expect(&r, &with_ehlo(&["250 2.1.0", "250 2.1.5", "250 2.1.5"]));
+}
+
+#[test]
+fn too_many_recipients() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<postmaster@example.test>\r\nRCPT TO:<alice+x@example.test>\r\n");
+    expect(
+        &r,
+        &with_ehlo(&["250 2.1.0", "250", "250", "250", "452 4.5.3"]),
+    );
+}
+
+#[test]
+fn duplicate_recipient_recorded_once() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\n");
+    expect(&r, &with_ehlo(&["250", "250", "250", "354", "250 2.0.0"]));
+    assert_eq!(r.committed[0].0.recipients.len(), 1);
+}
+
+#[test]
+fn size_limits() {
+    let big = format!(
+        "EHLO c\r\nMAIL FROM:<s@r.test> SIZE=5000\r\nMAIL FROM:<s@r.test> SIZE=10\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n{}\r\n.\r\nNOOP\r\n",
+        "x".repeat(2000)
+    );
+    let r = run(big.as_bytes());
+    expect(
+        &r,
+        &with_ehlo(&[
+            "552 5.3.4",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "552 5.3.4",
+            "250 2.0.0",
+        ]),
+    );
+    assert!(r.committed.is_empty());
+}
+
+#[test]
+fn overlong_command_line() {
+    let mut input = b"EHLO c\r\nNOOP ".to_vec();
+    input.extend(std::iter::repeat_n(b'a', 600));
+    input.extend_from_slice(b"\r\nNOOP\r\n");
+    let r = run(&input);
+    expect(&r, &with_ehlo(&["500 5.5.2", "250 2.0.0"]));
+    // Same when the long line arrives in small pieces.
+    let pieces: Vec<&[u8]> = input.chunks(7).collect();
+    let r = run_chunks(&pieces, false);
+    expect(&r, &with_ehlo(&["500 5.5.2", "250 2.0.0"]));
+}
+
+#[test]
+fn line_of_exactly_512_octets_is_accepted() {
+    let mut line = b"NOOP ".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 512 - 5 - 2));
+    line.extend_from_slice(b"\r\n");
+    assert_eq!(line.len(), 512);
+    let r = run(&line);
+    expect(&r, &["220", "250 2.0.0"]);
+}
+
+#[test]
+fn address_length_limits() {
+    let local = "a".repeat(65);
+    let input = format!("EHLO c\r\nMAIL FROM:<{local}@r.test>\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<{local}@example.test>\r\n");
+    let r = run(input.as_bytes());
+    expect(&r, &with_ehlo(&["501 5.1.7", "250 2.1.0", "501 5.1.3"]));
+}
+
+#[test]
+fn smtputf8_required_for_utf8_addresses() {
+    let r = run("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<用户@example.test>\r\nRSET\r\nMAIL FROM:<s@r.test> SMTPUTF8\r\nRCPT TO:<用户@example.test>\r\nDATA\r\nx\r\n.\r\n".as_bytes());
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "553 5.6.7",
+            "250 2.0.0",
+            "250",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0",
+        ]),
+    );
+}
+
+#[test]
+fn pipelined_batch_in_one_write() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nhello\r\n.\r\nMAIL FROM:<t@r.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsecond\r\n.\r\nQUIT\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250 2.1.0",
+            "250 2.1.5",
+            "550 5.1.1",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0 Ok: queued as ID1",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0 Ok: queued as ID2",
+            "221",
+        ]),
+    );
+    assert_eq!(r.committed.len(), 2);
+    assert_eq!(
+        r.committed[0].0.recipients,
+        vec!["alice@example.test", "bob@example.test"]
+    );
+    assert_eq!(r.committed[1].1, b"second\r\n");
+}
+
+#[test]
+fn byte_at_a_time_gives_same_replies() {
+    let input = b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n..dot\r\nx\r\n.\r\nQUIT\r\n";
+    let pieces: Vec<&[u8]> = input.chunks(1).collect();
+    let r = run_chunks(&pieces, false);
+    expect(&r, &with_ehlo(&["250", "250", "354", "250 2.0.0", "221"]));
+    assert_eq!(r.committed[0].1, b".dot\r\nx\r\n");
+}
+
+#[test]
+fn smuggling_sequences_are_refused_not_split() {
+    for seq in ["\n.\r\n", "\n.\n", "\r.\r\n", "\r\n.\n", "\r.\n"] {
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nhi{seq}MAIL FROM:<evil@r.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n"
+        );
+        let r = run(input.as_bytes());
+        expect(
+            &r,
+            &with_ehlo(&["250", "250", "354", "550 5.6.11", "250 2.0.0"]),
+        );
+        assert!(r.committed.is_empty(), "{seq:?} produced a message");
+    }
+}
+
+#[test]
+fn bdat_chunks() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 5\r\nab\r\ncBDAT 3 LAST\r\nd\n.QUIT\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "250",
+            "250 2.0.0 5 octets",
+            "250 2.0.0 Ok: queued as ID1",
+            "221",
+        ]),
+    );
+    // BDAT is binary-exact: no dot handling, bare LF kept.
+    assert_eq!(r.committed[0].1, b"ab\r\ncd\n.");
+}
+
+#[test]
+fn bdat_errors_consume_the_chunk() {
+    // BDAT without MAIL: the 4 chunk bytes are read and dropped, not run as a command.
+    let r = run(b"EHLO c\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+    expect(&r, &with_ehlo(&["503 5.5.1", "250 2.0.0"]));
+    // Too big in total: the whole chunk is read and dropped, then 552.
+    let mut bytes =
+        b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 2000 LAST\r\n"
+            .to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', 2000));
+    bytes.extend_from_slice(b"NOOP\r\n");
+    let r = run(&bytes);
+    expect(&r, &with_ehlo(&["250", "250", "552 5.3.4", "250 2.0.0"]));
+    assert!(r.committed.is_empty());
+    // DATA after BDAT.
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 1\r\nxDATA\r\nBDAT 0 LAST\r\n");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "250",
+            "250 2.0.0 1 octets",
+            "503 5.5.1",
+            "250 2.0.0 Ok",
+        ]),
+    );
+    assert_eq!(r.committed[0].1, b"x");
+}
+
+#[test]
+fn rset_drops_bdat_bytes() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3\r\nabcRSET\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 2 LAST\r\nde");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "250",
+            "250",
+            "250 2.0.0",
+            "250",
+            "250",
+            "250 2.0.0 Ok",
+        ]),
+    );
+    assert_eq!(r.committed[0].1, b"de");
+}
+
+#[test]
+fn vrfy_help_noop_rset_quit() {
+    let r = run(b"VRFY alice\r\nHELP\r\nNOOP\r\nRSET\r\nEXPN list\r\nSTARTTLS\r\nQUIT\r\nNOOP\r\n");
+    expect(
+        &r,
+        &[
+            "220",
+            "252 2.5.2",
+            "214-",
+            "214 ",
+            "250 2.0.0",
+            "250 2.0.0",
+            "502 5.5.1",
+            "502 5.5.1",
+            "221 2.0.0",
+        ],
+    );
+    assert!(r.closed);
+}
+
+#[test]
+fn params_after_helo_refused() {
+    let r = run(b"HELO c\r\nMAIL FROM:<s@r.test> BODY=8BITMIME\r\n");
+    expect(&r, &["220", "250 mx", "555 5.5.4"]);
+}
+
+#[test]
+fn eight_bit_body_passes() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test> BODY=8BITMIME\r\nRCPT TO:<alice@example.test>\r\nDATA\r\ncaf\xc3\xa9\r\n.\r\n");
+    expect(&r, &with_ehlo(&["250", "250", "354", "250 2.0.0"]));
+    assert_eq!(r.committed[0].1, b"caf\xc3\xa9\r\n");
+}
+
+#[test]
+fn control_bytes_in_address_refused() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<a\x00b@r.test>\r\nMAIL FROM:<a@r.test;ls>\r\n");
+    expect(&r, &with_ehlo(&["501", "501"]));
+}
+
+#[test]
+fn commit_failure_replies_4xx() {
+    let session = Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n");
+    match conn.advance(&FakePolicy) {
+        Event::Commit { .. } => conn.committed(Err(CommitError::NoSpace)),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
+    let out = String::from_utf8(conn.take_output()).unwrap();
+    assert!(out.contains("\r\n452 4.3.1 "), "{out}");
+    assert!(out.ends_with("250 2.0.0 Ok\r\n"), "{out}");
+}
+
+#[test]
+fn received_header_names_id_and_recipient() {
+    let session = Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(b"EHLO client.test\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\n");
+    assert!(matches!(conn.advance(&FakePolicy), Event::Commit { .. }));
+    let h = conn.received_header("QID", 0);
+    assert_eq!(
+        h,
+        "Received: from client.test ([192.0.2.1])\r\n\tby mx.example.test (Mailroom) with ESMTP id QID\r\n\tfor <alice@example.test>; Thu, 1 Jan 1970 00:00:00 +0000\r\n"
+    );
+}
