@@ -1,1 +1,90 @@
-fn main() {}
+//! `mailroom`: the one binary. Parses the command line, loads the configuration, and either
+//! runs the server (`serve`) or performs one admin command on the directory or the queue.
+//!
+//! Exit codes: 0 done, 1 failed (one line `mailroom: ...` on stderr), 2 usage or bad config.
+
+mod admin;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Mailroom: an SMTP + POP3 mail server.
+#[derive(Parser, Debug)]
+#[command(name = "mailroom", version, about)]
+struct Cli {
+    /// Configuration file (default: /etc/mailroom/mailroom.toml when it exists, else the
+    /// built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage the domains we receive mail for.
+    #[command(subcommand)]
+    Domain(admin::DomainCommand),
+    /// Manage accounts (mailboxes).
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage aliases and catch-alls.
+    #[command(subcommand)]
+    Alias(admin::AliasCommand),
+    /// Inspect and manage the mail queue.
+    #[command(subcommand)]
+    Queue(admin::QueueCommand),
+    /// Print the configuration in effect (defaults filled in).
+    CheckConfig,
+}
+
+/// An error that ends the program with a code and a one-line message.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit code 1: the command could not be done.
+    pub fn failed(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 1,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailroom: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => serve::run(config),
+        Command::Domain(c) => admin::domain(&config, c),
+        Command::User(c) => admin::user(&config, c),
+        Command::Alias(c) => admin::alias(&config, c),
+        Command::Queue(c) => admin::queue(&config, c),
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("mailroom: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

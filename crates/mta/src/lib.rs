@@ -1,1 +1,10 @@
-//! placeholder
+//! The mail transfer agent: SMTP listeners, the recipient policy over the directory, and the
+//! queue runner that delivers queued mail into local Maildirs.
+//!
+//! Mail flows one way: [`smtpd`] accepts and puts each message in the spool (the only door),
+//! then [`delivery`] takes it out and delivers it. `mta` never reads a Maildir and holds no
+//! protocol logic of its own: that lives in `proto`.
+
+pub mod delivery;
+pub mod policy;
+pub mod smtpd;

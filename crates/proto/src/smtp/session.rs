@@ -50,6 +50,8 @@ pub enum RcptVerdict {
     RelayDenied,
     /// The directory could not be read: `451 4.3.0`, try later.
     TempFail,
+    /// The address expands through an alias loop: `550 5.4.6` (RFC 3463).
+    Loop,
 }
 
 /// Decides about recipients. Implemented over the directory by the MTA, and by fakes in
@@ -334,6 +336,10 @@ impl Session {
                 format!("5.1.1 <{shown}>: Recipient address rejected: User unknown"),
             ),
             RcptVerdict::RelayDenied => reply(554, format!("5.7.1 <{shown}>: Relay access denied")),
+            RcptVerdict::Loop => reply(
+                550,
+                format!("5.4.6 <{shown}>: Recipient address rejected: alias loop"),
+            ),
             RcptVerdict::TempFail => reply(
                 451,
                 format!("4.3.0 <{shown}>: Temporary lookup failure, try again later"),

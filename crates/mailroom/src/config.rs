@@ -1,0 +1,273 @@
+//! The TOML configuration: its keys, their safe defaults, and loading with one-line errors.
+//!
+//! `--config FILE` names the file; without it `/etc/mailroom/mailroom.toml` is read when it
+//! exists, else the embedded defaults apply. Unknown keys, wrong types and bad addresses are
+//! errors that name the key and the line (`smtp.listen[0]: line 4: invalid socket address
+//! syntax`). This module only reads; it starts nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Where the configuration is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Greeting, `Received:`, EHLO; default: the machine's host name.
+    pub hostname: String,
+    /// Everything Mailroom writes lives under it.
+    pub data_dir: PathBuf,
+    /// Account that receives `postmaster@` mail of domains without a `postmaster` alias;
+    /// empty: the first account created in that domain (then the first account at all).
+    pub postmaster: String,
+    /// `error`, `warn`, `info`, `debug` or `trace` (overridden by `RUST_LOG`).
+    pub log_level: String,
+    pub smtp: SmtpConfig,
+    pub pop3: Pop3Config,
+    pub delivery: DeliveryConfig,
+}
+
+/// `[smtp]`: the MX service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Port 25 listeners; empty disables.
+    pub listen: Vec<SocketAddr>,
+    /// Bytes; advertised in SIZE.
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    /// May relay without AUTH.
+    pub trusted_networks: Vec<IpNet>,
+    /// Concurrent SMTP connections, all listeners together; more get `421`.
+    pub max_connections: usize,
+    /// Seconds a client may stay silent between commands (RFC 5321 §4.5.3.2: at least 300).
+    pub command_timeout: u64,
+    /// Seconds running sessions get to finish at shutdown before they are told `421`.
+    pub shutdown_grace: u64,
+}
+
+/// `[pop3]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Config {
+    /// Port 110 listeners; empty disables.
+    pub listen: Vec<SocketAddr>,
+    /// Concurrent POP3 connections.
+    pub max_connections: usize,
+}
+
+/// `[delivery]`: the local delivery agent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Messages delivered at the same time.
+    pub concurrency: usize,
+    /// Seconds before a message that could not be delivered locally is tried again.
+    pub retry_interval: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            hostname: machine_hostname(),
+            data_dir: PathBuf::from("/var/lib/mailroom"),
+            postmaster: String::new(),
+            log_level: "info".into(),
+            smtp: SmtpConfig::default(),
+            pop3: Pop3Config::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> SmtpConfig {
+        SmtpConfig {
+            listen: vec!["0.0.0.0:25".parse().expect("literal address")],
+            max_message_size: 52_428_800,
+            max_recipients: 100,
+            trusted_networks: vec![
+                "127.0.0.0/8".parse().expect("literal network"),
+                "::1/128".parse().expect("literal network"),
+            ],
+            max_connections: 1000,
+            command_timeout: 300,
+            shutdown_grace: 10,
+        }
+    }
+}
+
+impl Default for Pop3Config {
+    fn default() -> Pop3Config {
+        Pop3Config {
+            listen: vec!["0.0.0.0:110".parse().expect("literal address")],
+            max_connections: 500,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> DeliveryConfig {
+        DeliveryConfig {
+            concurrency: 16,
+            retry_interval: 300,
+        }
+    }
+}
+
+/// The machine's host name (the default for `hostname`).
+pub fn machine_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(name) = std::str::from_utf8(&buf[..len]) {
+            if !name.is_empty() {
+                return name.to_string();
+            }
+        }
+    }
+    "localhost".into()
+}
+
+/// A configuration that cannot be used; its Display is the one line shown to the admin.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Loads the configuration: `path` if given, else [`DEFAULT_PATH`] if it exists, else the
+/// defaults.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
+        None => return Ok(Config::default()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    parse(&text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+}
+
+/// Parses configuration text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(text, "", &e))?;
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        toml_error(text, &key, e.inner())
+    })?;
+    validate(&config)?;
+    Ok(config)
+}
+
+fn toml_error(text: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().trim().replace('\n', " ");
+    let key = if key.is_empty() || key == "." {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    match line {
+        Some(l) => ConfigError(format!("{key}line {l}: {message}")),
+        None => ConfigError(format!("{key}{message}")),
+    }
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    if c.hostname.is_empty() || !proto::smtp::address::valid_domain(&c.hostname) {
+        return Err(ConfigError(format!("hostname: not a valid host name: {:?}", c.hostname)));
+    }
+    if c.data_dir.as_os_str().is_empty() {
+        return Err(ConfigError("data_dir: must not be empty".into()));
+    }
+    if c.smtp.max_message_size == 0 {
+        return Err(ConfigError("smtp.max_message_size: must be more than 0".into()));
+    }
+    if c.smtp.max_recipients == 0 {
+        return Err(ConfigError("smtp.max_recipients: must be more than 0".into()));
+    }
+    if c.smtp.max_connections == 0 || c.pop3.max_connections == 0 {
+        return Err(ConfigError("max_connections: must be more than 0".into()));
+    }
+    if c.delivery.concurrency == 0 {
+        return Err(ConfigError("delivery.concurrency: must be more than 0".into()));
+    }
+    if !c.postmaster.is_empty() && proto::smtp::address::check(&c.postmaster).is_err() {
+        return Err(ConfigError(format!("postmaster: not an address: {:?}", c.postmaster)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.smtp.listen, vec!["0.0.0.0:25".parse().unwrap()]);
+        assert_eq!(c.smtp.max_message_size, 52_428_800);
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.smtp.trusted_networks.len(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/mailroom"));
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            "hostname = \"mx.example.test\"\ndata_dir = \"/tmp/x\"\n[smtp]\nlisten = [\"127.0.0.1:2525\"]\nmax_message_size = 1000\nmax_recipients = 5\ntrusted_networks = [\"10.0.0.0/8\"]\n[pop3]\nlisten = []\n",
+        )
+        .unwrap();
+        assert_eq!(c.hostname, "mx.example.test");
+        assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert!(c.pop3.listen.is_empty());
+        assert_eq!(c.smtp.trusted_networks, vec!["10.0.0.0/8".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("hostname = \"a.test\"\n[smtp]\nlisten = []\nmax_mesage_size = 5\n").unwrap_err();
+        assert!(e.0.contains("line 4"), "{}", e.0);
+        assert!(e.0.contains("max_mesage_size"), "{}", e.0);
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn bad_address_names_key_and_line() {
+        let e = parse("[smtp]\n\nlisten = [\"127.0.0.1:99999\"]\n").unwrap_err();
+        assert!(e.0.contains("smtp.listen"), "{}", e.0);
+        assert!(e.0.contains("line 3"), "{}", e.0);
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = parse("[smtp]\nmax_recipients = \"many\"\n").unwrap_err();
+        assert!(e.0.contains("smtp.max_recipients"), "{}", e.0);
+        assert!(e.0.contains("line 2"), "{}", e.0);
+    }
+
+    #[test]
+    fn bad_network() {
+        let e = parse("[smtp]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(e.0.contains("smtp.trusted_networks"), "{}", e.0);
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = parse("hostname = \n").unwrap_err();
+        assert!(e.0.contains("line 1"), "{}", e.0);
+    }
+}

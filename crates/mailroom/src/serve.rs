@@ -1,0 +1,152 @@
+//! `mailroom serve`: opens the directory and spool, binds every configured listener (a port
+//! that cannot be bound is an error naming the config key), starts the SMTP listeners, the POP3
+//! listeners and the queue runner, and shuts them down in order on SIGTERM/SIGINT: stop
+//! accepting, let sessions finish (then `421`), let running deliveries finish, exit 0.
+//! Everything acknowledged is already durable in the spool, so nothing is lost by stopping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mta::delivery::Delivery;
+use mta::policy::DirectoryPolicy;
+use mta::smtpd::{Smtpd, SmtpdConfig};
+use proto::smtp::SessionConfig;
+use store::directory::Directory;
+use store::spool::Spool;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::config::Config;
+use crate::Failure;
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<TcpListener>, Failure> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            Failure::failed(format!(
+                "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
+            ))
+        })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
+        let listener = TcpListener::from_std(std_listener)
+            .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), Failure> {
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start runtime: {e}")))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Failure::failed(format!("cannot create data_dir {}: {e}", config.data_dir.display()))
+    })?;
+    let directory = Arc::new(Directory::open(&config.data_dir).map_err(Failure::failed)?);
+    let spool = Arc::new(Spool::open(&config.data_dir).map_err(|e| {
+        Failure::failed(format!("cannot open the queue under {}: {e}", config.data_dir.display()))
+    })?);
+    let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
+
+    // Bind everything first: a port we cannot have stops the start before anything runs.
+    let smtp_listeners = bind_all(&config.smtp.listen, "smtp.listen")?;
+    let pop3_listeners = bind_all(&config.pop3.listen, "pop3.listen")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (queued_tx, queued_rx) = mpsc::unbounded_channel();
+
+    let delivery = Arc::new(Delivery {
+        directory: directory.clone(),
+        spool: spool.clone(),
+        data_dir: config.data_dir.clone(),
+        hostname: config.hostname.clone(),
+        postmaster: postmaster.clone(),
+        concurrency: config.delivery.concurrency,
+        retry_interval: Duration::from_secs(config.delivery.retry_interval.max(1)),
+    });
+    let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown_rx.clone()));
+
+    let smtpd = Arc::new(Smtpd {
+        config: SmtpdConfig {
+            session: Arc::new(SessionConfig {
+                hostname: config.hostname.clone(),
+                max_message_size: config.smtp.max_message_size,
+                max_recipients: config.smtp.max_recipients,
+            }),
+            trusted_networks: config.smtp.trusted_networks.clone(),
+            command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
+            shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
+        },
+        policy: Arc::new(DirectoryPolicy::new(directory.clone(), postmaster)),
+        spool: spool.clone(),
+        queued: queued_tx,
+        slots: Arc::new(Semaphore::new(config.smtp.max_connections)),
+    });
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in smtp_listeners {
+        let addr = listener.local_addr().ok();
+        tracing::info!("smtpd: listening on {addr:?}");
+        servers.spawn(mta::smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
+    }
+    for listener in pop3_listeners {
+        let addr = listener.local_addr().ok();
+        tracing::info!("pop3d: listening on {addr:?}");
+        servers.spawn(crate::serve::pop3(listener, &config, directory.clone(), shutdown_rx.clone()));
+    }
+    drop(smtpd);
+    tracing::info!("mailroom started as {} with data_dir {}", config.hostname, config.data_dir.display());
+
+    wait_for_signal().await;
+    tracing::info!("shutdown requested: no new connections; sessions get {}s to finish", config.smtp.shutdown_grace);
+    let _ = shutdown_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    let _ = delivery_task.await;
+    tracing::info!("mailroom stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Placeholder until the POP3 service is wired in.
+fn pop3(
+    listener: TcpListener,
+    _config: &Config,
+    _directory: Arc<Directory>,
+    _shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    drop(listener);
+    async {}
+}

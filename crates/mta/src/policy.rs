@@ -1,0 +1,62 @@
+//! Who may send to whom: the [`proto::smtp::Policy`] that SMTP sessions ask at RCPT time,
+//! answered from the directory.
+//!
+//! A recipient in one of our domains must exist (account, alias, plus-address, catch-all or
+//! postmaster), else `550 5.1.1` now rather than a bounce later. A recipient in another domain
+//! is accepted only from a client in `smtp.trusted_networks` (later also an authenticated one);
+//! everyone else gets `554 5.7.1`: never an open relay. Address tricks such as `u%remote@local`
+//! or a quoted `"u@remote"@local` end up as a local part of the local domain (the address is
+//! split at its last `@`), so they can only be unknown local users.
+
+use std::sync::Arc;
+
+use proto::smtp::{Peer, Policy, RcptVerdict};
+use store::directory::{Directory, Resolution};
+
+/// The recipient policy over the directory.
+pub struct DirectoryPolicy {
+    directory: Arc<Directory>,
+    postmaster: Option<String>,
+}
+
+impl DirectoryPolicy {
+    /// `postmaster`: the configured account for `postmaster@` mail, if any.
+    pub fn new(directory: Arc<Directory>, postmaster: Option<String>) -> DirectoryPolicy {
+        DirectoryPolicy {
+            directory,
+            postmaster,
+        }
+    }
+}
+
+impl Policy for DirectoryPolicy {
+    fn check_rcpt(&self, address: &str, _sender: &str, peer: &Peer) -> RcptVerdict {
+        let address = if address.is_empty() {
+            // RFC 5321 §4.5.1: the bare `<postmaster>` must be accepted; it means the
+            // postmaster of our first domain.
+            match self.directory.list_domains() {
+                Ok(domains) => match domains.first() {
+                    Some(d) => format!("postmaster@{d}"),
+                    None => return RcptVerdict::UnknownUser,
+                },
+                Err(e) => {
+                    tracing::error!("directory lookup failed: {e}");
+                    return RcptVerdict::TempFail;
+                }
+            }
+        } else {
+            address.to_string()
+        };
+        match self.directory.resolve(&address, self.postmaster.as_deref()) {
+            Ok(Resolution::NotLocal) if peer.trusted => RcptVerdict::Accept(address),
+            Ok(Resolution::NotLocal) => RcptVerdict::RelayDenied,
+            Ok(Resolution::Unknown) => RcptVerdict::UnknownUser,
+            Ok(Resolution::Loop) => RcptVerdict::Loop,
+            Ok(Resolution::Deliver { .. }) => RcptVerdict::Accept(address),
+            Err(e) => {
+                tracing::error!("directory lookup failed: {e}");
+                RcptVerdict::TempFail
+            }
+        }
+    }
+}
