@@ -413,7 +413,6 @@ impl Directory {
                 "cannot switch to WAL mode (got {mode})"
             )));
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Schema creation in an IMMEDIATE transaction, so two processes opening a fresh
         // database at once do not both try to create it.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
