@@ -131,7 +131,7 @@ impl Maildir {
     }
 
     /// Durable delivery: create the Maildir if needed; write `parts` (concatenated) to
-    /// tmp/<name> (O_EXCL), fsync the file, rename to new/<name>, fsync new/. Returns the path
+    /// `tmp/<name>` (O_EXCL), fsync the file, rename to `new/<name>`, fsync new/. Returns the path
     /// in new/. On any error the tmp file is removed. The size in the name (`,S=`) must be the
     /// total length of the parts; a name whose `S=` disagrees is rejected. A message already
     /// in new/ under that name is not overwritten (`AlreadyExists`).

@@ -363,7 +363,7 @@ impl Spool {
         })
     }
 
-    /// Makes the message durable and only then returns its id: write tmp/<id>, fsync it (in
+    /// Makes the message durable and only then returns its id: write `tmp/<id>`, fsync it (in
     /// `spawn_blocking`; concurrent sessions fsync in parallel), then hand it to the committer,
     /// which renames every pending file into msg/ and fsyncs msg/ once for the whole batch
     /// (group commit), then wakes each waiter. Must be called inside a tokio runtime.
