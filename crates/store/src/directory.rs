@@ -1,1 +1,1329 @@
-//! TODO
+//! The directory: local domains, accounts (with argon2id password hashes) and aliases, kept in
+//! SQLite at `<data_dir>/directory.sqlite3`, plus the router ([`Directory::resolve`]) that says
+//! what an envelope recipient means.
+//!
+//! The CLI and the server open the same file at the same time, so the database runs in WAL mode
+//! with a 5 s busy timeout and nothing read from it is cached: every call goes to SQLite and sees
+//! whatever another process has committed.
+//!
+//! Addresses: the domain is compared case-insensitively and stored lowercase (no IDNA
+//! conversion); the local part keeps its case for display but is compared case-insensitively
+//! through a lookup key (the whole address lowercased). RFC 5321 section 2.4 lets a server treat
+//! local parts case-sensitively; we deliberately do not, as almost every site does.
+//!
+//! This module does not create Maildirs, does not know about SMTP replies and never logs or
+//! returns a password or a hash.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// Schema version stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+/// Maximum alias nesting (alias of an alias of ...) before [`Resolution::Loop`].
+const MAX_ALIAS_DEPTH: usize = 10;
+/// Maximum number of alias targets visited in one expansion before [`Resolution::Loop`].
+const MAX_ALIAS_TARGETS: usize = 1000;
+
+/// Why a directory operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryError {
+    /// The domain is not one of ours.
+    NoSuchDomain(String),
+    /// `add_domain` of a domain we already have.
+    DomainExists(String),
+    /// No account with that address.
+    NoSuchAccount(String),
+    /// `add_user` (or `add_alias`) of an address that already is an account.
+    AccountExists(String),
+    /// No alias with that name.
+    NoSuchAlias(String),
+    /// `add_user` of an address that already is an alias.
+    AliasExists(String),
+    /// The text is not an address we accept (the payload says what and why).
+    InvalidAddress(String),
+    /// `remove_domain` of a domain that still has accounts.
+    DomainHasAccounts(String),
+    /// `remove_domain` of a domain that still has aliases.
+    DomainHasAliases(String),
+    /// SQLite (or hashing) failed.
+    Db(String),
+}
+
+impl fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectoryError::NoSuchDomain(d) => write!(f, "no such domain: {d}"),
+            DirectoryError::DomainExists(d) => write!(f, "domain already exists: {d}"),
+            DirectoryError::NoSuchAccount(a) => write!(f, "no such account: {a}"),
+            DirectoryError::AccountExists(a) => write!(f, "account already exists: {a}"),
+            DirectoryError::NoSuchAlias(a) => write!(f, "no such alias: {a}"),
+            DirectoryError::AliasExists(a) => write!(f, "alias already exists: {a}"),
+            DirectoryError::InvalidAddress(a) => write!(f, "invalid address: {a}"),
+            DirectoryError::DomainHasAccounts(d) => write!(f, "domain {d} still has accounts"),
+            DirectoryError::DomainHasAliases(d) => write!(f, "domain {d} still has aliases"),
+            DirectoryError::Db(e) => write!(f, "directory database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DirectoryError {}
+
+impl From<rusqlite::Error> for DirectoryError {
+    fn from(e: rusqlite::Error) -> Self {
+        DirectoryError::Db(e.to_string())
+    }
+}
+
+/// A mail account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The address as it was created, case preserved: `Alice@example.org`.
+    pub address: String,
+    /// The local part, case preserved: `Alice`.
+    pub local: String,
+    /// The domain, lowercase: `example.org`.
+    pub domain: String,
+}
+
+/// What an envelope recipient means (the answer of [`Directory::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The domain is not one of ours.
+    NotLocal,
+    /// A local domain, but no such account or alias (SMTP: 550 5.1.1, RFC 3463).
+    Unknown,
+    /// Deliver to these accounts and forward to these remote addresses; both deduplicated.
+    Deliver {
+        /// Local accounts, one entry per distinct account.
+        local: Vec<Account>,
+        /// Forwarding targets outside our domains, deduplicated case-insensitively.
+        remote: Vec<String>,
+    },
+    /// Alias expansion loops, nests deeper than 10 or visits more than 1000 targets.
+    Loop,
+}
+
+/// The directory database. Cheap to share behind an `Arc`; calls are serialized on one
+/// connection, and argon2 work is done outside the lock.
+pub struct Directory {
+    conn: Mutex<Connection>,
+}
+
+/// A parsed, validated address: local part as given, domain lowercase.
+struct Addr {
+    local: String,
+    domain: String,
+}
+
+impl Addr {
+    fn display(&self) -> String {
+        format!("{}@{}", self.local, self.domain)
+    }
+    fn key(&self) -> String {
+        format!("{}@{}", self.local.to_lowercase(), self.domain)
+    }
+}
+
+fn invalid(input: &str, why: &str) -> DirectoryError {
+    DirectoryError::InvalidAddress(format!("{} ({why})", input.escape_debug()))
+}
+
+/// Validates a domain name (1..=255 octets, labels of ASCII letters, digits, `-` or non-ASCII
+/// alphanumerics, no empty label) and returns it lowercased.
+fn parse_domain(input: &str, whole: &str) -> Result<String, DirectoryError> {
+    if input.is_empty() || input.len() > 255 {
+        return Err(invalid(whole, "domain must be 1 to 255 octets"));
+    }
+    for label in input.split('.') {
+        if label.is_empty() {
+            return Err(invalid(whole, "empty domain label"));
+        }
+        let ok = label.chars().all(|c| {
+            c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+        });
+        if !ok {
+            return Err(invalid(whole, "bad character in domain"));
+        }
+    }
+    Ok(input.to_lowercase())
+}
+
+/// Validates an address: split at the last `@`, local part 1..=64 octets (RFC 5321 4.5.3.1.1)
+/// that is safe as a directory name, domain as [`parse_domain`].
+fn parse_address(input: &str) -> Result<Addr, DirectoryError> {
+    let Some((local, domain)) = input.rsplit_once('@') else {
+        return Err(invalid(input, "no @"));
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Err(invalid(input, "local part must be 1 to 64 octets"));
+    }
+    if local.contains('@') {
+        return Err(invalid(input, "more than one @"));
+    }
+    if local.starts_with('.') {
+        return Err(invalid(input, "local part starts with a dot"));
+    }
+    if local
+        .chars()
+        .any(|c| c == '/' || c == '\0' || c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(input, "bad character in local part"));
+    }
+    let domain = parse_domain(domain, input)?;
+    Ok(Addr {
+        local: local.to_string(),
+        domain,
+    })
+}
+
+/// An alias name: either an address or `@domain` (catch-all). Returns (display, key, domain).
+fn parse_alias(input: &str) -> Result<(String, String, String), DirectoryError> {
+    if let Some(domain) = input.strip_prefix('@') {
+        let domain = parse_domain(domain, input)?;
+        let name = format!("@{domain}");
+        return Ok((name.clone(), name, domain));
+    }
+    let a = parse_address(input)?;
+    Ok((a.display(), a.key(), a.domain))
+}
+
+fn hash_password(password: &str) -> Result<String, DirectoryError> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| DirectoryError::Db(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DirectoryError::Db(format!("password hashing failed: {e}")))
+}
+
+/// A hash of a random password with the default parameters, verified against when the account
+/// does not exist so that the cost is the same either way.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let pw: [u8; 16] = rand::random();
+        let pw: String = pw.iter().map(|b| format!("{b:02x}")).collect();
+        // If hashing ever failed, an unparsable string still makes verification fail (quickly).
+        hash_password(&pw).unwrap_or_default()
+    })
+}
+
+fn verify_hash(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}
+
+const SCHEMA: &str = "
+CREATE TABLE domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    address TEXT NOT NULL,
+    local TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX accounts_domain ON accounts(domain);
+CREATE TABLE alias_targets (
+    id INTEGER PRIMARY KEY,
+    alias_key TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    UNIQUE (alias_key, target_key)
+);
+CREATE INDEX alias_targets_domain ON alias_targets(domain);
+";
+
+fn account_by_key(conn: &Connection, key: &str) -> Result<Option<Account>, DirectoryError> {
+    Ok(conn
+        .prepare_cached("SELECT address, local, domain FROM accounts WHERE key = ?1")?
+        .query_row([key], |r| {
+            Ok(Account {
+                address: r.get(0)?,
+                local: r.get(1)?,
+                domain: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+fn first_account(
+    conn: &Connection,
+    domain: Option<&str>,
+) -> Result<Option<Account>, DirectoryError> {
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(Account {
+            address: r.get(0)?,
+            local: r.get(1)?,
+            domain: r.get(2)?,
+        })
+    };
+    Ok(match domain {
+        Some(d) => conn
+            .prepare_cached(
+                "SELECT address, local, domain FROM accounts WHERE domain = ?1 ORDER BY id LIMIT 1",
+            )?
+            .query_row([d], map)
+            .optional()?,
+        None => conn
+            .prepare_cached("SELECT address, local, domain FROM accounts ORDER BY id LIMIT 1")?
+            .query_row([], map)
+            .optional()?,
+    })
+}
+
+fn domain_exists(conn: &Connection, domain: &str) -> Result<bool, DirectoryError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")?
+        .query_row([domain], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn alias_targets(conn: &Connection, alias_key: &str) -> Result<Vec<String>, DirectoryError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT target FROM alias_targets WHERE alias_key = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([alias_key], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Accumulates the result of an alias expansion.
+#[derive(Default)]
+struct Expansion {
+    local: Vec<Account>,
+    local_seen: HashSet<String>,
+    remote: Vec<String>,
+    remote_seen: HashSet<String>,
+    visited: usize,
+}
+
+impl Expansion {
+    fn add_local(&mut self, key: String, account: Account) {
+        if self.local_seen.insert(key) {
+            self.local.push(account);
+        }
+    }
+    fn add_remote(&mut self, address: String) {
+        if self.remote_seen.insert(address.to_lowercase()) {
+            self.remote.push(address);
+        }
+    }
+    fn into_resolution(self) -> Resolution {
+        if self.local.is_empty() && self.remote.is_empty() {
+            Resolution::Unknown
+        } else {
+            Resolution::Deliver {
+                local: self.local,
+                remote: self.remote,
+            }
+        }
+    }
+}
+
+/// Expands alias `key` into `out`. Returns `false` on a loop or when a limit is exceeded.
+fn expand(
+    conn: &Connection,
+    key: &str,
+    stack: &mut Vec<String>,
+    out: &mut Expansion,
+) -> Result<bool, DirectoryError> {
+    if stack.len() >= MAX_ALIAS_DEPTH || stack.iter().any(|k| k == key) {
+        return Ok(false);
+    }
+    stack.push(key.to_string());
+    for target in alias_targets(conn, key)? {
+        out.visited += 1;
+        if out.visited > MAX_ALIAS_TARGETS {
+            return Ok(false);
+        }
+        // Targets were validated when stored; skip any that no longer parse.
+        let Ok(addr) = parse_address(&target) else {
+            continue;
+        };
+        if !domain_exists(conn, &addr.domain)? {
+            out.add_remote(target);
+            continue;
+        }
+        let tkey = addr.key();
+        if let Some(acc) = account_by_key(conn, &tkey)? {
+            out.add_local(tkey, acc);
+        } else if !alias_targets(conn, &tkey)?.is_empty() && !expand(conn, &tkey, stack, out)? {
+            return Ok(false);
+        }
+        // A target in one of our domains that is neither account nor alias is skipped.
+    }
+    stack.pop();
+    Ok(true)
+}
+
+/// Resolves an exact key: account, then alias. `None` when it is neither.
+fn resolve_exact(conn: &Connection, key: &str) -> Result<Option<Resolution>, DirectoryError> {
+    if let Some(acc) = account_by_key(conn, key)? {
+        return Ok(Some(Resolution::Deliver {
+            local: vec![acc],
+            remote: Vec::new(),
+        }));
+    }
+    if !alias_targets(conn, key)?.is_empty() {
+        let mut out = Expansion::default();
+        if !expand(conn, key, &mut Vec::new(), &mut out)? {
+            return Ok(Some(Resolution::Loop));
+        }
+        return Ok(Some(out.into_resolution()));
+    }
+    Ok(None)
+}
+
+impl Directory {
+    /// Opens (creating if needed) `<data_dir>/directory.sqlite3`, creating `data_dir` if
+    /// missing, and creates or checks the schema.
+    pub fn open(data_dir: &Path) -> Result<Directory, DirectoryError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            DirectoryError::Db(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let mut conn = Connection::open(data_dir.join("directory.sqlite3"))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DirectoryError::Db(format!(
+                "cannot switch to WAL mode (got {mode})"
+            )));
+        }
+        // Schema creation in an IMMEDIATE transaction, so two processes opening a fresh
+        // database at once do not both try to create it.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(DirectoryError::Db(format!(
+                    "directory schema version {v} is newer than this program ({SCHEMA_VERSION})"
+                )))
+            }
+        }
+        tx.commit()?;
+        Ok(Directory {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, DirectoryError> {
+        self.conn
+            .lock()
+            .map_err(|_| DirectoryError::Db("directory lock poisoned".into()))
+    }
+
+    /// Adds a local domain (stored lowercase).
+    pub fn add_domain(&self, domain: &str) -> Result<(), DirectoryError> {
+        let d = parse_domain(domain, domain)?;
+        let conn = self.lock()?;
+        match conn.execute("INSERT INTO domains (name) VALUES (?1)", [&d]) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(DirectoryError::DomainExists(d)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a local domain; refuses while it still has accounts or aliases.
+    pub fn remove_domain(&self, domain: &str) -> Result<(), DirectoryError> {
+        let d = parse_domain(domain, domain)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !domain_exists(&tx, &d)? {
+            return Err(DirectoryError::NoSuchDomain(d));
+        }
+        let accounts: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM accounts WHERE domain = ?1",
+            [&d],
+            |r| r.get(0),
+        )?;
+        if accounts > 0 {
+            return Err(DirectoryError::DomainHasAccounts(d));
+        }
+        let aliases: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM alias_targets WHERE domain = ?1",
+            [&d],
+            |r| r.get(0),
+        )?;
+        if aliases > 0 {
+            return Err(DirectoryError::DomainHasAliases(d));
+        }
+        tx.execute("DELETE FROM domains WHERE name = ?1", [&d])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The local domains, sorted.
+    pub fn list_domains(&self) -> Result<Vec<String>, DirectoryError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached("SELECT name FROM domains ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Whether `domain` (any case) is one of ours. An invalid domain is simply not local.
+    pub fn is_local_domain(&self, domain: &str) -> Result<bool, DirectoryError> {
+        let Ok(d) = parse_domain(domain, domain) else {
+            return Ok(false);
+        };
+        let conn = self.lock()?;
+        domain_exists(&conn, &d)
+    }
+
+    /// Creates an account; its domain must be local and the address must not already be an
+    /// account or an alias.
+    pub fn add_user(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
+        let a = parse_address(address)?;
+        // Hash before taking the lock: argon2 is deliberately slow.
+        let hash = hash_password(password)?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !domain_exists(&tx, &a.domain)? {
+            return Err(DirectoryError::NoSuchDomain(a.domain));
+        }
+        if !alias_targets(&tx, &a.key())?.is_empty() {
+            return Err(DirectoryError::AliasExists(a.display()));
+        }
+        match tx.execute(
+            "INSERT INTO accounts (key, address, local, domain, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![a.key(), a.display(), a.local, a.domain, hash],
+        ) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(DirectoryError::AccountExists(a.display()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces an account's password.
+    pub fn set_password(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
+        let a = parse_address(address)?;
+        let hash = hash_password(password)?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET hash = ?1 WHERE key = ?2",
+            params![hash, a.key()],
+        )?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchAccount(a.display()));
+        }
+        Ok(())
+    }
+
+    /// Deletes an account (its Maildir is left alone). Aliases pointing at it are kept; the
+    /// router skips targets that no longer exist.
+    pub fn remove_user(&self, address: &str) -> Result<(), DirectoryError> {
+        let a = parse_address(address)?;
+        let conn = self.lock()?;
+        let n = conn.execute("DELETE FROM accounts WHERE key = ?1", [a.key()])?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchAccount(a.display()));
+        }
+        Ok(())
+    }
+
+    /// Account addresses (as stored), sorted case-insensitively; only `domain`'s when given.
+    pub fn list_users(&self, domain: Option<&str>) -> Result<Vec<String>, DirectoryError> {
+        let conn = self.lock()?;
+        let rows = match domain {
+            Some(d) => {
+                let d = parse_domain(d, d)?;
+                if !domain_exists(&conn, &d)? {
+                    return Err(DirectoryError::NoSuchDomain(d));
+                }
+                let mut stmt = conn.prepare_cached(
+                    "SELECT address FROM accounts WHERE domain = ?1 ORDER BY key",
+                )?;
+                let rows = stmt.query_map([&d], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+            None => {
+                let mut stmt = conn.prepare_cached("SELECT address FROM accounts ORDER BY key")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Adds targets to an alias, creating it if needed (`@domain` is the domain's catch-all).
+    /// The alias's domain must be local and the alias must not be an account; targets are
+    /// addresses, local or remote. Targets already present are not added twice.
+    pub fn add_alias(&self, alias: &str, targets: &[String]) -> Result<(), DirectoryError> {
+        let (name, key, domain) = parse_alias(alias)?;
+        if targets.is_empty() {
+            return Err(invalid(alias, "an alias needs at least one target"));
+        }
+        let parsed = targets
+            .iter()
+            .map(|t| parse_address(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !domain_exists(&tx, &domain)? {
+            return Err(DirectoryError::NoSuchDomain(domain));
+        }
+        if account_by_key(&tx, &key)?.is_some() {
+            return Err(DirectoryError::AccountExists(name));
+        }
+        for t in parsed {
+            tx.execute(
+                "INSERT OR IGNORE INTO alias_targets (alias_key, alias, domain, target, target_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, name, domain, t.display(), t.key()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes an alias and all its targets.
+    pub fn remove_alias(&self, alias: &str) -> Result<(), DirectoryError> {
+        let (name, key, _) = parse_alias(alias)?;
+        let conn = self.lock()?;
+        let n = conn.execute("DELETE FROM alias_targets WHERE alias_key = ?1", [key])?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchAlias(name));
+        }
+        Ok(())
+    }
+
+    /// Every alias with its targets (in the order added), sorted by alias.
+    pub fn list_aliases(&self) -> Result<Vec<(String, Vec<String>)>, DirectoryError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT alias_key, alias, target FROM alias_targets ORDER BY alias_key, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut last_key: Option<String> = None;
+        for row in rows {
+            let (key, alias, target) = row?;
+            match out.last_mut() {
+                Some(last) if last_key.as_deref() == Some(key.as_str()) => last.1.push(target),
+                _ => {
+                    out.push((alias, vec![target]));
+                    last_key = Some(key);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The account with this address (compared case-insensitively), if any.
+    pub fn account(&self, address: &str) -> Result<Option<Account>, DirectoryError> {
+        let a = parse_address(address)?;
+        let conn = self.lock()?;
+        account_by_key(&conn, &a.key())
+    }
+
+    /// argon2id check; returns the account on success. Same cost whether or not the account
+    /// exists (verify against a dummy hash when unknown) so timing does not reveal accounts.
+    pub fn verify_password(
+        &self,
+        address: &str,
+        password: &str,
+    ) -> Result<Option<Account>, DirectoryError> {
+        let found = match parse_address(address) {
+            Ok(a) => {
+                let conn = self.lock()?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT address, local, domain, hash FROM accounts WHERE key = ?1",
+                )?;
+                stmt.query_row([a.key()], |r| {
+                    Ok((
+                        Account {
+                            address: r.get(0)?,
+                            local: r.get(1)?,
+                            domain: r.get(2)?,
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .optional()?
+            }
+            Err(_) => None,
+        };
+        // The lock is released here; argon2 runs without it.
+        match found {
+            Some((account, hash)) => Ok(verify_hash(&hash, password).then_some(account)),
+            None => {
+                let _ = verify_hash(dummy_hash(), password);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The router: what an envelope recipient means. `postmaster` is the configured full
+    /// address of the account that receives mail for `postmaster@<any local domain>` when no
+    /// alias says otherwise (RFC 5321 section 4.5.1 requires that mailbox to exist).
+    ///
+    /// Order: not a local domain; exact account; exact alias; plus-address `user+tag` ->
+    /// `user`; postmaster fallback (configured account, first account of the domain, first
+    /// account at all); catch-all alias `@domain`; unknown.
+    pub fn resolve(
+        &self,
+        address: &str,
+        postmaster: Option<&str>,
+    ) -> Result<Resolution, DirectoryError> {
+        let a = parse_address(address)?;
+        let conn = self.lock()?;
+        if !domain_exists(&conn, &a.domain)? {
+            return Ok(Resolution::NotLocal);
+        }
+        let key = a.key();
+        if let Some(r) = resolve_exact(&conn, &key)? {
+            return Ok(r);
+        }
+        if let Some((user, _tag)) = a.local.split_once('+') {
+            if !user.is_empty() {
+                let base = Addr {
+                    local: user.to_string(),
+                    domain: a.domain.clone(),
+                };
+                if let Some(r) = resolve_exact(&conn, &base.key())? {
+                    return Ok(r);
+                }
+            }
+        }
+        if a.local.to_lowercase() == "postmaster" {
+            let configured = match postmaster.map(parse_address) {
+                Some(Ok(p)) => account_by_key(&conn, &p.key())?,
+                _ => None,
+            };
+            let acc = match configured {
+                Some(acc) => Some(acc),
+                None => match first_account(&conn, Some(&a.domain))? {
+                    Some(acc) => Some(acc),
+                    None => first_account(&conn, None)?,
+                },
+            };
+            if let Some(acc) = acc {
+                return Ok(Resolution::Deliver {
+                    local: vec![acc],
+                    remote: Vec::new(),
+                });
+            }
+        }
+        let catch_all = format!("@{}", a.domain);
+        if let Some(r) = resolve_exact(&conn, &catch_all)? {
+            return Ok(r);
+        }
+        Ok(Resolution::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, Directory) {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = Directory::open(t.path()).expect("open");
+        (t, d)
+    }
+
+    fn deliver(local: &[&str], remote: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = local.iter().map(|s| format!("L:{s}")).collect();
+        v.extend(remote.iter().map(|s| format!("R:{s}")));
+        v
+    }
+
+    fn flat(r: &Resolution) -> Vec<String> {
+        match r {
+            Resolution::Deliver { local, remote } => {
+                let mut v: Vec<String> = local.iter().map(|a| format!("L:{}", a.address)).collect();
+                v.extend(remote.iter().map(|s| format!("R:{s}")));
+                v
+            }
+            other => vec![format!("{other:?}")],
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn open_creates_data_dir_and_wal() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let sub = t.path().join("a/b");
+        let d = Directory::open(&sub).expect("open");
+        assert!(sub.join("directory.sqlite3").exists());
+        let conn = d.lock().expect("lock");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        drop(conn);
+        drop(d);
+        // Reopening an existing database works.
+        Directory::open(&sub).expect("reopen");
+    }
+
+    #[test]
+    fn domains() {
+        let (_t, d) = dir();
+        d.add_domain("Example.ORG").expect("add");
+        d.add_domain("b.example").expect("add");
+        assert_eq!(
+            d.add_domain("example.org").map_err(|e| e.to_string()),
+            Err("domain already exists: example.org".to_string())
+        );
+        assert_eq!(
+            d.list_domains().expect("list"),
+            s(&["b.example", "example.org"])
+        );
+        assert!(d.is_local_domain("EXAMPLE.org").expect("local"));
+        assert!(!d.is_local_domain("other.org").expect("local"));
+        d.remove_domain("B.example").expect("remove");
+        assert_eq!(
+            d.remove_domain("b.example").map_err(|e| e.to_string()),
+            Err("no such domain: b.example".to_string())
+        );
+        assert_eq!(d.list_domains().expect("list"), s(&["example.org"]));
+    }
+
+    #[test]
+    fn remove_domain_refuses_with_accounts_or_aliases() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("a@example.org", "pw").expect("user");
+        assert_eq!(
+            d.remove_domain("example.org").map_err(|e| e.to_string()),
+            Err("domain example.org still has accounts".to_string())
+        );
+        d.remove_user("a@example.org").expect("rm");
+        d.add_alias("x@example.org", &s(&["z@remote.net"]))
+            .expect("alias");
+        assert_eq!(
+            d.remove_domain("example.org"),
+            Err(DirectoryError::DomainHasAliases("example.org".into()))
+        );
+        d.remove_alias("X@Example.org").expect("rm alias");
+        d.remove_domain("example.org").expect("remove");
+    }
+
+    #[test]
+    fn invalid_addresses_and_domains() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        for bad in [
+            "noat",
+            "@example.org",
+            "a@",
+            "a@b@example.org",
+            ".a@example.org",
+            "..@example.org",
+            ".@example.org",
+            "a/b@example.org",
+            "a b@example.org",
+            "a\tb@example.org",
+            "a\0b@example.org",
+            "a\r\n@example.org",
+            "a@example..org",
+            "a@.example.org",
+            "a@example.org.",
+            "a@exa_mple.org",
+            "a@exa mple.org",
+        ] {
+            match d.add_user(bad, "pw") {
+                Err(DirectoryError::InvalidAddress(_)) => {}
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+        let long_local = format!("{}@example.org", "a".repeat(65));
+        assert!(matches!(
+            d.add_user(&long_local, "pw"),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+        let ok_local = format!("{}@example.org", "a".repeat(64));
+        d.add_user(&ok_local, "pw").expect("64 octets is fine");
+        let long_domain = format!("a@{}", ["abcdefghi"; 26].join("."));
+        assert!(long_domain.len() - 2 > 255);
+        assert!(matches!(
+            d.add_domain(&long_domain[2..]),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+        let e = d.add_user("a@b@example.org", "pw").expect_err("invalid");
+        assert!(e.to_string().starts_with("invalid address: "), "{e}");
+        // UTF-8 local part and domain are accepted.
+        d.add_domain("bücher.example").expect("utf8 domain");
+        d.add_user("Jürgen@BÜCHER.example", "pw")
+            .expect("utf8 user");
+        let acc = d
+            .account("jürgen@bücher.example")
+            .expect("ok")
+            .expect("found");
+        assert_eq!(acc.address, "Jürgen@bücher.example");
+        assert_eq!(acc.domain, "bücher.example");
+    }
+
+    #[test]
+    fn users_case_and_errors() {
+        let (_t, d) = dir();
+        assert_eq!(
+            d.add_user("a@example.org", "pw"),
+            Err(DirectoryError::NoSuchDomain("example.org".into()))
+        );
+        d.add_domain("example.org").expect("add");
+        d.add_user("Alice@Example.ORG", "pw").expect("add");
+        assert_eq!(
+            d.add_user("ALICE@example.org", "pw")
+                .map_err(|e| e.to_string()),
+            Err("account already exists: ALICE@example.org".to_string())
+        );
+        let acc = d.account("alice@EXAMPLE.org").expect("ok").expect("found");
+        assert_eq!(
+            acc,
+            Account {
+                address: "Alice@example.org".into(),
+                local: "Alice".into(),
+                domain: "example.org".into(),
+            }
+        );
+        d.add_user("bob@example.org", "pw").expect("add");
+        assert_eq!(
+            d.list_users(None).expect("list"),
+            s(&["Alice@example.org", "bob@example.org"])
+        );
+        assert_eq!(
+            d.list_users(Some("EXAMPLE.org")).expect("list"),
+            s(&["Alice@example.org", "bob@example.org"])
+        );
+        assert_eq!(
+            d.list_users(Some("nope.org")),
+            Err(DirectoryError::NoSuchDomain("nope.org".into()))
+        );
+        d.remove_user("BOB@example.org").expect("rm");
+        assert_eq!(
+            d.remove_user("bob@example.org").map_err(|e| e.to_string()),
+            Err("no such account: bob@example.org".to_string())
+        );
+        assert_eq!(
+            d.set_password("bob@example.org", "x"),
+            Err(DirectoryError::NoSuchAccount("bob@example.org".into()))
+        );
+        assert_eq!(d.account("bob@example.org").expect("ok"), None);
+    }
+
+    #[test]
+    fn passwords() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("Alice@example.org", "correct horse")
+            .expect("add");
+        let acc = d
+            .verify_password("alice@example.org", "correct horse")
+            .expect("ok")
+            .expect("verified");
+        assert_eq!(acc.address, "Alice@example.org");
+        assert_eq!(
+            d.verify_password("alice@example.org", "wrong").expect("ok"),
+            None
+        );
+        assert_eq!(
+            d.verify_password("nobody@example.org", "correct horse")
+                .expect("ok"),
+            None
+        );
+        assert_eq!(d.verify_password("garbage", "x").expect("ok"), None);
+        // The stored hash is an argon2id PHC string, not the password.
+        let conn = d.lock().expect("lock");
+        let h: String = conn
+            .query_row("SELECT hash FROM accounts", [], |r| r.get(0))
+            .expect("hash");
+        drop(conn);
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        d.set_password("ALICE@example.org", "new one").expect("set");
+        assert_eq!(
+            d.verify_password("alice@example.org", "correct horse")
+                .expect("ok"),
+            None
+        );
+        assert!(d
+            .verify_password("alice@example.org", "new one")
+            .expect("ok")
+            .is_some());
+    }
+
+    #[test]
+    fn aliases_crud() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("a@example.org", "pw").expect("add");
+        assert_eq!(
+            d.add_alias("x@other.org", &s(&["a@example.org"])),
+            Err(DirectoryError::NoSuchDomain("other.org".into()))
+        );
+        assert_eq!(
+            d.add_alias("A@example.org", &s(&["z@remote.net"])),
+            Err(DirectoryError::AccountExists("A@example.org".into()))
+        );
+        assert!(matches!(
+            d.add_alias("x@example.org", &s(&["not an address"])),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+        assert!(matches!(
+            d.add_alias("x@example.org", &[]),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+        d.add_alias("X@example.org", &s(&["a@example.org"]))
+            .expect("alias");
+        d.add_alias("x@EXAMPLE.org", &s(&["z@remote.net", "A@example.org"]))
+            .expect("append");
+        d.add_alias("@Example.org", &s(&["a@example.org"]))
+            .expect("catch-all");
+        assert_eq!(
+            d.list_aliases().expect("list"),
+            vec![
+                ("@example.org".to_string(), s(&["a@example.org"])),
+                (
+                    "X@example.org".to_string(),
+                    s(&["a@example.org", "z@remote.net"])
+                ),
+            ]
+        );
+        assert_eq!(
+            d.add_user("x@example.org", "pw"),
+            Err(DirectoryError::AliasExists("x@example.org".into()))
+        );
+        d.remove_alias("@example.org").expect("rm");
+        assert_eq!(
+            d.remove_alias("@example.org").map_err(|e| e.to_string()),
+            Err("no such alias: @example.org".to_string())
+        );
+    }
+
+    #[test]
+    fn resolve_basic_and_case() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("Alice@example.org", "pw").expect("add");
+        assert_eq!(
+            d.resolve("bob@elsewhere.net", None).expect("r"),
+            Resolution::NotLocal
+        );
+        assert_eq!(
+            flat(&d.resolve("ALICE@EXAMPLE.ORG", None).expect("r")),
+            deliver(&["Alice@example.org"], &[])
+        );
+        assert_eq!(
+            d.resolve("nobody@example.org", None).expect("r"),
+            Resolution::Unknown
+        );
+        assert!(matches!(
+            d.resolve("bad address", None),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+    }
+
+    #[test]
+    fn resolve_plus_address() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("alice@example.org", "pw").expect("add");
+        d.add_user("bob+special@example.org", "pw").expect("add");
+        d.add_alias(
+            "list@example.org",
+            &s(&["alice@example.org", "x@remote.net"]),
+        )
+        .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("Alice+Tag@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+        // `user+tag` that is itself an account wins.
+        assert_eq!(
+            flat(&d.resolve("bob+special@example.org", None).expect("r")),
+            deliver(&["bob+special@example.org"], &[])
+        );
+        assert_eq!(
+            d.resolve("bob+other@example.org", None).expect("r"),
+            Resolution::Unknown
+        );
+        assert_eq!(
+            flat(&d.resolve("list+x@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &["x@remote.net"])
+        );
+        assert_eq!(
+            d.resolve("+tag@example.org", None).expect("r"),
+            Resolution::Unknown
+        );
+    }
+
+    #[test]
+    fn resolve_aliases_forwarding_and_dedupe() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_domain("example.net").expect("add");
+        d.add_user("alice@example.org", "pw").expect("add");
+        d.add_user("bob@example.net", "pw").expect("add");
+        d.add_alias(
+            "team@example.org",
+            &s(&["ALICE@example.org", "sub@example.net"]),
+        )
+        .expect("alias");
+        d.add_alias(
+            "sub@example.net",
+            &s(&["bob@example.net", "alice@example.org", "Ext@Remote.net"]),
+        )
+        .expect("alias");
+        d.add_alias(
+            "all@example.org",
+            &s(&["team@example.org", "ext@remote.NET", "y@x.org"]),
+        )
+        .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("all@example.org", None).expect("r")),
+            deliver(
+                &["alice@example.org", "bob@example.net"],
+                &["Ext@remote.net", "y@x.org"]
+            )
+        );
+        // Forwarding only.
+        d.add_alias("fwd@example.org", &s(&["someone@gmail.example"]))
+            .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("FWD@example.org", None).expect("r")),
+            deliver(&[], &["someone@gmail.example"])
+        );
+        // Targets in our domains that do not exist are skipped; if none remain, Unknown.
+        d.add_alias("dead@example.org", &s(&["gone@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            d.resolve("dead@example.org", None).expect("r"),
+            Resolution::Unknown
+        );
+        d.add_alias(
+            "half@example.org",
+            &s(&["gone@example.org", "alice@example.org"]),
+        )
+        .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("half@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+    }
+
+    #[test]
+    fn resolve_loops_and_depth() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("alice@example.org", "pw").expect("add");
+        d.add_alias("a@example.org", &s(&["b@example.org"]))
+            .expect("alias");
+        d.add_alias("b@example.org", &s(&["alice@example.org", "A@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            d.resolve("a@example.org", None).expect("r"),
+            Resolution::Loop
+        );
+        d.add_alias("self@example.org", &s(&["self@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            d.resolve("self@example.org", None).expect("r"),
+            Resolution::Loop
+        );
+        // A chain of 10 aliases is fine, 11 is too deep.
+        for i in 0..11 {
+            d.add_alias(
+                &format!("c{i}@example.org"),
+                &s(&[&format!("c{}@example.org", i + 1)]),
+            )
+            .expect("alias");
+        }
+        d.add_alias("c11@example.org", &s(&["alice@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("c2@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+        assert_eq!(
+            d.resolve("c0@example.org", None).expect("r"),
+            Resolution::Loop
+        );
+        // A diamond is not a loop.
+        d.add_alias("top@example.org", &s(&["l@example.org", "r@example.org"]))
+            .expect("alias");
+        d.add_alias("l@example.org", &s(&["alice@example.org"]))
+            .expect("alias");
+        d.add_alias("r@example.org", &s(&["alice@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("top@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+    }
+
+    #[test]
+    fn resolve_too_many_targets() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        let many: Vec<String> = (0..1001).map(|i| format!("u{i}@remote.net")).collect();
+        d.add_alias("big@example.org", &many).expect("alias");
+        assert_eq!(
+            d.resolve("big@example.org", None).expect("r"),
+            Resolution::Loop
+        );
+        d.add_alias("ok@example.org", &many[..1000]).expect("alias");
+        match d.resolve("ok@example.org", None).expect("r") {
+            Resolution::Deliver { local, remote } => {
+                assert!(local.is_empty());
+                assert_eq!(remote.len(), 1000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolve_catch_all() {
+        let (_t, d) = dir();
+        d.add_domain("example.org").expect("add");
+        d.add_user("alice@example.org", "pw").expect("add");
+        d.add_user("bob@example.org", "pw").expect("add");
+        d.add_alias("@example.org", &s(&["bob@example.org"]))
+            .expect("alias");
+        assert_eq!(
+            flat(&d.resolve("whatever@example.org", None).expect("r")),
+            deliver(&["bob@example.org"], &[])
+        );
+        // Exact account and plus-address come first.
+        assert_eq!(
+            flat(&d.resolve("alice+x@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+        // postmaster fallback comes before the catch-all.
+        assert_eq!(
+            flat(&d.resolve("postmaster@example.org", None).expect("r")),
+            deliver(&["alice@example.org"], &[])
+        );
+    }
+
+    #[test]
+    fn resolve_postmaster_order() {
+        let (_t, d) = dir();
+        d.add_domain("a.example").expect("add");
+        d.add_domain("b.example").expect("add");
+        d.add_domain("c.example").expect("add");
+        // No accounts at all: Unknown.
+        assert_eq!(
+            d.resolve("postmaster@a.example", None).expect("r"),
+            Resolution::Unknown
+        );
+        d.add_user("first@b.example", "pw").expect("add");
+        d.add_user("zed@a.example", "pw").expect("add");
+        d.add_user("amy@a.example", "pw").expect("add");
+        d.add_user("boss@b.example", "pw").expect("add");
+        // First account created in the domain (not alphabetical).
+        assert_eq!(
+            flat(&d.resolve("PostMaster@a.example", None).expect("r")),
+            deliver(&["zed@a.example"], &[])
+        );
+        // No account in the domain: first account created overall.
+        assert_eq!(
+            flat(&d.resolve("postmaster@c.example", None).expect("r")),
+            deliver(&["first@b.example"], &[])
+        );
+        // The configured postmaster wins when it exists.
+        assert_eq!(
+            flat(
+                &d.resolve("postmaster@a.example", Some("Boss@B.example"))
+                    .expect("r")
+            ),
+            deliver(&["boss@b.example"], &[])
+        );
+        assert_eq!(
+            flat(
+                &d.resolve("postmaster@a.example", Some("ghost@b.example"))
+                    .expect("r")
+            ),
+            deliver(&["zed@a.example"], &[])
+        );
+        // An explicit alias wins over everything.
+        d.add_alias("postmaster@a.example", &s(&["ops@remote.net"]))
+            .expect("alias");
+        assert_eq!(
+            flat(
+                &d.resolve("postmaster@A.example", Some("boss@b.example"))
+                    .expect("r")
+            ),
+            deliver(&[], &["ops@remote.net"])
+        );
+    }
+
+    #[test]
+    fn second_handle_sees_changes() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d1 = Directory::open(t.path()).expect("open");
+        let d2 = Directory::open(t.path()).expect("open");
+        assert_eq!(
+            d2.resolve("a@example.org", None).expect("r"),
+            Resolution::NotLocal
+        );
+        d1.add_domain("example.org").expect("add");
+        assert_eq!(
+            d2.resolve("a@example.org", None).expect("r"),
+            Resolution::Unknown
+        );
+        d1.add_user("a@example.org", "pw").expect("add");
+        assert_eq!(
+            flat(&d2.resolve("a@example.org", None).expect("r")),
+            deliver(&["a@example.org"], &[])
+        );
+        assert!(d2
+            .verify_password("a@example.org", "pw")
+            .expect("ok")
+            .is_some());
+        d2.set_password("a@example.org", "new").expect("set");
+        assert!(d1
+            .verify_password("a@example.org", "new")
+            .expect("ok")
+            .is_some());
+        d1.remove_user("a@example.org").expect("rm");
+        assert_eq!(d2.account("a@example.org").expect("ok"), None);
+        assert_eq!(d2.list_domains().expect("list"), s(&["example.org"]));
+    }
+}
