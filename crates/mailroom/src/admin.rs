@@ -114,7 +114,9 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
         } => {
             // Check the address and domain before asking for a password.
             if dir.account(&address).map_err(Failure::failed)?.is_some() {
-                return Err(Failure::failed(format!("account already exists: {address}")));
+                return Err(Failure::failed(format!(
+                    "account already exists: {address}"
+                )));
             }
             let password = read_password(password_stdin)?;
             dir.add_user(&address, &password).map_err(Failure::failed)
@@ -127,7 +129,8 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
                 return Err(Failure::failed(format!("no such account: {address}")));
             }
             let password = read_password(password_stdin)?;
-            dir.set_password(&address, &password).map_err(Failure::failed)
+            dir.set_password(&address, &password)
+                .map_err(Failure::failed)
         }
         UserCommand::Remove { address } => dir.remove_user(&address).map_err(Failure::failed),
         UserCommand::List { domain } => {

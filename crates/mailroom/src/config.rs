@@ -188,25 +188,37 @@ fn toml_error(text: &str, key: &str, e: &toml::de::Error) -> ConfigError {
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.hostname.is_empty() || !proto::smtp::address::valid_domain(&c.hostname) {
-        return Err(ConfigError(format!("hostname: not a valid host name: {:?}", c.hostname)));
+        return Err(ConfigError(format!(
+            "hostname: not a valid host name: {:?}",
+            c.hostname
+        )));
     }
     if c.data_dir.as_os_str().is_empty() {
         return Err(ConfigError("data_dir: must not be empty".into()));
     }
     if c.smtp.max_message_size == 0 {
-        return Err(ConfigError("smtp.max_message_size: must be more than 0".into()));
+        return Err(ConfigError(
+            "smtp.max_message_size: must be more than 0".into(),
+        ));
     }
     if c.smtp.max_recipients == 0 {
-        return Err(ConfigError("smtp.max_recipients: must be more than 0".into()));
+        return Err(ConfigError(
+            "smtp.max_recipients: must be more than 0".into(),
+        ));
     }
     if c.smtp.max_connections == 0 || c.pop3.max_connections == 0 {
         return Err(ConfigError("max_connections: must be more than 0".into()));
     }
     if c.delivery.concurrency == 0 {
-        return Err(ConfigError("delivery.concurrency: must be more than 0".into()));
+        return Err(ConfigError(
+            "delivery.concurrency: must be more than 0".into(),
+        ));
     }
     if !c.postmaster.is_empty() && proto::smtp::address::check(&c.postmaster).is_err() {
-        return Err(ConfigError(format!("postmaster: not an address: {:?}", c.postmaster)));
+        return Err(ConfigError(format!(
+            "postmaster: not an address: {:?}",
+            c.postmaster
+        )));
     }
     Ok(())
 }
@@ -239,7 +251,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let e = parse("hostname = \"a.test\"\n[smtp]\nlisten = []\nmax_mesage_size = 5\n").unwrap_err();
+        let e =
+            parse("hostname = \"a.test\"\n[smtp]\nlisten = []\nmax_mesage_size = 5\n").unwrap_err();
         assert!(e.0.contains("line 4"), "{}", e.0);
         assert!(e.0.contains("max_mesage_size"), "{}", e.0);
         assert!(!e.0.contains('\n'));

@@ -60,11 +60,17 @@ pub fn run(config: Config) -> Result<(), Failure> {
 
 async fn serve(config: Config) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Failure::failed(format!("cannot create data_dir {}: {e}", config.data_dir.display()))
+        Failure::failed(format!(
+            "cannot create data_dir {}: {e}",
+            config.data_dir.display()
+        ))
     })?;
     let directory = Arc::new(Directory::open(&config.data_dir).map_err(Failure::failed)?);
-    let spool = Arc::new(Spool::open(&config.data_dir).map_err(|e| {
-        Failure::failed(format!("cannot open the queue under {}: {e}", config.data_dir.display()))
+    let spool = Arc::new(Spool::open_and_recover(&config.data_dir).map_err(|e| {
+        Failure::failed(format!(
+            "cannot open the queue under {}: {e}",
+            config.data_dir.display()
+        ))
     })?);
     let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
 
@@ -106,18 +112,34 @@ async fn serve(config: Config) -> Result<(), Failure> {
     for listener in smtp_listeners {
         let addr = listener.local_addr().ok();
         tracing::info!("smtpd: listening on {addr:?}");
-        servers.spawn(mta::smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
+        servers.spawn(mta::smtpd::serve(
+            listener,
+            smtpd.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     for listener in pop3_listeners {
         let addr = listener.local_addr().ok();
         tracing::info!("pop3d: listening on {addr:?}");
-        servers.spawn(crate::serve::pop3(listener, &config, directory.clone(), shutdown_rx.clone()));
+        servers.spawn(crate::serve::pop3(
+            listener,
+            &config,
+            directory.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     drop(smtpd);
-    tracing::info!("mailroom started as {} with data_dir {}", config.hostname, config.data_dir.display());
+    tracing::info!(
+        "mailroom started as {} with data_dir {}",
+        config.hostname,
+        config.data_dir.display()
+    );
 
     wait_for_signal().await;
-    tracing::info!("shutdown requested: no new connections; sessions get {}s to finish", config.smtp.shutdown_grace);
+    tracing::info!(
+        "shutdown requested: no new connections; sessions get {}s to finish",
+        config.smtp.shutdown_grace
+    );
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
     let _ = delivery_task.await;
@@ -127,7 +149,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -21,6 +21,8 @@ use store::spool::Spool;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::stopped;
+
 /// The local delivery agent's settings and handles.
 pub struct Delivery {
     pub directory: Arc<Directory>,
@@ -68,7 +70,7 @@ impl Delivery {
                     None => break,
                 },
                 _ = retry.tick() => self.sweep(&slots, &in_flight, &mut tasks, true),
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = stopped(&mut shutdown) => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
@@ -166,12 +168,21 @@ impl Delivery {
                         copies.push(key);
                         let n = copies.len() - 1;
                         let maildir = Maildir::new(maildir_path(&self.data_dir, &account));
-                        let name = Maildir::file_name(
+                        let name = match Maildir::file_name(
                             envelope.received,
                             &format!("Q{id}R{n}"),
                             &self.hostname,
                             size,
-                        );
+                        ) {
+                            Ok(name) => name,
+                            Err(e) => {
+                                tracing::error!(
+                                    "delivery: {id}: to=<{rcpt}> status=deferred ({e})"
+                                );
+                                deferred = true;
+                                continue;
+                            }
+                        };
                         if retry && maildir.contains(&name).unwrap_or(false) {
                             tracing::info!("delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)", account.address);
                             continue;

@@ -8,3 +8,10 @@
 pub mod delivery;
 pub mod policy;
 pub mod smtpd;
+
+/// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::stopped;
+
 /// Settings of one SMTP service.
 pub struct SmtpdConfig {
     pub session: Arc<SessionConfig>,
@@ -43,6 +45,7 @@ pub struct Smtpd {
 /// Accepts connections until `shutdown` turns true, then waits for the running sessions.
 pub async fn serve(listener: TcpListener, smtpd: Arc<Smtpd>, mut shutdown: watch::Receiver<bool>) {
     let mut sessions = JoinSet::new();
+    let session_shutdown = shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -56,10 +59,10 @@ pub async fn serve(listener: TcpListener, smtpd: Arc<Smtpd>, mut shutdown: watch
                     }
                 };
                 let smtpd = smtpd.clone();
-                let shutdown = shutdown.clone();
+                let shutdown = session_shutdown.clone();
                 sessions.spawn(async move { handle(stream, addr, smtpd, shutdown).await });
             }
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = stopped(&mut shutdown) => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
@@ -74,7 +77,12 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn handle(mut stream: TcpStream, addr: SocketAddr, smtpd: Arc<Smtpd>, shutdown: watch::Receiver<bool>) {
+async fn handle(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    smtpd: Arc<Smtpd>,
+    shutdown: watch::Receiver<bool>,
+) {
     let ip = addr.ip().to_canonical();
     let Ok(_slot) = smtpd.slots.clone().try_acquire_owned() else {
         tracing::warn!("smtpd: connection from [{ip}] refused: too many connections");
@@ -84,8 +92,15 @@ async fn handle(mut stream: TcpStream, addr: SocketAddr, smtpd: Arc<Smtpd>, shut
         return;
     };
     let _ = stream.set_nodelay(true);
-    let trusted = smtpd.config.trusted_networks.iter().any(|n| n.contains(&ip));
-    tracing::info!("smtpd: connect from [{ip}]:{} trusted={trusted}", addr.port());
+    let trusted = smtpd
+        .config
+        .trusted_networks
+        .iter()
+        .any(|n| n.contains(&ip));
+    tracing::info!(
+        "smtpd: connect from [{ip}]:{} trusted={trusted}",
+        addr.port()
+    );
     let session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
     let mut conn = Connection::new(session);
     let mut stats = Stats::default();
@@ -108,10 +123,7 @@ struct Stats {
 }
 
 async fn shutdown_after_grace(mut shutdown: watch::Receiver<bool>, grace: Duration) {
-    if shutdown.wait_for(|stop| *stop).await.is_err() {
-        // The sender is gone: no shutdown will ever be asked.
-        std::future::pending::<()>().await;
-    }
+    crate::stopped(&mut shutdown).await;
     tokio::time::sleep(grace).await;
 }
 
@@ -160,7 +172,10 @@ async fn run(
                 let client = format!(
                     "helo={} ip={}",
                     proto::smtp::address::escape(conn.session().helo_name()),
-                    stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+                    stream
+                        .peer_addr()
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or_default()
                 );
                 let result = smtpd
                     .spool

@@ -110,7 +110,7 @@ static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh queue id: 11 base32 digits of a microsecond timestamp (good until the year 3000+),
 /// then 5 base32 digits (25 bits) of randomness.
-fn new_id() -> String {
+pub fn new_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -317,14 +317,17 @@ fn committer(rx: mpsc::Receiver<Pending>, tmp: PathBuf, msg: PathBuf, syncs: Arc
 }
 
 impl Spool {
-    /// Opens/creates the queue dirs; removes leftovers in tmp/ (never acknowledged) and
-    /// `.state` files whose message is gone; starts the committer thread.
-    pub fn open(data_dir: &Path) -> io::Result<Spool> {
-        let root = data_dir.join("queue");
-        let tmp = root.join("tmp");
-        let msg = root.join("msg");
-        ensure_dir(&tmp)?;
-        ensure_dir(&msg)?;
+    /// Opens the queue for the server: [`Spool::open`], then removes leftovers in tmp/ (never
+    /// acknowledged) and `.state` files whose message is gone. Only the one server process may
+    /// call this: another process's tmp files would be in flight.
+    pub fn open_and_recover(data_dir: &Path) -> io::Result<Spool> {
+        let spool = Spool::open(data_dir)?;
+        spool.clean()?;
+        Ok(spool)
+    }
+
+    fn clean(&self) -> io::Result<()> {
+        let (tmp, msg) = (&self.tmp, &self.msg);
         for entry in fs::read_dir(&tmp)? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
@@ -349,6 +352,17 @@ impl Spool {
         for id in states.iter().filter(|id| !ids.contains(*id)) {
             fs::remove_file(msg.join(format!("{id}{STATE_SUFFIX}")))?;
         }
+        Ok(())
+    }
+
+    /// Opens/creates the queue dirs and starts the committer thread. Safe while the server
+    /// runs (the admin CLI uses it): it removes nothing.
+    pub fn open(data_dir: &Path) -> io::Result<Spool> {
+        let root = data_dir.join("queue");
+        let tmp = root.join("tmp");
+        let msg = root.join("msg");
+        ensure_dir(&tmp)?;
+        ensure_dir(&msg)?;
         let dir_syncs = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let (t, m, s) = (tmp.clone(), msg.clone(), dir_syncs.clone());
@@ -363,7 +377,8 @@ impl Spool {
         })
     }
 
-    /// Makes the message durable and only then returns its id: write `tmp/<id>`, fsync it (in
+    /// Makes the message durable under `id` (from [`new_id`]) and only then returns: the
+    /// message is the concatenation of `parts`. Write `tmp/<id>`, fsync it (in
     /// `spawn_blocking`; concurrent sessions fsync in parallel), then hand it to the committer,
     /// which renames every pending file into msg/ and fsyncs msg/ once for the whole batch
     /// (group commit), then wakes each waiter. Must be called inside a tokio runtime.
@@ -373,20 +388,25 @@ impl Spool {
     /// a loss); if dropped before, a tmp file may remain until the next `open`.
     pub async fn enqueue(
         &self,
+        id: &str,
         sender: &str,
         recipients: &[String],
         client: &str,
         received: u64,
-        message: &[u8],
-    ) -> io::Result<String> {
+        parts: &[&[u8]],
+    ) -> io::Result<()> {
+        check_id(id)?;
         if recipients.is_empty() {
             return Err(invalid_input(
                 "a queued message needs at least one recipient",
             ));
         }
         let mut record = encode_header(sender, recipients, client, received);
-        record.extend_from_slice(message);
-        let id = new_id();
+        record.reserve(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            record.extend_from_slice(p);
+        }
+        let id = id.to_string();
         let path = self.tmp.join(&id);
         tokio::task::spawn_blocking(move || write_durable(&path, &[&record]))
             .await
@@ -400,7 +420,7 @@ impl Spool {
             .map_err(|_| io::Error::other("spool committer has stopped"))?;
         done.await
             .map_err(|_| io::Error::other("spool committer has stopped"))??;
-        Ok(id)
+        Ok(())
     }
 
     /// Ids of every message in msg/ (recovery on start, and the queue runner), oldest first.
@@ -526,6 +546,23 @@ impl Spool {
 mod tests {
     use super::*;
 
+    impl Spool {
+        /// The old one-call form: a fresh id, one part.
+        async fn enqueue_new(
+            &self,
+            sender: &str,
+            recipients: &[String],
+            client: &str,
+            received: u64,
+            message: &[u8],
+        ) -> io::Result<String> {
+            let id = new_id();
+            self.enqueue(&id, sender, recipients, client, received, &[message])
+                .await
+                .map(|()| id)
+        }
+    }
+
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
     }
@@ -564,7 +601,7 @@ mod tests {
         let spool = Spool::open(t.path()).expect("open");
         let msg: &[u8] = b"Subject: x\r\n\r\n\0\x80\xff bare\rcr\n\nMAILROOM-QUEUE 1\n";
         let id = spool
-            .enqueue(
+            .enqueue_new(
                 "",
                 &s(&["a@example.org", "B@remote.net"]),
                 "helo mx.example [192.0.2.1]",
@@ -591,13 +628,16 @@ mod tests {
         assert_eq!(spool.dir_syncs(), 1);
         // Empty message is fine too.
         let id2 = spool
-            .enqueue("s@x.org", &s(&["a@b.c"]), "", 1, b"")
+            .enqueue_new("s@x.org", &s(&["a@b.c"]), "", 1, b"")
             .await
             .expect("enqueue");
         assert_eq!(spool.read(&id2).expect("read").1, b"");
         assert_eq!(spool.list().expect("list"), vec![id.clone(), id2.clone()]);
         // No recipients is refused.
-        assert!(spool.enqueue("s@x.org", &[], "", 1, b"x").await.is_err());
+        assert!(spool
+            .enqueue_new("s@x.org", &[], "", 1, b"x")
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -612,7 +652,7 @@ mod tests {
         ]);
         let client = "helo\n\nreceived 0";
         let id = spool
-            .enqueue(sender, &rcpts, client, 42, b"real body")
+            .enqueue_new(sender, &rcpts, client, 42, b"real body")
             .await
             .expect("enqueue");
         let (env, body) = spool.read(&id).expect("read");
@@ -684,7 +724,7 @@ mod tests {
             let orphan = new_id();
             fs::write(spool.state_path(&orphan), b"0 done x\n").expect("write");
         }
-        let spool = Spool::open(t.path()).expect("reopen");
+        let spool = Spool::open_and_recover(t.path()).expect("reopen");
         assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
         assert_eq!(fs::read_dir(&spool.msg).expect("msg").count(), 0);
         assert!(spool.list().expect("list").is_empty());
@@ -695,7 +735,7 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(t.path()).expect("open");
         let id = spool
-            .enqueue("s@x.org", &s(&["a@b.c", "d@e.f"]), "c", 1, b"m")
+            .enqueue_new("s@x.org", &s(&["a@b.c", "d@e.f"]), "c", 1, b"m")
             .await
             .expect("enqueue");
         assert!(spool.attempts(&id).expect("attempts").is_empty());
@@ -751,7 +791,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let body = format!("message {i}\r\n").into_bytes();
                 let id = spool
-                    .enqueue("s@x.org", &[format!("r{i}@example.org")], "c", 1, &body)
+                    .enqueue_new("s@x.org", &[format!("r{i}@example.org")], "c", 1, &body)
                     .await?;
                 Ok::<_, io::Error>((id, i, body))
             }));
