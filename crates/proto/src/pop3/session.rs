@@ -181,8 +181,10 @@ impl Session {
     /// The longest line (without CRLF) the loop should read next; longer lines should be
     /// truncated to one octet more than this and passed in, which yields `-ERR`.
     ///
-    /// Commands are bounded by RFC 2449 §4; a SASL response line is not a command and may be
-    /// longer (RFC 5034 §4), up to [`MAX_RESPONSE_LEN`].
+    /// Command lines are bounded by RFC 2449 §4 (255 octets with CRLF). A SASL response line
+    /// after `+ ` is not a command line, so it is allowed up to [`MAX_RESPONSE_LEN`]; RFC 5034
+    /// §4 only asks clients not to put an initial response that would exceed 255 octets on the
+    /// AUTH command line itself.
     pub fn max_line_length(&self) -> usize {
         if self.sasl_pending {
             MAX_RESPONSE_LEN
