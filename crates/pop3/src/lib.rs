@@ -1,1 +1,142 @@
-//! placeholder
+//! The POP3 listener (RFC 1939) over tokio.
+//!
+//! What it does: accepts TCP connections (at most `max_connections` at once; extra clients get
+//! `-ERR [SYS/TEMP]` and are closed), greets, and runs each connection's loop (see `conn`):
+//! bounded line reads with an idle timeout, the sans-I/O `proto::pop3::Session`, password
+//! checks off the event loop, per-IP failed-login limits, message streaming, and the UPDATE
+//! state at QUIT only. On the shutdown signal it stops accepting, tells idle sessions it is
+//! shutting down (without UPDATE), and returns when every session has ended.
+//!
+//! What it does not do: TLS (STLS is never offered yet), check passwords itself (the binary
+//! implements [`Authenticator`]), or parse messages.
+
+mod conn;
+mod limits;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+pub use limits::FailedLogins;
+
+/// Checks account credentials; implemented by the binary.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks a password (expensive: argon2id, run it via spawn_blocking in your caller).
+    /// Returns the Maildir root of the account on success.
+    ///
+    /// It should take about as long for an unknown user as for a wrong password (e.g. by
+    /// hashing against a dummy hash), so that timing does not reveal which accounts exist.
+    fn authenticate(&self, user: &str, password: &str) -> Option<PathBuf>;
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct Pop3Config {
+    /// Name used in the greeting.
+    pub hostname: String,
+    /// Client networks allowed to log in with plain-text passwords without TLS.
+    pub plaintext_allowed_networks: Vec<ipnet::IpNet>,
+    /// Inactivity autologout timer; RFC 1939 §3 requires at least 10 minutes. Also bounds each
+    /// write to a slow client.
+    pub idle_timeout: Duration,
+    /// Delay before answering a failed login (same for unknown users and wrong passwords).
+    pub failed_login_delay: Duration,
+    /// Failed logins allowed per client IP within `failed_login_window`; beyond it, logins from
+    /// that IP are refused with `-ERR [AUTH]` without checking the password.
+    pub max_failed_per_ip: u32,
+    /// The window for `max_failed_per_ip`.
+    pub failed_login_window: Duration,
+    /// Maximum concurrent connections.
+    pub max_connections: usize,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            hostname: "localhost".into(),
+            plaintext_allowed_networks: vec![
+                "127.0.0.0/8".parse().expect("valid literal"),
+                "::1/128".parse().expect("valid literal"),
+            ],
+            idle_timeout: Duration::from_secs(600),
+            failed_login_delay: Duration::from_secs(1),
+            max_failed_per_ip: 10,
+            failed_login_window: Duration::from_secs(600),
+            max_connections: 200,
+        }
+    }
+}
+
+impl Pop3Config {
+    /// True if a client at `ip` may log in with a plain-text password without TLS.
+    pub fn plaintext_allowed(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.plaintext_allowed_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+}
+
+/// Serves POP3 on `listener` until `shutdown` becomes true (or its sender is dropped), then
+/// waits for the open sessions to end.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<Pop3Config>,
+    auth: Arc<dyn Authenticator>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let failed = Arc::new(FailedLogins::new(
+        config.max_failed_per_ip,
+        config.failed_login_window,
+    ));
+    let mut tasks = JoinSet::new();
+    while !*shutdown.borrow_and_update() {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "pop3: too many connections, refusing");
+                        let timeout = config.idle_timeout;
+                        tasks.spawn(async move {
+                            let mut stream = stream;
+                            let msg = b"-ERR [SYS/TEMP] Too many connections, try later\r\n";
+                            let _ = tokio::time::timeout(timeout, stream.write_all(msg)).await;
+                        });
+                        continue;
+                    };
+                    let ctx = conn::Context {
+                        config: config.clone(),
+                        auth: auth.clone(),
+                        failed: failed.clone(),
+                        shutdown: shutdown.clone(),
+                    };
+                    tasks.spawn(async move {
+                        conn::run(stream, peer, ctx).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // E.g. EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "pop3: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            r = shutdown.changed() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(sessions = tasks.len(), "pop3: shutting down");
+    while tasks.join_next().await.is_some() {}
+}
