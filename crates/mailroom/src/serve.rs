@@ -118,13 +118,14 @@ async fn serve(config: Config) -> Result<(), Failure> {
             shutdown_rx.clone(),
         ));
     }
+    let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     for listener in pop3_listeners {
         let addr = listener.local_addr().ok();
         tracing::info!("pop3d: listening on {addr:?}");
-        servers.spawn(crate::serve::pop3(
+        servers.spawn(pop3::serve(
             listener,
-            &config,
-            directory.clone(),
+            pop3_config.clone(),
+            pop3_auth.clone(),
             shutdown_rx.clone(),
         ));
     }
@@ -165,13 +166,39 @@ async fn wait_for_signal() {
     }
 }
 
-/// Placeholder until the POP3 service is wired in.
-fn pop3(
-    listener: TcpListener,
-    _config: &Config,
-    _directory: Arc<Directory>,
-    _shutdown: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    drop(listener);
-    async {}
+/// POP3 logins checked against the directory.
+struct DirectoryAuth {
+    directory: Arc<Directory>,
+    data_dir: std::path::PathBuf,
+}
+
+impl pop3::Authenticator for DirectoryAuth {
+    fn authenticate(&self, user: &str, password: &str) -> Option<std::path::PathBuf> {
+        match self.directory.verify_password(user, password) {
+            Ok(Some(account)) => Some(store::maildir::maildir_path(&self.data_dir, &account)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!("pop3d: directory lookup failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn pop3_service(
+    config: &Config,
+    directory: Arc<Directory>,
+) -> (Arc<pop3::Pop3Config>, Arc<dyn pop3::Authenticator>) {
+    let pop3_config = pop3::Pop3Config {
+        hostname: config.hostname.clone(),
+        // Until TLS lands, clear-text logins only from trusted networks (issue: POP3 safety).
+        plaintext_allowed_networks: config.smtp.trusted_networks.clone(),
+        max_connections: config.pop3.max_connections,
+        ..pop3::Pop3Config::default()
+    };
+    let auth = DirectoryAuth {
+        directory,
+        data_dir: config.data_dir.clone(),
+    };
+    (Arc::new(pop3_config), Arc::new(auth))
 }

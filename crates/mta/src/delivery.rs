@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use store::directory::{Directory, Resolution};
+use store::directory::{Directory, DirectoryError, Resolution};
 use store::maildir::{maildir_path, Maildir};
 use store::spool::Spool;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -152,6 +152,10 @@ impl Delivery {
         for rcpt in &envelope.recipients {
             let resolution = match self.directory.resolve(rcpt, self.postmaster.as_deref()) {
                 Ok(r) => r,
+                Err(DirectoryError::InvalidAddress(e)) => {
+                    tracing::error!("delivery: {id}: to=<{rcpt}> status=failed ({e})");
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!("delivery: {id}: to=<{rcpt}> status=deferred (directory: {e})");
                     deferred = true;

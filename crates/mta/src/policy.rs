@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use proto::smtp::{Peer, Policy, RcptVerdict};
-use store::directory::{Directory, Resolution};
+use store::directory::{Directory, DirectoryError, Resolution};
 
 /// The recipient policy over the directory.
 pub struct DirectoryPolicy {
@@ -53,6 +53,8 @@ impl Policy for DirectoryPolicy {
             Ok(Resolution::Unknown) => RcptVerdict::UnknownUser,
             Ok(Resolution::Loop) => RcptVerdict::Loop,
             Ok(Resolution::Deliver { .. }) => RcptVerdict::Accept(address),
+            // A local part that cannot name a mailbox ("u@remote"@local, "/x", ...).
+            Err(DirectoryError::InvalidAddress(_)) => RcptVerdict::UnknownUser,
             Err(e) => {
                 tracing::error!("directory lookup failed: {e}");
                 RcptVerdict::TempFail
