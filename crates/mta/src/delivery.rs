@@ -197,6 +197,9 @@ impl Delivery {
                                 account.address,
                                 started.elapsed().as_secs_f64()
                             ),
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                                tracing::info!("delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)", account.address);
+                            }
                             Err(e) => {
                                 tracing::error!(
                                     "delivery: {id}: to=<{rcpt}> mailbox={} status=deferred ({e})",

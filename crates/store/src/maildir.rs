@@ -148,11 +148,22 @@ impl Maildir {
         self.create()?;
         let tmp = self.root.join("tmp").join(name);
         let new = self.root.join("new").join(name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+        };
+        let mut file = match open() {
+            // Names are unique per delivery, so a tmp file of this name is what a crashed
+            // earlier attempt of this very delivery left behind: never visible, safe to drop.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                open()?
+            }
+            other => other?,
+        };
         let result = (|| {
             for p in parts {
                 file.write_all(p)?;
@@ -310,5 +321,17 @@ mod tests {
         for sub in ["tmp", "new", "cur"] {
             assert!(md.root().join(sub).is_dir());
         }
+    }
+
+    #[test]
+    fn leftover_tmp_from_a_crash_is_replaced() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let md = Maildir::new(t.path().join("Maildir"));
+        md.create().expect("create");
+        let name = Maildir::file_name(1, "Q1R0", "h", 5).expect("name");
+        fs::write(md.root().join("tmp").join(&name), b"half").expect("write");
+        let path = md.deliver(&name, &[b"hello"]).expect("deliver");
+        assert_eq!(fs::read(path).expect("read"), b"hello");
+        assert_eq!(fs::read_dir(md.root().join("tmp")).expect("tmp").count(), 0);
     }
 }
