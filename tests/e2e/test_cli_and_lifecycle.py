@@ -1,0 +1,127 @@
+"""The admin CLI (exit codes, one-line errors, changes seen by a running server), config
+errors, a port that cannot be bound, and shutdown on SIGTERM."""
+
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+
+from conftest import BIN, HOST, free_port
+
+
+def test_domain_user_alias_commands(make_server):
+    s = make_server()
+    assert s.cli("domain", "add", "Example.TEST").returncode == 0
+    assert s.cli("domain", "list").stdout == "example.test\n"
+    r = s.cli("domain", "add", "example.test", check=False)
+    assert r.returncode == 1 and r.stderr.startswith("mailroom: ") and r.stderr.count("\n") == 1
+
+    r = s.cli("user", "add", "alice@example.org", "--password-stdin", input="pw\n", check=False)
+    assert r.returncode == 1
+    assert r.stderr == "mailroom: no such domain: example.org\n"
+
+    s.add_user("Alice@Example.test", "pw1")
+    r = s.cli("user", "add", "alice@example.test", "--password-stdin", input="pw\n", check=False)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    assert s.cli("user", "list").stdout == "Alice@example.test\n"
+    assert s.cli("user", "list", "example.test").stdout == "Alice@example.test\n"
+    s.cli("user", "passwd", "ALICE@example.test", "--password-stdin", input="pw2\n")
+    r = s.cli("user", "passwd", "nobody@example.test", "--password-stdin", input="x\n", check=False)
+    assert r.returncode == 1 and r.stderr == "mailroom: no such account: nobody@example.test\n"
+
+    s.cli("alias", "add", "info@example.test", "alice@example.test", "someone@remote.test")
+    s.cli("alias", "add", "@example.test", "alice@example.test")
+    out = s.cli("alias", "list").stdout
+    assert "info@example.test -> alice@example.test, someone@remote.test" in out
+    assert "@example.test -> alice@example.test" in out
+    s.cli("alias", "remove", "info@example.test")
+    r = s.cli("alias", "remove", "info@example.test", check=False)
+    assert r.returncode == 1
+
+    r = s.cli("domain", "remove", "example.test", check=False)
+    assert r.returncode == 1 and "still has" in r.stderr
+    s.cli("alias", "remove", "@example.test")
+    s.cli("user", "remove", "alice@example.test")
+    s.cli("domain", "remove", "example.test")
+    assert s.cli("domain", "list").stdout == ""
+    # Passwords are never printed anywhere.
+    for args in (("user", "list"), ("alias", "list"), ("domain", "list")):
+        assert "pw1" not in s.cli(*args).stdout
+
+
+def test_usage_errors_exit_2(make_server):
+    s = make_server()
+    for args in (("frobnicate",), ("user",), ("user", "add"), ("alias", "add", "a@b.test")):
+        r = s.cli(*args, check=False)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+
+
+def test_bad_config_exit_2_with_key_and_line(tmp_path):
+    cases = {
+        '[smtp]\nlisten = ["127.0.0.1:25"]\nmax_mesage_size = 5\n': ("max_mesage_size", "line 3"),
+        'hostname = "a.test"\n[smtp]\nlisten = ["not an address"]\n': ("smtp.listen", "line 3"),
+        '[smtp]\nmax_recipients = "lots"\n': ("smtp.max_recipients", "line 2"),
+        '[pop3]\nlisten = "127.0.0.1:110"\n': ("pop3.listen", "line 2"),
+    }
+    for text, (key, line) in cases.items():
+        cfg = tmp_path / "bad.toml"
+        cfg.write_text(text)
+        r = subprocess.run([BIN, "--config", str(cfg), "serve"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (text, r.stderr)
+        assert key in r.stderr and line in r.stderr, (text, r.stderr)
+        assert r.stderr.count("\n") == 1, r.stderr
+
+
+def test_unbindable_port_names_the_key(make_server):
+    s = make_server()
+    # Hold the port so the server cannot bind it.
+    with socket.socket() as holder:
+        holder.bind((HOST, s.smtp_port))
+        holder.listen()
+        r = subprocess.run([BIN, "--config", str(s.config), "serve"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "smtp.listen" in r.stderr and f"{HOST}:{s.smtp_port}" in r.stderr, r.stderr
+
+
+def test_empty_listen_disables(make_server):
+    s = make_server()
+    text = s.config.read_text().replace(f'listen = ["{HOST}:{s.pop3_port}"]', "listen = []")
+    s.config.write_text(text)
+    s.start()
+    try:
+        socket.create_connection((HOST, s.pop3_port), timeout=1).close()
+        raise AssertionError("POP3 listener should be disabled")
+    except ConnectionRefusedError:
+        pass
+    assert s.stop() == 0
+
+
+def test_sigterm_exits_0_and_open_sessions_get_421(server):
+    c = socket.create_connection((HOST, server.smtp_port), timeout=10)
+    f = c.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    c.sendall(b"EHLO client.test\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    server.proc.send_signal(signal.SIGTERM)
+    # The session may finish its work during the grace period; then it is told 421.
+    c.sendall(b"NOOP\r\n")
+    assert f.readline().startswith(b"250 ")
+    line = f.readline()
+    assert line.startswith(b"421 4.3.2 "), line
+    assert server.proc.wait(timeout=20) == 0
+    server.proc = None
+    c.close()
+
+
+def test_mail_accepted_before_shutdown_is_delivered_after_restart(server):
+    # Stop the delivery side from finishing by killing right after acceptance is not
+    # deterministic; instead accept, stop gracefully, and check the mail arrived or is
+    # delivered at the next start.
+    with smtplib.SMTP(HOST, server.smtp_port) as c:
+        c.sendmail("s@remote.test", ["alice@example.test"], b"Subject: before stop\r\n\r\nx\r\n")
+    assert server.stop() == 0
+    server.start()
+    server.wait_messages("alice@example.test", 1)
+    server.wait_queue_empty()
