@@ -328,7 +328,7 @@ impl Spool {
 
     fn clean(&self) -> io::Result<()> {
         let (tmp, msg) = (&self.tmp, &self.msg);
-        for entry in fs::read_dir(&tmp)? {
+        for entry in fs::read_dir(tmp)? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
                 fs::remove_dir_all(entry.path())?;
@@ -338,7 +338,7 @@ impl Spool {
         }
         let mut ids = HashSet::new();
         let mut states = Vec::new();
-        for entry in fs::read_dir(&msg)? {
+        for entry in fs::read_dir(msg)? {
             let name = entry?.file_name();
             let Some(name) = name.to_str() else { continue };
             if is_id(name) {
