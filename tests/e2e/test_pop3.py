@@ -207,3 +207,20 @@ def test_fetchmail_without_keep_empties_the_mailbox(pop, tmp_path):
     assert len(got) == 2
     assert any(ends_with(g, BODY1) for g in got)
     assert pop.messages("bob@example.test") == []
+
+
+def test_auth_plain(pop):
+    import base64
+
+    deliver(pop, "bob@example.test", BODY1, 1)
+    p = poplib.POP3(HOST, pop.pop3_port, timeout=10)
+    token = base64.b64encode(b"\0bob@example.test\0bob-pw").decode()
+    assert p._shortcmd(f"AUTH PLAIN {token}").startswith(b"+OK")
+    assert p.stat()[0] == 1
+    p.quit()
+    # An authzid different from the authcid is refused (CVE-2023-27582 class).
+    p = poplib.POP3(HOST, pop.pop3_port, timeout=10)
+    token = base64.b64encode(b"alice@example.test\0bob@example.test\0bob-pw").decode()
+    with pytest.raises(poplib.error_proto):
+        p._shortcmd(f"AUTH PLAIN {token}")
+    p.close()
