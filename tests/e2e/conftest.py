@@ -45,7 +45,10 @@ class Server:
         self.config = tmp / "mailroom.toml"
         self.log = tmp / "server.log"
         self.smtp_port = free_port()
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
         self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.proc = None
         trusted_list = ", ".join(f'"{t}"' for t in trusted)
         self.config.write_text(
@@ -55,12 +58,15 @@ class Server:
             f"{extra}\n"
             f"[smtp]\n"
             f'listen = ["{HOST}:{self.smtp_port}"]\n'
+            f'submission = ["{HOST}:{self.submission_port}"]\n'
+            f'submissions = ["{HOST}:{self.submissions_port}"]\n'
             f"max_message_size = 1048576\n"
             f"max_recipients = 50\n"
             f"trusted_networks = [{trusted_list}]\n"
             f"shutdown_grace = 2\n"
             f"[pop3]\n"
             f'listen = ["{HOST}:{self.pop3_port}"]\n'
+            f'pop3s = ["{HOST}:{self.pop3s_port}"]\n'
             f"[delivery]\n"
             f"retry_interval = 1\n"
         )

@@ -29,7 +29,18 @@ pub struct Config {
     pub log_level: String,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
+}
+
+/// `[tls]`: one certificate for every service.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; empty: a self-signed one is generated under `data_dir/tls/`.
+    pub certificate: String,
+    /// PEM private key.
+    pub private_key: String,
 }
 
 /// `[smtp]`: the MX service.
@@ -38,6 +49,10 @@ pub struct Config {
 pub struct SmtpConfig {
     /// Port 25 listeners; empty disables.
     pub listen: Vec<SocketAddr>,
+    /// Port 587 listeners (STARTTLS, AUTH required; RFC 6409); empty disables.
+    pub submission: Vec<SocketAddr>,
+    /// Port 465 listeners (implicit TLS, AUTH required; RFC 8314); empty disables.
+    pub submissions: Vec<SocketAddr>,
     /// Bytes; advertised in SIZE.
     pub max_message_size: u64,
     pub max_recipients: usize,
@@ -57,6 +72,8 @@ pub struct SmtpConfig {
 pub struct Pop3Config {
     /// Port 110 listeners; empty disables.
     pub listen: Vec<SocketAddr>,
+    /// Port 995 listeners (implicit TLS); empty disables.
+    pub pop3s: Vec<SocketAddr>,
     /// Concurrent POP3 connections.
     pub max_connections: usize,
 }
@@ -80,6 +97,7 @@ impl Default for Config {
             log_level: "info".into(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
+            tls: TlsConfig::default(),
             delivery: DeliveryConfig::default(),
         }
     }
@@ -89,6 +107,8 @@ impl Default for SmtpConfig {
     fn default() -> SmtpConfig {
         SmtpConfig {
             listen: vec!["0.0.0.0:25".parse().expect("literal address")],
+            submission: vec!["0.0.0.0:587".parse().expect("literal address")],
+            submissions: vec!["0.0.0.0:465".parse().expect("literal address")],
             max_message_size: 52_428_800,
             max_recipients: 100,
             trusted_networks: vec![
@@ -106,6 +126,7 @@ impl Default for Pop3Config {
     fn default() -> Pop3Config {
         Pop3Config {
             listen: vec!["0.0.0.0:110".parse().expect("literal address")],
+            pop3s: vec!["0.0.0.0:995".parse().expect("literal address")],
             max_connections: 500,
         }
     }

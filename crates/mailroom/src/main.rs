@@ -6,6 +6,7 @@
 mod admin;
 mod config;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

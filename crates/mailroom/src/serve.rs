@@ -1,6 +1,7 @@
-//! `mailroom serve`: opens the directory and spool, binds every configured listener (a port
-//! that cannot be bound is an error naming the config key), starts the SMTP listeners, the POP3
-//! listeners and the queue runner, and shuts them down in order on SIGTERM/SIGINT: stop
+//! `mailroom serve`: opens the directory and spool, loads (or makes) the TLS certificate,
+//! binds every configured listener (a port that cannot be bound is an error naming the config
+//! key), starts the SMTP services (25, 587, 465), the POP3 listeners and the queue runner,
+//! reloads the certificate on SIGHUP, and shuts down in order on SIGTERM/SIGINT: stop
 //! accepting, let sessions finish (then `421`), let running deliveries finish, exit 0.
 //! Everything acknowledged is already durable in the spool, so nothing is lost by stopping.
 
@@ -8,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mta::auth::LoginGuard;
 use mta::delivery::Delivery;
 use mta::policy::DirectoryPolicy;
 use mta::smtpd::{Smtpd, SmtpdConfig};
-use proto::smtp::SessionConfig;
+use proto::smtp::{Service, SessionConfig};
 use store::directory::Directory;
 use store::spool::Spool;
 use tokio::net::TcpListener;
@@ -76,7 +78,20 @@ async fn serve(config: Config) -> Result<(), Failure> {
 
     // Bind everything first: a port we cannot have stops the start before anything runs.
     let smtp_listeners = bind_all(&config.smtp.listen, "smtp.listen")?;
+    let submission_listeners = bind_all(&config.smtp.submission, "smtp.submission")?;
+    let submissions_listeners = bind_all(&config.smtp.submissions, "smtp.submissions")?;
     let pop3_listeners = bind_all(&config.pop3.listen, "pop3.listen")?;
+    let pop3s_listeners = bind_all(&config.pop3.pop3s, "pop3.pop3s")?;
+
+    let source = crate::tls::cert_source(
+        &config.tls.certificate,
+        &config.tls.private_key,
+        &config.hostname,
+        &config.data_dir,
+    )
+    .map_err(Failure::failed)?;
+    let (tls_config, cert) = crate::tls::server_config(source).map_err(Failure::failed)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
@@ -92,32 +107,51 @@ async fn serve(config: Config) -> Result<(), Failure> {
     });
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown_rx.clone()));
 
-    let smtpd = Arc::new(Smtpd {
-        config: SmtpdConfig {
-            session: Arc::new(SessionConfig {
-                hostname: config.hostname.clone(),
-                max_message_size: config.smtp.max_message_size,
-                max_recipients: config.smtp.max_recipients,
-            }),
-            trusted_networks: config.smtp.trusted_networks.clone(),
-            command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
-            shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
-        },
-        policy: Arc::new(DirectoryPolicy::new(directory.clone(), postmaster)),
-        spool: spool.clone(),
-        queued: queued_tx,
-        slots: Arc::new(Semaphore::new(config.smtp.max_connections)),
-    });
     let mut servers = tokio::task::JoinSet::new();
-    for listener in smtp_listeners {
-        let addr = listener.local_addr().ok();
-        tracing::info!("smtpd: listening on {addr:?}");
-        servers.spawn(mta::smtpd::serve(
-            listener,
-            smtpd.clone(),
-            shutdown_rx.clone(),
-        ));
+    let policy: Arc<dyn proto::smtp::Policy + Send + Sync> =
+        Arc::new(DirectoryPolicy::new(directory.clone(), postmaster));
+    let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
+    let guard = Arc::new(LoginGuard::new(
+        directory.clone(),
+        10,
+        Duration::from_secs(600),
+    ));
+    for (service, listeners) in [
+        (Service::Mx, smtp_listeners),
+        (Service::Submission, submission_listeners),
+        (Service::Submissions, submissions_listeners),
+    ] {
+        let smtpd = Arc::new(Smtpd {
+            config: SmtpdConfig {
+                session: Arc::new(SessionConfig {
+                    hostname: config.hostname.clone(),
+                    max_message_size: config.smtp.max_message_size,
+                    max_recipients: config.smtp.max_recipients,
+                    service,
+                    tls_available: true,
+                }),
+                trusted_networks: config.smtp.trusted_networks.clone(),
+                command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
+                shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
+            },
+            policy: policy.clone(),
+            spool: spool.clone(),
+            queued: queued_tx.clone(),
+            slots: slots.clone(),
+            tls: Some(acceptor.clone()),
+            auth: guard.clone(),
+        });
+        for listener in listeners {
+            let addr = listener.local_addr().ok();
+            tracing::info!("smtpd: {service:?} listening on {addr:?}");
+            servers.spawn(mta::smtpd::serve(
+                listener,
+                smtpd.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
     }
+    drop(queued_tx);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     for listener in pop3_listeners {
         let addr = listener.local_addr().ok();
@@ -129,14 +163,13 @@ async fn serve(config: Config) -> Result<(), Failure> {
             shutdown_rx.clone(),
         ));
     }
-    drop(smtpd);
     tracing::info!(
         "mailroom started as {} with data_dir {}",
         config.hostname,
         config.data_dir.display()
     );
 
-    wait_for_signal().await;
+    wait_for_signal(&cert).await;
     tracing::info!(
         "shutdown requested: no new connections; sessions get {}s to finish",
         config.smtp.shutdown_grace
@@ -148,18 +181,24 @@ async fn serve(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; reloads the certificate on each SIGHUP meanwhile.
+async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => match cert.reload() {
+                    Ok(()) => tracing::info!("tls: certificate reloaded"),
+                    Err(e) => tracing::error!("tls: reload failed, keeping the old certificate: {e}"),
+                },
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }

@@ -5,6 +5,7 @@
 //! then [`delivery`] takes it out and delivers it. `mta` never reads a Maildir and holds no
 //! protocol logic of its own: that lives in `proto`.
 
+pub mod auth;
 pub mod delivery;
 pub mod policy;
 pub mod smtpd;

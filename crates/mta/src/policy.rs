@@ -3,14 +3,15 @@
 //!
 //! A recipient in one of our domains must exist (account, alias, plus-address, catch-all or
 //! postmaster), else `550 5.1.1` now rather than a bounce later. A recipient in another domain
-//! is accepted only from a client in `smtp.trusted_networks` (later also an authenticated one);
+//! is accepted only from a client in `smtp.trusted_networks` or an authenticated one;
 //! everyone else gets `554 5.7.1`: never an open relay. Address tricks such as `u%remote@local`
 //! or a quoted `"u@remote"@local` end up as a local part of the local domain (the address is
-//! split at its last `@`), so they can only be unknown local users.
+//! split at its last `@`), so they can only be unknown local users. On submission it also says
+//! which sender addresses an account owns: its own, and every address that delivers to it.
 
 use std::sync::Arc;
 
-use proto::smtp::{Peer, Policy, RcptVerdict};
+use proto::smtp::{Policy, RcptVerdict};
 use store::directory::{Directory, DirectoryError, Resolution};
 
 /// The recipient policy over the directory.
@@ -30,7 +31,20 @@ impl DirectoryPolicy {
 }
 
 impl Policy for DirectoryPolicy {
-    fn check_rcpt(&self, address: &str, _sender: &str, peer: &Peer) -> RcptVerdict {
+    fn may_send_as(&self, user: &str, address: &str) -> bool {
+        if address.eq_ignore_ascii_case(user) {
+            return true;
+        }
+        // An alias (or plus-address, or catch-all) that delivers to the account.
+        match self.directory.resolve(address, self.postmaster.as_deref()) {
+            Ok(Resolution::Deliver { local, .. }) => local
+                .iter()
+                .any(|a| a.address.to_lowercase() == user.to_lowercase()),
+            _ => false,
+        }
+    }
+
+    fn check_rcpt(&self, address: &str, _sender: &str, relay_allowed: bool) -> RcptVerdict {
         let address = if address.is_empty() {
             // RFC 5321 §4.5.1: the bare `<postmaster>` must be accepted; it means the
             // postmaster of our first domain.
@@ -48,7 +62,7 @@ impl Policy for DirectoryPolicy {
             address.to_string()
         };
         match self.directory.resolve(&address, self.postmaster.as_deref()) {
-            Ok(Resolution::NotLocal) if peer.trusted => RcptVerdict::Accept(address),
+            Ok(Resolution::NotLocal) if relay_allowed => RcptVerdict::Accept(address),
             Ok(Resolution::NotLocal) => RcptVerdict::RelayDenied,
             Ok(Resolution::Unknown) => RcptVerdict::UnknownUser,
             Ok(Resolution::Loop) => RcptVerdict::Loop,

@@ -3,21 +3,28 @@
 //! `250` go out.
 //!
 //! It owns what protocol logic cannot: the connection limit (`421 4.7.0`), the idle timeout
-//! (`421 4.4.2`, RFC 5321 §4.5.3.2), the shutdown (`421 4.3.2` after a grace period), and the
-//! log line per connection and per accepted message. It does not parse SMTP and does not
-//! deliver: accepted ids are handed to the queue runner through a channel.
+//! (`421 4.4.2`, RFC 5321 §4.5.3.2), the shutdown (`421 4.3.2` after a grace period), TLS
+//! handshakes (implicit on port 465, after STARTTLS on 25 and 587), password checks through
+//! [`crate::auth::LoginGuard`], and the log line per connection and per accepted message. It
+//! does not parse SMTP and does not deliver: accepted ids are handed to the queue runner
+//! through a channel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use proto::smtp::{CommitError, Connection, Event, Peer, Policy, Session, SessionConfig};
+use proto::smtp::{
+    CommitError, Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo,
+};
 use store::spool::Spool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::LoginGuard;
 
 use crate::stopped;
 
@@ -31,7 +38,7 @@ pub struct SmtpdConfig {
     pub shutdown_grace: Duration,
 }
 
-/// What every SMTP session shares.
+/// What the SMTP sessions of one service share.
 pub struct Smtpd {
     pub config: SmtpdConfig,
     pub policy: Arc<dyn Policy + Send + Sync>,
@@ -40,7 +47,14 @@ pub struct Smtpd {
     pub queued: mpsc::UnboundedSender<String>,
     /// Connection slots shared by all SMTP listeners.
     pub slots: Arc<Semaphore>,
+    /// TLS for STARTTLS and port 465; `None` when no certificate is loaded.
+    pub tls: Option<TlsAcceptor>,
+    /// Password checks and brute-force limits, shared by all SMTP listeners.
+    pub auth: Arc<LoginGuard>,
 }
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections until `shutdown` turns true, then waits for the running sessions.
 pub async fn serve(listener: TcpListener, smtpd: Arc<Smtpd>, mut shutdown: watch::Receiver<bool>) {
@@ -77,6 +91,22 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The negotiated TLS parameters of a server stream.
+pub fn tls_info<S>(stream: &tokio_rustls::server::TlsStream<S>) -> TlsInfo {
+    let (_, conn) = stream.get_ref();
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "TLS".to_string(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_else(|| "unknown".into());
+    TlsInfo { version, cipher }
+}
+
 async fn handle(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -97,21 +127,85 @@ async fn handle(
         .trusted_networks
         .iter()
         .any(|n| n.contains(&ip));
+    let service = smtpd.config.session.service;
     tracing::info!(
-        "smtpd: connect from [{ip}]:{} trusted={trusted}",
+        "smtpd: connect from [{ip}]:{} service={service:?} trusted={trusted}",
         addr.port()
     );
-    let session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
-    let mut conn = Connection::new(session);
+    let mut session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
     let mut stats = Stats::default();
-    let result = run(&mut stream, &mut conn, &smtpd, shutdown, &mut stats).await;
+    if service == Service::Submissions {
+        // RFC 8314: TLS first, then the greeting.
+        let mut tls = match handshake(&smtpd, stream).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::info!("smtpd: disconnect from [{ip}] ({e})");
+                return;
+            }
+        };
+        let info = tls_info(&tls);
+        tracing::info!("smtpd: [{ip}] TLS {} {}", info.version, info.cipher);
+        session.tls_started(info);
+        let mut conn = Connection::new(session);
+        let r = run(&mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats).await;
+        log_end(ip, &conn, &stats, r.map(|_| ()));
+        return;
+    }
+    let mut conn = Connection::new(session);
+    let first = run(
+        &mut stream,
+        &mut conn,
+        &smtpd,
+        ip,
+        shutdown.clone(),
+        &mut stats,
+    )
+    .await;
+    let result = match first {
+        Ok(Exit::StartTls) => match handshake(&smtpd, stream).await {
+            Ok(mut tls) => {
+                let info = tls_info(&tls);
+                tracing::info!("smtpd: [{ip}] STARTTLS {} {}", info.version, info.cipher);
+                conn.tls_started(info);
+                run(&mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats)
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        },
+        other => other.map(|_| ()),
+    };
+    log_end(ip, &conn, &stats, result);
+}
+
+async fn handshake(
+    smtpd: &Smtpd,
+    stream: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = smtpd
+        .tls
+        .clone()
+        .ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(r) => r.map_err(|e| std::io::Error::other(format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+    }
+}
+
+fn log_end(ip: std::net::IpAddr, conn: &Connection, stats: &Stats, result: std::io::Result<()>) {
     let how = match result {
         Ok(()) => "closed".to_string(),
         Err(e) => format!("error: {e}"),
     };
     tracing::info!(
-        "smtpd: disconnect from [{ip}] helo={:?} messages={} errors={} ({how})",
+        "smtpd: disconnect from [{ip}] helo={:?} user={} tls={} messages={} errors={} ({how})",
         proto::smtp::address::escape(conn.session().helo_name()),
+        conn.session().user().unwrap_or("-"),
+        if conn.session().tls().is_some() {
+            "yes"
+        } else {
+            "no"
+        },
         stats.messages,
         conn.errors()
     );
@@ -122,18 +216,25 @@ struct Stats {
     messages: u32,
 }
 
+/// Why [`run`] returned without an error.
+enum Exit {
+    Closed,
+    StartTls,
+}
+
 async fn shutdown_after_grace(mut shutdown: watch::Receiver<bool>, grace: Duration) {
     crate::stopped(&mut shutdown).await;
     tokio::time::sleep(grace).await;
 }
 
-async fn run(
-    stream: &mut TcpStream,
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     conn: &mut Connection,
     smtpd: &Smtpd,
+    ip: std::net::IpAddr,
     shutdown: watch::Receiver<bool>,
     stats: &mut Stats,
-) -> std::io::Result<()> {
+) -> std::io::Result<Exit> {
     let mut buf = vec![0u8; 64 * 1024];
     let stop = shutdown_after_grace(shutdown, smtpd.config.shutdown_grace);
     tokio::pin!(stop);
@@ -150,32 +251,28 @@ async fn run(
                             let reply = conn.session().timed_out();
                             conn.push_reply(&reply);
                             stream.write_all(&conn.take_output()).await?;
-                            return Ok(());
+                            return Ok(Exit::Closed);
                         }
                     },
                     _ = &mut stop => {
                         let reply = conn.session().shutting_down();
                         conn.push_reply(&reply);
                         stream.write_all(&conn.take_output()).await?;
-                        return Ok(());
+                        return Ok(Exit::Closed);
                     }
                 };
                 if n == 0 {
-                    return Ok(());
+                    return Ok(Exit::Closed);
                 }
                 conn.receive(&buf[..n]);
             }
             Event::Commit { envelope, message } => {
                 let received = now();
                 let id = store::spool::new_id();
-                let header = conn.received_header(&id, received as i64);
+                let headers = conn.trace_headers(&id, received as i64);
                 let client = format!(
-                    "helo={} ip={}",
+                    "helo={} ip={ip}",
                     proto::smtp::address::escape(conn.session().helo_name()),
-                    stream
-                        .peer_addr()
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_default()
                 );
                 let result = smtpd
                     .spool
@@ -185,17 +282,18 @@ async fn run(
                         &envelope.recipients,
                         &client,
                         received,
-                        &[header.as_bytes(), &message],
+                        &[headers.as_bytes(), &message],
                     )
                     .await;
                 match result {
                     Ok(()) => {
                         stats.messages += 1;
                         tracing::info!(
-                            "smtpd: {id}: accepted from=<{}> size={} nrcpt={}",
+                            "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={}",
                             envelope.sender,
                             envelope.size,
-                            envelope.recipients.len()
+                            envelope.recipients.len(),
+                            conn.session().user().unwrap_or("-")
                         );
                         conn.committed(Ok(&id));
                         let _ = smtpd.queued.send(id);
@@ -215,9 +313,17 @@ async fn run(
                     }
                 }
             }
+            Event::Authenticate { user, password } => {
+                let account = smtpd.auth.check(ip, &user, &password).await;
+                conn.auth_result(account);
+            }
+            Event::StartTls => {
+                stream.write_all(&conn.take_output()).await?;
+                return Ok(Exit::StartTls);
+            }
             Event::Close => {
                 stream.write_all(&conn.take_output()).await?;
-                return Ok(());
+                return Ok(Exit::Closed);
             }
         }
     }

@@ -5,16 +5,14 @@
 //! [`Connection::advance`] until that asks for more input, writes [`Connection::take_output`],
 //! and performs the [`Event`]s (commit a message, close). Pipelined commands (RFC 2920) are
 //! answered in order because lines are handled strictly one after another. Memory stays
-//! bounded: an unfinished command line is kept only up to [`MAX_LINE`] octets (the rest of an
-//! over-long line is dropped and answered with `500 5.5.2`), and message bytes past the size
+//! bounded: an unfinished command line is kept only up to the line limit (the rest of an
+//! over-long line is dropped and answered with `500 5.5.2`; the limit is the session's
+//! [`Session::max_line`]), and message bytes past the size
 //! limit are dropped as they arrive.
 
 use super::data::DataReader;
 use super::reply::Reply;
 use super::session::{Action, CommitError, Envelope, Policy, Session};
-
-/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
-pub const MAX_LINE: usize = 512;
 
 /// What the network loop must do after [`Connection::advance`].
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +26,11 @@ pub enum Event {
     },
     /// Send the output, then close the connection.
     Close,
+    /// Send the output (the 220), run the TLS handshake, then call
+    /// [`Connection::tls_started`]. Input received after the STARTTLS line has been dropped.
+    StartTls,
+    /// Check these credentials, then call [`Connection::auth_result`].
+    Authenticate { user: String, password: String },
 }
 
 #[derive(Debug)]
@@ -40,8 +43,8 @@ enum Mode {
         left: u64,
         keep: bool,
     },
-    /// Waiting for the queue's answer.
-    Committing,
+    /// Waiting for the loop: a commit, a TLS handshake or a password check.
+    Paused,
     Closed,
 }
 
@@ -112,16 +115,17 @@ impl Connection {
     /// Handles as much buffered input as possible.
     pub fn advance(&mut self, policy: &dyn Policy) -> Event {
         let mut pos = 0;
+        let max_line = self.session.max_line();
         let event = loop {
             match &mut self.mode {
                 Mode::Closed => break Event::Close,
-                Mode::Committing => break Event::NeedInput,
+                Mode::Paused => break Event::NeedInput,
                 Mode::SkipLine => match self.input[pos..].iter().position(|&b| b == b'\n') {
                     Some(i) => {
                         pos += i + 1;
                         self.mode = Mode::Command;
                         let action = self.session.line_too_long();
-                        if let Some(ev) = self.perform(action) {
+                        if let Some(ev) = self.perform(action, policy) {
                             break ev;
                         }
                     }
@@ -133,18 +137,23 @@ impl Connection {
                 Mode::Command => {
                     let rest = &self.input[pos..];
                     match rest.iter().position(|&b| b == b'\n') {
-                        Some(i) if i < MAX_LINE => {
+                        Some(i) if i < max_line => {
                             let line = rest[..=i].to_vec();
                             pos += i + 1;
                             let action = self.session.command(&line, policy);
-                            if let Some(ev) = self.perform(action) {
+                            if let Some(ev) = self.perform(action, policy) {
+                                if ev == Event::StartTls {
+                                    // RFC 3207 §4.2 / CVE-2011-0411: whatever the client sent
+                                    // after STARTTLS in plaintext is never executed.
+                                    pos = self.input.len();
+                                }
                                 break ev;
                             }
                         }
                         Some(_) => {
                             self.mode = Mode::SkipLine;
                         }
-                        None if rest.len() >= MAX_LINE => {
+                        None if rest.len() >= max_line => {
                             self.mode = Mode::SkipLine;
                         }
                         None => break Event::NeedInput,
@@ -157,8 +166,8 @@ impl Connection {
                         Some(end) => {
                             let size = reader.size();
                             self.mode = Mode::Command;
-                            let action = self.session.data_end(end, size);
-                            if let Some(ev) = self.perform(action) {
+                            let action = self.session.data_end(end, size, &self.message, policy);
+                            if let Some(ev) = self.perform(action, policy) {
                                 break ev;
                             }
                         }
@@ -177,8 +186,8 @@ impl Connection {
                         break Event::NeedInput;
                     }
                     self.mode = Mode::Command;
-                    let action = self.session.chunk_end();
-                    if let Some(ev) = self.perform(action) {
+                    let action = self.session.chunk_end(&self.message, policy);
+                    if let Some(ev) = self.perform(action, policy) {
                         break ev;
                     }
                 }
@@ -189,7 +198,7 @@ impl Connection {
     }
 
     /// Performs a session action; returns an event when the loop must act.
-    fn perform(&mut self, action: Action) -> Option<Event> {
+    fn perform(&mut self, action: Action, policy: &dyn Policy) -> Option<Event> {
         match action {
             Action::Reply(r) => {
                 self.write(r);
@@ -213,25 +222,50 @@ impl Connection {
             Action::ReadChunk { size, keep } => {
                 if size == 0 {
                     self.mode = Mode::Command;
-                    let next = self.session.chunk_end();
-                    return self.perform(next);
+                    let next = self.session.chunk_end(&self.message, policy);
+                    return self.perform(next, policy);
                 }
                 self.mode = Mode::Chunk { left: size, keep };
                 None
             }
             Action::Commit(envelope) => {
-                self.mode = Mode::Committing;
+                self.mode = Mode::Paused;
                 Some(Event::Commit {
                     envelope,
                     message: std::mem::take(&mut self.message),
                 })
             }
+            Action::StartTls(r) => {
+                self.write(r);
+                self.mode = Mode::Paused;
+                Some(Event::StartTls)
+            }
+            Action::Authenticate { user, password } => {
+                self.mode = Mode::Paused;
+                Some(Event::Authenticate { user, password })
+            }
         }
     }
 
-    /// The `Received:` header for the message being committed.
-    pub fn received_header(&self, id: &str, unix_secs: i64) -> String {
-        self.session.received_header(id, unix_secs)
+    /// The TLS handshake after [`Event::StartTls`] succeeded.
+    pub fn tls_started(&mut self, info: super::session::TlsInfo) {
+        self.input.clear();
+        self.message = Vec::new();
+        self.session.tls_started(info);
+        self.mode = Mode::Command;
+    }
+
+    /// The verdict on the credentials of [`Event::Authenticate`].
+    pub fn auth_result(&mut self, account: Option<String>) {
+        let reply = self.session.auth_result(account);
+        self.write(reply);
+        self.mode = Mode::Command;
+    }
+
+    /// The headers to prepend to the message being committed (see
+    /// [`Session::trace_headers`]).
+    pub fn trace_headers(&self, id: &str, unix_secs: i64) -> String {
+        self.session.trace_headers(id, unix_secs)
     }
 
     /// The queue's answer for the message of the last [`Event::Commit`].
@@ -239,7 +273,7 @@ impl Connection {
         let reply = self.session.committed(result);
         self.write(reply);
         self.message = Vec::new();
-        if matches!(self.mode, Mode::Committing) {
+        if matches!(self.mode, Mode::Paused) {
             self.mode = Mode::Command;
         }
     }

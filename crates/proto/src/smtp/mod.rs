@@ -10,11 +10,13 @@
 //! Command parsing itself is done by the `smtp-proto` crate.
 
 pub mod address;
+mod auth;
 pub mod conn;
 pub mod data;
 pub mod received;
 pub mod reply;
 pub mod session;
+pub mod submission;
 
 #[cfg(test)]
 mod transcript_tests;
@@ -23,5 +25,6 @@ pub use conn::{Connection, Event};
 pub use data::{DataEnd, DataReader};
 pub use reply::Reply;
 pub use session::{
-    Action, CommitError, Envelope, Peer, Policy, RcptVerdict, Session, SessionConfig,
+    Action, CommitError, Envelope, Peer, Policy, RcptVerdict, Service, Session, SessionConfig,
+    TlsInfo,
 };

@@ -21,6 +21,10 @@ pub struct Trace<'a> {
     pub for_rcpt: Option<&'a str>,
     /// Seconds since the Unix epoch.
     pub unix_secs: i64,
+    /// TLS version and cipher, when the session used TLS.
+    pub tls: Option<&'a super::session::TlsInfo>,
+    /// The client authenticated (the account name is not recorded, nor ever the password).
+    pub authenticated: bool,
 }
 
 /// The `Received:` header, folded, ending in CRLF.
@@ -29,14 +33,20 @@ pub fn received_header(t: &Trace<'_>) -> String {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
     };
-    let mut h = format!(
-        "Received: from {} ([{}])\r\n\tby {} (Mailroom) with {} id {}",
-        escape(t.helo),
-        ip,
-        t.hostname,
-        t.protocol,
-        t.id
-    );
+    let mut h = format!("Received: from {} ([{}])\r\n", escape(t.helo), ip);
+    if let Some(tls) = t.tls {
+        h.push_str(&format!(
+            "\t(using {} with cipher {})\r\n",
+            tls.version, tls.cipher
+        ));
+    }
+    if t.authenticated {
+        h.push_str("\t(authenticated sender)\r\n");
+    }
+    h.push_str(&format!(
+        "\tby {} (Mailroom) with {} id {}",
+        t.hostname, t.protocol, t.id
+    ));
     if let Some(rcpt) = t.for_rcpt {
         h.push_str(&format!("\r\n\tfor <{}>", rcpt));
     }
@@ -108,6 +118,8 @@ mod tests {
             id: "ABC",
             for_rcpt: Some("a@example.test"),
             unix_secs: 0,
+            tls: None,
+            authenticated: false,
         });
         assert!(!h.contains("\r\nX-Injected"));
         assert!(h.starts_with("Received: from evil\\x0d\\x0aX-Injected:\\x20yes ([127.0.0.1])\r\n"));

@@ -28,6 +28,37 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// Largest number of recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
     pub max_recipients: usize,
+    /// Which service this listener offers.
+    pub service: Service,
+    /// A certificate is loaded: STARTTLS can be offered.
+    pub tls_available: bool,
+}
+
+/// The three SMTP services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Port 25: mail from other MTAs for our domains; STARTTLS offered, no AUTH.
+    Mx,
+    /// Port 587 (RFC 6409): STARTTLS, then AUTH, required before MAIL.
+    Submission,
+    /// Port 465 (RFC 8314): implicit TLS, AUTH required before MAIL.
+    Submissions,
+}
+
+impl Service {
+    /// Submission services require AUTH and check the sender.
+    pub fn is_submission(self) -> bool {
+        !matches!(self, Service::Mx)
+    }
+}
+
+/// What a TLS handshake settled on, for `Received:` and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. `TLSv1.3`.
+    pub version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
 }
 
 /// Who is on the other end: what the policy needs to decide relaying.
@@ -54,12 +85,17 @@ pub enum RcptVerdict {
     Loop,
 }
 
-/// Decides about recipients. Implemented over the directory by the MTA, and by fakes in
-/// tests.
+/// Decides about recipients and senders. Implemented over the directory by the MTA, and by
+/// fakes in tests.
 pub trait Policy {
     /// `address` is the forward-path without brackets; an empty string is the bare
-    /// `<postmaster>` of RFC 5321 §4.5.1.
-    fn check_rcpt(&self, address: &str, sender: &str, peer: &Peer) -> RcptVerdict;
+    /// `<postmaster>` of RFC 5321 §4.5.1. `relay_allowed`: the client is trusted or
+    /// authenticated, so other domains are fine.
+    fn check_rcpt(&self, address: &str, sender: &str, relay_allowed: bool) -> RcptVerdict;
+
+    /// Whether the authenticated account `user` may send as `address` (its own address, or
+    /// an alias that delivers to it).
+    fn may_send_as(&self, user: &str, address: &str) -> bool;
 }
 
 /// What the network loop must do next.
@@ -79,6 +115,13 @@ pub enum Action {
     /// The message is complete: write it durably to the queue with this envelope, then call
     /// [`Session::committed`] and write the reply it gives.
     Commit(Envelope),
+    /// Write this reply (220), drop any input received after the STARTTLS line (RFC 3207
+    /// §4.2; the CVE-2011-0411 class), run the TLS handshake, then call
+    /// [`Session::tls_started`].
+    StartTls(Reply),
+    /// Check these credentials (slowly, off the event loop), then call
+    /// [`Session::auth_result`].
+    Authenticate { user: String, password: String },
 }
 
 /// The envelope of a message ready for the queue.
@@ -100,29 +143,49 @@ enum Hello {
 }
 
 #[derive(Debug, Default)]
-struct Transaction {
-    sender: String,
+pub(super) struct Transaction {
+    pub(super) sender: String,
     smtputf8: bool,
     recipients: Vec<String>,
+    /// RFC 6409 §8.3, §8.2: headers the submission server adds when missing.
+    pub(super) add_date: bool,
+    pub(super) add_message_id: bool,
     /// BDAT chunks received so far (RFC 3030).
     chunking: bool,
     chunk_size: u64,
     chunk_error: Option<Reply>,
 }
 
+/// An AUTH exchange in progress (RFC 4954).
+#[derive(Debug)]
+pub(super) enum Sasl {
+    /// PLAIN without initial response: waiting for the client's response.
+    Plain,
+    /// LOGIN: waiting for the user name.
+    LoginUser,
+    /// LOGIN: waiting for the password of this user.
+    LoginPassword(String),
+    /// Credentials handed to the loop; waiting for [`Session::auth_result`].
+    Checking(String),
+}
+
 /// One SMTP server session.
 #[derive(Debug)]
 pub struct Session {
-    config: Arc<SessionConfig>,
+    pub(super) config: Arc<SessionConfig>,
     peer: Peer,
     hello: Hello,
     helo_name: String,
-    tx: Option<Transaction>,
+    pub(super) tx: Option<Transaction>,
+    pub(super) tls: Option<TlsInfo>,
+    /// The account that authenticated.
+    pub(super) user: Option<String>,
+    pub(super) sasl: Option<Sasl>,
     /// A BDAT chunk is being read; its verdict waits for [`Session::chunk_end`].
     pending_chunk: Option<(u64, bool)>,
 }
 
-fn reply(code: u16, text: impl Into<String>) -> Action {
+pub(super) fn reply(code: u16, text: impl Into<String>) -> Action {
     Action::Reply(Reply::new(code, text))
 }
 
@@ -135,7 +198,42 @@ impl Session {
             hello: Hello::None,
             helo_name: String::new(),
             tx: None,
+            tls: None,
+            user: None,
+            sasl: None,
             pending_chunk: None,
+        }
+    }
+
+    /// The TLS handshake finished (STARTTLS, or before the greeting on port 465). RFC 3207
+    /// §4.2: everything learnt before is forgotten; the client starts again with EHLO.
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.hello = Hello::None;
+        self.helo_name.clear();
+        self.tx = None;
+        self.user = None;
+        self.sasl = None;
+        self.pending_chunk = None;
+    }
+
+    /// The TLS parameters, if TLS is active.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The authenticated account, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Longest line accepted now: 512 octets for commands (RFC 5321 §4.5.3.1.4), 12288 for
+    /// AUTH responses (RFC 4954 §4).
+    pub fn max_line(&self) -> usize {
+        if self.sasl.is_some() {
+            12_288
+        } else {
+            512
         }
     }
 
@@ -149,8 +247,12 @@ impl Session {
         reply(500, "5.5.2 Line too long")
     }
 
-    /// Handles one command line (including its line ending).
+    /// Handles one command line (including its line ending), or an AUTH response line while
+    /// an exchange is in progress.
     pub fn command(&mut self, line: &[u8], policy: &dyn Policy) -> Action {
+        if self.sasl.is_some() {
+            return self.sasl_line(line);
+        }
         let mut iter = line.iter();
         let request = match Request::parse(&mut iter) {
             Ok(r) => r,
@@ -159,7 +261,7 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.hello(Hello::Ehlo, &host),
             Request::Helo { host } => self.hello(Hello::Helo, &host),
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from, policy),
             Request::Rcpt { to } => self.rcpt(to, policy),
             Request::Data => self.data(),
             Request::Bdat {
@@ -185,8 +287,11 @@ impl Session {
                     "2.0.0 See RFC 5321".into(),
                 ],
             )),
-            Request::StartTls => reply(502, "5.5.1 STARTTLS not available"),
-            Request::Auth { .. } => reply(502, "5.5.1 AUTH not available on this service"),
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
             Request::Lhlo { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
@@ -220,9 +325,8 @@ impl Session {
         self.hello = kind;
         self.helo_name = host.to_string();
         match kind {
-            Hello::Ehlo => Action::Reply(Reply::multi(
-                250,
-                vec![
+            Hello::Ehlo => {
+                let mut lines = vec![
                     self.config.hostname.clone(),
                     "PIPELINING".into(),
                     format!("SIZE {}", self.config.max_message_size),
@@ -230,18 +334,33 @@ impl Session {
                     "ENHANCEDSTATUSCODES".into(),
                     "SMTPUTF8".into(),
                     "CHUNKING".into(),
-                ],
-            )),
+                ];
+                if self.starttls_offered() {
+                    lines.push("STARTTLS".into());
+                }
+                if self.auth_offered() {
+                    lines.push("AUTH PLAIN LOGIN".into());
+                }
+                Action::Reply(Reply::multi(250, lines))
+            }
             _ => reply(250, self.config.hostname.clone()),
         }
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> Action {
+    fn mail(
+        &mut self,
+        from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>,
+        policy: &dyn Policy,
+    ) -> Action {
         if self.hello == Hello::None {
             return reply(503, "5.5.1 Error: send HELO/EHLO first");
         }
         if self.tx.is_some() {
             return reply(503, "5.5.1 Error: nested MAIL command");
+        }
+        if self.config.service.is_submission() && self.user.is_none() {
+            // RFC 4954 §6 / RFC 6409 §4.3: submission needs authentication first.
+            return reply(530, "5.7.0 Authentication required");
         }
         let allowed =
             smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
@@ -278,6 +397,16 @@ impl Session {
                 );
             }
         }
+        if let Some(user) = &self.user {
+            // RFC 6409 §8.1 allows the submission server to enforce the sender: only an
+            // address the account owns (the null sender is never one).
+            if sender.is_empty() || !policy.may_send_as(user, &sender) {
+                return reply(
+                    553,
+                    format!("5.7.1 <{sender}>: Sender address rejected: not owned by user {user}"),
+                );
+            }
+        }
         self.tx = Some(Transaction {
             sender,
             smtputf8,
@@ -292,7 +421,7 @@ impl Session {
         policy: &dyn Policy,
     ) -> Action {
         let max = self.config.max_recipients;
-        let peer = self.peer.clone();
+        let relay_allowed = self.peer.trusted || self.user.is_some();
         let Some(tx) = self.tx.as_mut() else {
             return reply(503, "5.5.1 Error: need MAIL command");
         };
@@ -320,7 +449,7 @@ impl Session {
             return reply(452, "4.5.3 Error: too many recipients");
         }
         let shown = if addr.is_empty() { "postmaster" } else { &addr };
-        match policy.check_rcpt(&addr, &tx.sender, &peer) {
+        match policy.check_rcpt(&addr, &tx.sender, relay_allowed) {
             RcptVerdict::Accept(canonical) => {
                 if !tx
                     .recipients
@@ -365,9 +494,15 @@ impl Session {
     }
 
     /// After the DATA section ended: commit or refuse.
-    pub fn data_end(&mut self, end: DataEnd, size: u64) -> Action {
+    pub fn data_end(
+        &mut self,
+        end: DataEnd,
+        size: u64,
+        message: &[u8],
+        policy: &dyn Policy,
+    ) -> Action {
         match end {
-            DataEnd::Complete => self.commit(size),
+            DataEnd::Complete => self.finish_message(size, message, policy),
             DataEnd::TooBig => {
                 self.tx = None;
                 reply(552, "5.3.4 Message size exceeds fixed maximum message size")
@@ -411,8 +546,8 @@ impl Session {
         }
     }
 
-    /// After a BDAT chunk has been read.
-    pub fn chunk_end(&mut self) -> Action {
+    /// After a BDAT chunk has been read; `message` holds every chunk kept so far.
+    pub fn chunk_end(&mut self, message: &[u8], policy: &dyn Policy) -> Action {
         let Some((size, last)) = self.pending_chunk.take() else {
             return reply(503, "5.5.1 Error: no BDAT chunk pending");
         };
@@ -428,9 +563,28 @@ impl Session {
         tx.chunk_size += size;
         if last {
             let total = tx.chunk_size;
-            return self.commit(total);
+            return self.finish_message(total, message, policy);
         }
         reply(250, format!("2.0.0 {size} octets received"))
+    }
+
+    /// Submission checks on the complete message, then commit.
+    fn finish_message(&mut self, size: u64, message: &[u8], policy: &dyn Policy) -> Action {
+        if let (Some(user), Some(tx)) = (self.user.clone(), self.tx.as_mut()) {
+            if self.config.service.is_submission() {
+                match super::submission::check(message, &user, policy) {
+                    Ok(missing) => {
+                        tx.add_date = missing.date;
+                        tx.add_message_id = missing.message_id;
+                    }
+                    Err(refusal) => {
+                        self.tx = None;
+                        return Action::Reply(refusal);
+                    }
+                }
+            }
+        }
+        self.commit(size)
     }
 
     fn commit(&mut self, size: u64) -> Action {
@@ -444,8 +598,9 @@ impl Session {
         }
     }
 
-    /// The `Received:` header for the message being committed under `id`.
-    pub fn received_header(&self, id: &str, unix_secs: i64) -> String {
+    /// The headers to prepend to the message being committed under `id`: `Received:`, and on
+    /// submission `Date:` and `Message-ID:` when the message has none (RFC 6409 §8).
+    pub fn trace_headers(&self, id: &str, unix_secs: i64) -> String {
         let (utf8, single) = match &self.tx {
             Some(tx) => (
                 tx.smtputf8,
@@ -453,20 +608,42 @@ impl Session {
             ),
             None => (false, None),
         };
-        let protocol = match (self.hello, utf8) {
+        // RFC 3848 / RFC 6531 with-protocol types: S for TLS, A for AUTH.
+        let mut protocol = match (self.hello, utf8) {
             (_, true) => "UTF8SMTP",
             (Hello::Ehlo, false) => "ESMTP",
             _ => "SMTP",
-        };
-        received_header(&Trace {
+        }
+        .to_string();
+        if self.tls.is_some() {
+            protocol.push('S');
+        }
+        if self.user.is_some() {
+            protocol.push('A');
+        }
+        let mut headers = received_header(&Trace {
             helo: &self.helo_name,
             client_ip: self.peer.ip,
             hostname: &self.config.hostname,
-            protocol,
+            protocol: &protocol,
             id,
             for_rcpt: single,
             unix_secs,
-        })
+            tls: self.tls.as_ref(),
+            authenticated: self.user.is_some(),
+        });
+        if let Some(tx) = &self.tx {
+            if tx.add_date {
+                headers.push_str(&format!(
+                    "Date: {}\r\n",
+                    super::received::rfc5322_date(unix_secs)
+                ));
+            }
+            if tx.add_message_id {
+                headers.push_str(&format!("Message-ID: <{id}@{}>\r\n", self.config.hostname));
+            }
+        }
+        headers
     }
 
     /// After the queue answered: `Ok(id)` once the message is durable.
@@ -500,6 +677,11 @@ impl Session {
             421,
             format!("4.4.2 {} Error: timeout exceeded", self.config.hostname),
         )
+    }
+
+    /// EHLO or HELO was given (since the last TLS handshake).
+    pub(super) fn said_hello(&self) -> bool {
+        self.hello != Hello::None
     }
 
     /// True between MAIL and the end of the message (or RSET).

@@ -9,7 +9,12 @@ use super::*;
 struct FakePolicy;
 
 impl Policy for FakePolicy {
-    fn check_rcpt(&self, address: &str, _sender: &str, peer: &Peer) -> RcptVerdict {
+    fn may_send_as(&self, user: &str, address: &str) -> bool {
+        address.eq_ignore_ascii_case(user)
+            || (user == "alice@example.test" && address.eq_ignore_ascii_case("sales@example.test"))
+    }
+
+    fn check_rcpt(&self, address: &str, _sender: &str, relay_allowed: bool) -> RcptVerdict {
         if address.is_empty() {
             return RcptVerdict::Accept("postmaster@example.test".into());
         }
@@ -23,7 +28,7 @@ impl Policy for FakePolicy {
             }
         } else if domain == "tempfail.test" {
             RcptVerdict::TempFail
-        } else if peer.trusted {
+        } else if relay_allowed {
             RcptVerdict::Accept(address.to_string())
         } else {
             RcptVerdict::RelayDenied
@@ -33,30 +38,60 @@ impl Policy for FakePolicy {
 
 struct Run {
     replies: Vec<String>,
+    /// The headers the server prepends to each committed message.
+    headers: Vec<String>,
     committed: Vec<(Envelope, Vec<u8>)>,
     closed: bool,
 }
 
 fn config() -> Arc<SessionConfig> {
+    config_for(Service::Mx, false)
+}
+
+fn config_for(service: Service, tls_available: bool) -> Arc<SessionConfig> {
     Arc::new(SessionConfig {
         hostname: "mx.example.test".into(),
         max_message_size: 1000,
         max_recipients: 3,
+        service,
+        tls_available,
     })
+}
+
+fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_128_GCM_SHA256".into(),
+    }
 }
 
 /// Feeds `chunks` (each as one network read) and collects every reply line.
 fn run_chunks(chunks: &[&[u8]], trusted: bool) -> Run {
-    let session = Session::new(
-        config(),
+    run_service(chunks, trusted, config(), false)
+}
+
+/// Like [`run_chunks`] for any service. STARTTLS "succeeds" at once; the password of every
+/// account is "pw". `implicit_tls`: the session starts inside TLS (port 465).
+fn run_service(
+    chunks: &[&[u8]],
+    trusted: bool,
+    config: Arc<SessionConfig>,
+    implicit_tls: bool,
+) -> Run {
+    let mut session = Session::new(
+        config,
         Peer {
             ip: "192.0.2.1".parse().unwrap(),
             trusted,
         },
     );
+    if implicit_tls {
+        session.tls_started(tls_info());
+    }
     let mut conn = Connection::new(session);
     let mut out = Vec::new();
     let mut committed = Vec::new();
+    let mut headers = Vec::new();
     let mut closed = false;
     let mut n = 0;
     'outer: for chunk in chunks {
@@ -71,8 +106,20 @@ fn run_chunks(chunks: &[&[u8]], trusted: bool) -> Run {
                 Event::Commit { envelope, message } => {
                     n += 1;
                     let id = format!("ID{n}");
+                    headers.push(conn.trace_headers(&id, 0));
                     committed.push((envelope, message));
                     conn.committed(Ok(&id));
+                }
+                Event::StartTls => {
+                    // Whatever followed STARTTLS in this read was dropped by the connection;
+                    // the rest of this chunk list is "inside TLS".
+                    out.extend(conn.take_output());
+                    conn.tls_started(tls_info());
+                }
+                Event::Authenticate { user, password } => {
+                    let ok = password == "pw"
+                        && ["alice@example.test", "bob@example.test"].contains(&user.as_str());
+                    conn.auth_result(ok.then_some(user));
                 }
             }
         }
@@ -82,6 +129,7 @@ fn run_chunks(chunks: &[&[u8]], trusted: bool) -> Run {
     let text = String::from_utf8(out).unwrap();
     Run {
         replies: text.split_terminator("\r\n").map(str::to_string).collect(),
+        headers,
         committed,
         closed,
     }
@@ -488,9 +536,276 @@ fn received_header_names_id_and_recipient() {
     let mut conn = Connection::new(session);
     conn.receive(b"EHLO client.test\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\n");
     assert!(matches!(conn.advance(&FakePolicy), Event::Commit { .. }));
-    let h = conn.received_header("QID", 0);
+    let h = conn.trace_headers("QID", 0);
     assert_eq!(
         h,
         "Received: from client.test ([192.0.2.1])\r\n\tby mx.example.test (Mailroom) with ESMTP id QID\r\n\tfor <alice@example.test>; Thu, 1 Jan 1970 00:00:00 +0000\r\n"
+    );
+}
+
+// ---- STARTTLS, AUTH and submission (RFC 3207, RFC 4954, RFC 6409) ----
+
+const EHLO_TLS: &[&str] = &[
+    "250-mx.example.test",
+    "250-PIPELINING",
+    "250-SIZE 1000",
+    "250-8BITMIME",
+    "250-ENHANCEDSTATUSCODES",
+    "250-SMTPUTF8",
+    "250-CHUNKING",
+];
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn port_25_offers_starttls_but_never_auth() {
+    let r = run_service(
+        &[
+            b"EHLO c\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==\r\nSTARTTLS\r\n",
+            b"EHLO c\r\nSTARTTLS\r\nAUTH LOGIN\r\n",
+        ],
+        false,
+        config_for(Service::Mx, true),
+        false,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&["250 STARTTLS", "502 5.5.1", "220 2.0.0"]);
+    want.extend_from_slice(EHLO);
+    want.extend_from_slice(&["503 5.5.1", "502 5.5.1"]);
+    expect(&r, &want);
+}
+
+#[test]
+fn starttls_not_offered_without_certificate() {
+    let r = run_service(
+        &[b"EHLO c\r\nSTARTTLS\r\n"],
+        false,
+        config_for(Service::Mx, false),
+        false,
+    );
+    expect(&r, &with_ehlo(&["502 5.5.1"]));
+}
+
+#[test]
+fn starttls_injection_is_discarded() {
+    // RSET and a whole transaction pipelined after STARTTLS in the same read: none of it may
+    // run inside TLS (CVE-2011-0411).
+    let r = run_service(
+        &[
+            b"EHLO c\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<a@r.test>\r\n",
+            b"NOOP\r\n",
+        ],
+        false,
+        config_for(Service::Mx, true),
+        false,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&["250 STARTTLS", "220 2.0.0", "250 2.0.0 Ok"]);
+    expect(&r, &want);
+}
+
+#[test]
+fn tls_forgets_earlier_state() {
+    let r = run_service(
+        &[
+            b"EHLO c\r\nMAIL FROM:<a@r.test>\r\nSTARTTLS\r\n",
+            b"MAIL FROM:<a@r.test>\r\n",
+        ],
+        false,
+        config_for(Service::Mx, true),
+        false,
+    );
+    let last = r.replies.last().unwrap();
+    assert!(last.starts_with("503 5.5.1"), "{:#?}", r.replies);
+}
+
+#[test]
+fn submission_requires_tls_then_auth() {
+    let plain = b64("\0alice@example.test\0pw");
+    let input1 =
+        format!("EHLO c\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<alice@example.test>\r\nSTARTTLS\r\n");
+    let input2 = format!("EHLO c\r\nMAIL FROM:<alice@example.test>\r\nAUTH PLAIN {plain}\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@elsewhere.test>\r\n");
+    let r = run_service(
+        &[input1.as_bytes(), input2.as_bytes()],
+        false,
+        config_for(Service::Submission, true),
+        false,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 STARTTLS",
+        "530 5.7.0 Must issue a STARTTLS command first",
+        "530 5.7.0",
+        "220 2.0.0",
+    ]);
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "530 5.7.0 Authentication required",
+        "235 2.7.0",
+        "503 5.5.1", // already authenticated
+        "250 2.1.0",
+        "250 2.1.5", // authenticated users may send anywhere
+    ]);
+    expect(&r, &want);
+}
+
+#[test]
+fn auth_plain_without_initial_response_and_login() {
+    let plain = b64("\0bob@example.test\0pw");
+    let input = format!("EHLO c\r\nAUTH PLAIN\r\n{plain}\r\nRSET\r\n");
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&["250 AUTH PLAIN LOGIN", "334 ", "235 2.7.0", "250 2.0.0"]);
+    expect(&r, &want);
+
+    let input = format!(
+        "EHLO c\r\nAUTH LOGIN\r\n{}\r\n{}\r\n",
+        b64("alice@example.test"),
+        b64("pw")
+    );
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "334 VXNlcm5hbWU6",
+        "334 UGFzc3dvcmQ6",
+        "235 2.7.0",
+    ]);
+    expect(&r, &want);
+}
+
+#[test]
+fn auth_errors() {
+    let wrong = b64("\0alice@example.test\0nope");
+    let other = b64("bob@example.test\0alice@example.test\0pw");
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {wrong}\r\nAUTH PLAIN !!!notbase64\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN {other}\r\nAUTH CRAM-MD5\r\nAUTH PLAIN\r\n%%%\r\n"
+    );
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "535 5.7.8", // wrong password
+        "501 5.5.2", // bad base64
+        "334 ",
+        "501 5.7.0", // cancelled
+        "334 VXNlcm5hbWU6",
+        "501 5.7.0", // cancelled
+        "535 5.7.8", // authzid names someone else
+        "504 5.5.4", // unknown mechanism
+        "334 ",
+        "501 5.5.2", // bad base64 in a continuation
+    ]);
+    expect(&r, &want);
+}
+
+#[test]
+fn submission_sender_must_be_owned() {
+    let plain = b64("\0alice@example.test\0pw");
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<bob@example.test>\r\nMAIL FROM:<>\r\nMAIL FROM:<Sales@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: Bob <bob@example.test>\r\n\r\nforged\r\n.\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: Alice <alice@example.test>\r\nSubject: ok\r\n\r\nhi\r\n.\r\n"
+    );
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "235 2.7.0",
+        "553 5.7.1",
+        "553 5.7.1",
+        "250 2.1.0", // an alias of alice's
+        "250 2.1.5",
+        "354",
+        "553 5.7.1 From: <bob@example.test> refused",
+        "250 2.1.0",
+        "250 2.1.5",
+        "354",
+        "250 2.0.0 Ok: queued as ID1",
+    ]);
+    expect(&r, &want);
+    // Date and Message-ID were missing: added; Received names TLS and AUTH, never the password.
+    let h = &r.headers[0];
+    assert!(
+        h.contains("\tby mx.example.test (Mailroom) with ESMTPSA id ID1"),
+        "{h}"
+    );
+    assert!(
+        h.contains("(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)"),
+        "{h}"
+    );
+    assert!(h.contains("(authenticated sender)"), "{h}");
+    assert!(
+        h.contains("\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000\r\n"),
+        "{h}"
+    );
+    assert!(
+        h.contains("\r\nMessage-ID: <ID1@mx.example.test>\r\n"),
+        "{h}"
+    );
+    assert!(!h.contains("pw"));
+}
+
+#[test]
+fn submission_keeps_existing_date_and_message_id() {
+    let plain = b64("\0alice@example.test\0pw");
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nDate: Fri, 27 Nov 2026 01:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nhi\r\n.\r\n"
+    );
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    assert!(
+        r.replies.last().unwrap().starts_with("250 2.0.0"),
+        "{:#?}",
+        r.replies
+    );
+    assert!(!r.headers[0].contains("Date:") && !r.headers[0].contains("Message-ID:"));
+}
+
+#[test]
+fn second_starttls_refused() {
+    let r = run_service(
+        &[b"EHLO c\r\nSTARTTLS\r\n", b"EHLO c\r\nSTARTTLS\r\n"],
+        false,
+        config_for(Service::Submission, true),
+        false,
+    );
+    assert!(
+        r.replies.last().unwrap().starts_with("503 5.5.1"),
+        "{:#?}",
+        r.replies
     );
 }
