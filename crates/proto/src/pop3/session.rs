@@ -135,6 +135,8 @@ pub struct Session {
     pending_user: Option<String>,
     /// `AUTH PLAIN` sent without initial response: the next line is the response.
     sasl_pending: bool,
+    /// The user of the outstanding `Authenticate` action.
+    authenticating: Option<String>,
     user: Option<String>,
     messages: Vec<Message>,
     auth_failures: u32,
@@ -168,6 +170,7 @@ impl Session {
             flags,
             pending_user: None,
             sasl_pending: false,
+            authenticating: None,
             user: None,
             messages: Vec::new(),
             auth_failures: 0,
@@ -305,6 +308,7 @@ impl Session {
                 match self.pending_user.take() {
                     Some(user) => {
                         self.state = State::Authenticating;
+                        self.authenticating = Some(user.clone());
                         Action::Authenticate { user, password }
                     }
                     None => err("USER first"),
@@ -340,6 +344,7 @@ impl Session {
         match decode_plain(text) {
             Ok(c) => {
                 self.state = State::Authenticating;
+                self.authenticating = Some(c.authcid.clone());
                 Action::Authenticate {
                     user: c.authcid,
                     password: c.password,
@@ -357,8 +362,10 @@ impl Session {
             return err("Busy");
         }
         self.state = State::Authorization;
+        let user = self.authenticating.take();
         match outcome {
             AuthOutcome::Ok(listing) => {
+                self.user = user;
                 self.messages = listing
                     .into_iter()
                     .map(|(uidl, size)| Message {

@@ -198,6 +198,7 @@ fn dele_rset_quit() {
     ]);
     assert_eq!(f.session.counts(), (2, 2));
     assert_eq!(f.session.state(), State::Closed);
+    assert_eq!(f.session.user(), Some("alice"));
 }
 
 #[test]
@@ -225,6 +226,9 @@ fn bad_credentials_are_uniform_and_limited() {
         ("PASS x", Exact("-ERR USER first\r\n")),
         ("USER nobody", Exact("+OK Send PASS\r\n")),
         ("PASS secret word", Exact(bad)),
+    ]);
+    assert_eq!(f.session.user(), None);
+    f.run(&[
         // After a failure, PASS needs USER again (RFC 1939 §7).
         ("PASS secret word", Exact("-ERR USER first\r\n")),
         ("USER alice", Exact("+OK Send PASS\r\n")),
