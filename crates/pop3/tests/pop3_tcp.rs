@@ -59,6 +59,8 @@ async fn start_with(mut config: Pop3Config) -> Server {
         listener,
         Arc::new(config),
         Arc::new(MapAuth(users)),
+        None,
+        false,
         rx,
     ));
     Server {
