@@ -155,7 +155,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
     let stop = match tls {
         Some(acceptor) if ctx.implicit_tls => {
             // RFC 8314 §3.3: TLS first, then POP3 inside it.
-            match handshake(&acceptor, stream, &mut ctx).await {
+            match handshake(&acceptor, stream, ip, &mut ctx).await {
                 Ok(tls) => {
                     conn.session = Session::new(SessionFlags {
                         plaintext_login_allowed: trusted,
@@ -192,6 +192,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
+    ip: IpAddr,
     ctx: &mut Context,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, &'static str> {
     let limit = ctx.config.tls_handshake_timeout;
@@ -199,7 +200,7 @@ async fn handshake(
         r = tokio::time::timeout(limit, acceptor.accept(stream)) => match r {
             Ok(Ok(tls)) => Ok(tls),
             Ok(Err(e)) => {
-                tracing::info!(error = %e, "pop3: TLS handshake failed");
+                tracing::info!(%ip, error = %e, "pop3: TLS handshake failed");
                 Err("TLS handshake failed")
             }
             Err(_) => Err("TLS handshake timeout"),
@@ -240,7 +241,7 @@ impl Conn {
         }
         // `into_inner` drops the read buffer; the write buffer is empty (the +OK was flushed).
         let stream = io.into_inner().into_inner();
-        match handshake(acceptor, stream, ctx).await {
+        match handshake(acceptor, stream, ip, ctx).await {
             Ok(tls) => {
                 self.session.tls_started();
                 tracing::debug!(%ip, "pop3: STLS done");
