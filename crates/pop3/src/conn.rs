@@ -2,13 +2,20 @@
 //!
 //! What it does: reads lines (bounded by the session's current limit, each within the idle
 //! timeout), feeds them to the session and performs the returned actions: password checks
-//! and Maildir access on blocking threads, the failed-login delay and per-IP limit, streaming
-//! messages through the dot-stuffer in large writes, and the UPDATE state at QUIT. Replies
-//! are flushed when no pipelined input is pending. Logs logins (never passwords) and QUIT
-//! counts.
+//! and Maildir access on blocking threads, failed-login limits per IP and per account with
+//! growing delays, streaming messages through the dot-stuffer in large writes, and the UPDATE
+//! state at QUIT. Replies are flushed when no pipelined input is pending. Logs logins with
+//! `tls=yes/no`, failures with IP and account (never passwords), and QUIT counts.
 //!
-//! What it does not do: TLS. A connection that times out, drops, or is shut down never runs
-//! UPDATE, so nothing is deleted (RFC 1939 §6).
+//! TLS: the loop is generic over the stream, so the same code serves plain TCP and
+//! `tokio_rustls` streams. Implicit TLS (RFC 8314) runs the handshake, with a timeout, before
+//! the greeting. After `+OK` to STLS (RFC 2595 §4) the loop throws away every octet the client
+//! sent after the STLS line and that is already buffered (CVE-2011-0411: clear-text commands
+//! must never run inside TLS), runs the handshake with a timeout, and continues with a fresh
+//! reader; a failed handshake closes the connection.
+//!
+//! What it does not do: build TLS configurations or check certificates. A connection that
+//! times out, drops, or is shut down never runs UPDATE, so nothing is deleted (RFC 1939 §6).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +28,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
+use crate::limits::{account_key, backoff};
 use crate::{Authenticator, FailedLogins, Pop3Config};
 
 /// Size of the chunks read from message files and written to the socket.
@@ -32,7 +41,20 @@ pub(crate) struct Context {
     pub config: Arc<Pop3Config>,
     pub auth: Arc<dyn Authenticator>,
     pub failed: Arc<FailedLogins>,
+    pub failed_accounts: Arc<FailedLogins<String>>,
     pub shutdown: watch::Receiver<bool>,
+    /// Set for implicit TLS, or to offer STLS.
+    pub tls: Option<TlsAcceptor>,
+    /// Handshake before the greeting (RFC 8314).
+    pub implicit_tls: bool,
+}
+
+/// The connection's buffered stream: reads go through the `BufReader`, writes through the
+/// `BufWriter` (the `BufReader` passes them on).
+type Io<S> = BufReader<BufWriter<S>>;
+
+fn buffered<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Io<S> {
+    BufReader::with_capacity(4096, BufWriter::with_capacity(CHUNK, stream))
 }
 
 /// Why the loop stops.
@@ -41,6 +63,8 @@ enum Stop {
     Done,
     /// I/O error, EOF, timeout or shutdown.
     Abort(&'static str),
+    /// `+OK` to STLS was sent and flushed: negotiate TLS now.
+    StartTls,
 }
 
 /// Reads one line of at most `max` octets (without CRLF). A longer line is consumed up to
@@ -115,26 +139,81 @@ async fn with_mailbox<T: Send + 'static>(
 /// Serves one connection until it ends.
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
     let ip = peer.ip().to_canonical();
-    let flags = SessionFlags {
-        plaintext_login_allowed: ctx.config.plaintext_allowed(ip),
-        tls_available: false,
-        tls_active: false,
-    };
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(4096, rd);
-    let mut wr = BufWriter::with_capacity(CHUNK, wr);
+    let trusted = ctx.config.plaintext_allowed(ip);
+    let tls = ctx.tls.clone();
     let mut conn = Conn {
-        session: Session::new(flags),
+        session: Session::new(SessionFlags {
+            plaintext_login_allowed: trusted,
+            tls_available: tls.is_some() && !ctx.implicit_tls,
+            tls_active: false,
+        }),
         mailbox: None,
         ip,
         timeout: ctx.config.idle_timeout,
     };
-    let stop = conn.serve(&mut rd, &mut wr, &mut ctx).await;
+    let stop = match tls {
+        Some(acceptor) if ctx.implicit_tls => {
+            // RFC 8314 §3.3: TLS first, then POP3 inside it.
+            match handshake(&acceptor, stream, ip, &mut ctx).await {
+                Ok(tls) => {
+                    conn.session = Session::new(SessionFlags {
+                        plaintext_login_allowed: trusted,
+                        tls_available: false,
+                        tls_active: true,
+                    });
+                    conn.serve_stream(tls, true, &mut ctx).await
+                }
+                Err(why) => Stop::Abort(why),
+            }
+        }
+        tls => {
+            let mut io = buffered(stream);
+            match conn.serve(&mut io, true, &mut ctx).await {
+                Stop::StartTls => match tls {
+                    Some(acceptor) => conn.start_tls(io, &acceptor, &mut ctx).await,
+                    None => Stop::Abort("STLS without TLS"),
+                },
+                stop => {
+                    close(io, conn.timeout).await;
+                    stop
+                }
+            }
+        }
+    };
     if let Stop::Abort(why) = stop {
         tracing::info!(%ip, user = ?conn.session.user(), reason = why, "pop3: connection closed without QUIT");
     }
     // Dropping `conn.mailbox` releases the lock; nothing was deleted unless QUIT ran UPDATE.
+}
+
+/// Runs the server side of a TLS handshake within the configured timeout, giving up early on
+/// shutdown.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    ip: IpAddr,
+    ctx: &mut Context,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, &'static str> {
+    let limit = ctx.config.tls_handshake_timeout;
+    tokio::select! {
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => match r {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => {
+                tracing::info!(%ip, error = %e, "pop3: TLS handshake failed");
+                Err("TLS handshake failed")
+            }
+            Err(_) => Err("TLS handshake timeout"),
+        },
+        _ = ctx.shutdown.changed() => Err("shutdown"),
+    }
+}
+
+/// Ends a connection: flushes and shuts down the write side (for TLS, sends close_notify),
+/// without waiting long for a client that does not read.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut io: Io<S>, t: Duration) {
+    let t = t.min(Duration::from_secs(5));
+    let _ = tokio::time::timeout(t, io.shutdown()).await;
 }
 
 struct Conn {
@@ -145,49 +224,93 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve<R, W>(&mut self, rd: &mut BufReader<R>, wr: &mut W, ctx: &mut Context) -> Stop
+    /// After `+OK` to STLS: discards the buffered clear text, negotiates TLS and serves the
+    /// rest of the connection inside it.
+    async fn start_tls(
+        &mut self,
+        io: Io<TcpStream>,
+        acceptor: &TlsAcceptor,
+        ctx: &mut Context,
+    ) -> Stop {
+        let ip = self.ip;
+        // RFC 2595 §4 / CVE-2011-0411: whatever the client sent after STLS before seeing our
+        // +OK was sent in clear text; it is dropped here, never read inside TLS.
+        let pending = io.buffer().len();
+        if pending > 0 {
+            tracing::warn!(%ip, octets = pending, "pop3: discarding clear-text input sent after STLS");
+        }
+        // `into_inner` drops the read buffer; the write buffer is empty (the +OK was flushed).
+        let stream = io.into_inner().into_inner();
+        match handshake(acceptor, stream, ip, ctx).await {
+            Ok(tls) => {
+                self.session.tls_started();
+                tracing::debug!(%ip, "pop3: STLS done");
+                self.serve_stream(tls, false, ctx).await
+            }
+            Err(why) => Stop::Abort(why),
+        }
+    }
+
+    /// Serves a TLS stream until the session ends, then closes it.
+    async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: S,
+        greet: bool,
+        ctx: &mut Context,
+    ) -> Stop {
+        let mut io = buffered(stream);
+        let stop = match self.serve(&mut io, greet, ctx).await {
+            // The session never asks for STLS once TLS is active.
+            Stop::StartTls => Stop::Abort("STLS inside TLS"),
+            stop => stop,
+        };
+        close(io, self.timeout).await;
+        stop
+    }
+
+    async fn serve<S>(&mut self, io: &mut Io<S>, greet: bool, ctx: &mut Context) -> Stop
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let t = self.timeout;
-        if send(wr, greeting(&ctx.config.hostname).as_bytes(), t)
-            .await
-            .is_err()
-            || flush(wr, t).await.is_err()
+        if greet
+            && (send(io, greeting(&ctx.config.hostname).as_bytes(), t)
+                .await
+                .is_err()
+                || flush(io, t).await.is_err())
         {
             return Stop::Abort("write error");
         }
         loop {
             let max = self.session.max_line_length();
             let line = tokio::select! {
-                r = tokio::time::timeout(t, read_line(rd, max)) => match r {
+                r = tokio::time::timeout(t, read_line(io, max)) => match r {
                     Ok(Ok(Some(line))) => line,
                     Ok(Ok(None)) => return Stop::Abort("eof"),
                     Ok(Err(_)) => return Stop::Abort("read error"),
                     Err(_) => {
-                        let _ = send(wr, b"-ERR Idle timeout, closing\r\n", t).await;
-                        let _ = flush(wr, t).await;
+                        let _ = send(io, b"-ERR Idle timeout, closing\r\n", t).await;
+                        let _ = flush(io, t).await;
                         return Stop::Abort("idle timeout");
                     }
                 },
                 _ = ctx.shutdown.changed() => {
-                    let _ = send(wr, b"-ERR [SYS/TEMP] Server shutting down\r\n", t).await;
-                    let _ = flush(wr, t).await;
+                    let _ = send(io, b"-ERR [SYS/TEMP] Server shutting down\r\n", t).await;
+                    let _ = flush(io, t).await;
                     return Stop::Abort("shutdown");
                 }
             };
             let action = self.session.handle_line(&line);
-            match self.perform(action, wr, ctx).await {
+            match self.perform(action, io, ctx).await {
                 Ok(None) => {}
                 Ok(Some(stop)) => {
-                    let _ = flush(wr, t).await;
+                    let _ = flush(io, t).await;
                     return stop;
                 }
                 Err(_) => return Stop::Abort("write error"),
             }
             // RFC 2449 §6.6 PIPELINING: answer a batch with as few writes as possible.
-            if rd.buffer().is_empty() && flush(wr, t).await.is_err() {
+            if io.buffer().is_empty() && flush(io, t).await.is_err() {
                 return Stop::Abort("write error");
             }
         }
@@ -206,8 +329,12 @@ impl Conn {
                 send(wr, s.as_bytes(), t).await?;
                 return Ok(Some(Stop::Done));
             }
-            // TLS is not implemented: the session never offers it, since tls_available is false.
-            Action::StartTls(_) => send(wr, b"-ERR STLS not available\r\n", t).await?,
+            Action::StartTls(reply) => {
+                // The reply must reach the client in clear text before the handshake.
+                send(wr, reply.as_bytes(), t).await?;
+                flush(wr, t).await?;
+                return Ok(Some(Stop::StartTls));
+            }
             Action::Authenticate { user, password } => {
                 let outcome = self.authenticate(&user, password, ctx).await;
                 let next = self.session.auth_result(outcome);
@@ -252,13 +379,34 @@ impl Conn {
         Ok(None)
     }
 
+    /// Checks credentials under the failed-login limits (see `limits`), then locks and lists
+    /// the maildrop.
     async fn authenticate(&mut self, user: &str, password: String, ctx: &Context) -> AuthOutcome {
         let ip = self.ip;
-        let delay = ctx.config.failed_login_delay;
-        if ctx.failed.is_blocked(ip) {
-            tracing::warn!(%ip, user = ?user, "pop3: login refused, too many failures from this address");
-            tokio::time::sleep(delay).await;
+        let tls = if self.session.tls_active() {
+            "yes"
+        } else {
+            "no"
+        };
+        let (base, cap) = (
+            ctx.config.failed_login_delay,
+            ctx.config.max_failed_login_delay,
+        );
+        let ip_failures = ctx.failed.recent(&ip);
+        if ip_failures >= ctx.config.max_failed_per_ip {
+            tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures from this address");
+            tokio::time::sleep(backoff(base, ip_failures, cap)).await;
             return AuthOutcome::Throttled;
+        }
+        let account = account_key(user);
+        if ctx.failed_accounts.is_blocked(&account) {
+            // The account is locked for a while: answer exactly as for a wrong password,
+            // without running the password check. It still counts against the address.
+            let n = ctx.failed.record_failure(&ip);
+            let m = ctx.failed_accounts.recent(&account);
+            tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures for this account");
+            tokio::time::sleep(backoff(base, n.max(m), cap)).await;
+            return AuthOutcome::BadCredentials;
         }
         let auth = ctx.auth.clone();
         let u = user.to_owned();
@@ -266,10 +414,12 @@ impl Conn {
         let root = match root {
             Ok(Some(root)) => root,
             Ok(None) => {
-                // Same path, reply and delay for unknown users and wrong passwords.
-                ctx.failed.record_failure(ip);
-                tracing::warn!(%ip, user = ?user, "pop3: login failed");
-                tokio::time::sleep(delay).await;
+                // Same path, reply and delay for unknown users and wrong passwords; the delay
+                // grows with the recent failures of this address or this account.
+                let n = ctx.failed.record_failure(&ip);
+                let m = ctx.failed_accounts.record_failure(&account);
+                tracing::warn!(%ip, user = ?user, tls, ip_failures = n, account_failures = m, "pop3: login failed");
+                tokio::time::sleep(backoff(base, n.max(m), cap)).await;
                 return AuthOutcome::BadCredentials;
             }
             Err(_) => {
@@ -281,12 +431,12 @@ impl Conn {
         match opened {
             Ok(Ok(mb)) => {
                 let listing = mb.listing();
-                tracing::info!(%ip, user = ?user, messages = listing.len(), "pop3: login ok");
+                tracing::info!(%ip, user = ?user, tls, messages = listing.len(), "pop3: login ok");
                 self.mailbox = Some(mb);
                 AuthOutcome::Ok(listing)
             }
             Ok(Err(MailboxError::Locked)) => {
-                tracing::info!(%ip, user = ?user, "pop3: login ok but maildrop in use");
+                tracing::info!(%ip, user = ?user, tls, "pop3: login ok but maildrop in use");
                 AuthOutcome::InUse
             }
             Ok(Err(MailboxError::Io(e))) => {

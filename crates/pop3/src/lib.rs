@@ -1,14 +1,18 @@
-//! The POP3 listener (RFC 1939) over tokio.
+//! The POP3 listener (RFC 1939) over tokio, with TLS (RFC 2595 STLS, RFC 8314 implicit TLS).
 //!
 //! What it does: accepts TCP connections (at most `max_connections` at once; extra clients get
 //! `-ERR [SYS/TEMP]` and are closed), greets, and runs each connection's loop (see `conn`):
 //! bounded line reads with an idle timeout, the sans-I/O `proto::pop3::Session`, password
-//! checks off the event loop, per-IP failed-login limits, message streaming, and the UPDATE
-//! state at QUIT only. On the shutdown signal it stops accepting, tells idle sessions it is
-//! shutting down (without UPDATE), and returns when every session has ended.
+//! checks off the event loop, failed-login limits per IP and per account with growing delays
+//! (see `limits`), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
+//! it either runs the handshake first (implicit TLS, the pop3s service on port 995, RFC 8314
+//! §3.3) or offers STLS on the plain port (RFC 2595 §4). On the shutdown signal it stops
+//! accepting, tells idle sessions it is shutting down (without UPDATE), and returns when every
+//! session has ended.
 //!
-//! What it does not do: TLS (STLS is never offered yet), check passwords itself (the binary
-//! implements [`Authenticator`]), or parse messages.
+//! What it does not do: load certificates or build the rustls configuration (the caller
+//! passes a ready `TlsAcceptor`), check passwords itself (the binary implements
+//! [`Authenticator`]), or parse messages.
 
 mod conn;
 mod limits;
@@ -23,7 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use limits::FailedLogins;
+pub use limits::{account_key, backoff, FailedLogins};
+pub use tokio_rustls::TlsAcceptor;
 
 /// Checks account credentials; implemented by the binary.
 pub trait Authenticator: Send + Sync + 'static {
@@ -45,15 +50,26 @@ pub struct Pop3Config {
     /// Inactivity autologout timer; RFC 1939 §3 requires at least 10 minutes. Also bounds each
     /// write to a slow client.
     pub idle_timeout: Duration,
-    /// Delay before answering a failed login (same for unknown users and wrong passwords).
+    /// Base delay before answering a failed login (same for unknown users and wrong
+    /// passwords). It doubles with each recent failure from the same IP or for the same
+    /// account: `failed_login_delay × 2^(failures − 1)`, at most `max_failed_login_delay`.
     pub failed_login_delay: Duration,
+    /// Cap on the growing failed-login delay.
+    pub max_failed_login_delay: Duration,
     /// Failed logins allowed per client IP within `failed_login_window`; beyond it, logins from
     /// that IP are refused with `-ERR [AUTH]` without checking the password.
     pub max_failed_per_ip: u32,
-    /// The window for `max_failed_per_ip`.
+    /// Failed logins allowed per account (from any IP) within `failed_login_window`; beyond
+    /// it, logins to that account are refused with the same reply as a wrong password,
+    /// without checking the password, until the oldest failures leave the window.
+    pub max_failed_per_account: u32,
+    /// The window for `max_failed_per_ip` and `max_failed_per_account`.
     pub failed_login_window: Duration,
     /// Maximum concurrent connections.
     pub max_connections: usize,
+    /// Time allowed for a TLS handshake (implicit TLS or after STLS); the connection is
+    /// closed if it takes longer.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Pop3Config {
@@ -66,9 +82,12 @@ impl Default for Pop3Config {
             ],
             idle_timeout: Duration::from_secs(600),
             failed_login_delay: Duration::from_secs(1),
+            max_failed_login_delay: Duration::from_secs(8),
             max_failed_per_ip: 10,
+            max_failed_per_account: 5,
             failed_login_window: Duration::from_secs(600),
             max_connections: 200,
+            tls_handshake_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -85,15 +104,31 @@ impl Pop3Config {
 
 /// Serves POP3 on `listener` until `shutdown` becomes true (or its sender is dropped), then
 /// waits for the open sessions to end.
+///
+/// TLS: with `implicit_tls` (the pop3s service, RFC 8314) every connection starts with the
+/// TLS handshake (bounded by `tls_handshake_timeout`) and the greeting is sent inside TLS;
+/// `tls` must then be `Some`, otherwise nothing is served (an error is logged and the function
+/// returns at once). Without `implicit_tls`, `Some(tls)` makes STLS available on the plain
+/// connection (RFC 2595), and `None` serves plain POP3 only.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<Pop3Config>,
     auth: Arc<dyn Authenticator>,
+    tls: Option<TlsAcceptor>,
+    implicit_tls: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if implicit_tls && tls.is_none() {
+        tracing::error!("pop3: implicit TLS requested without a TLS configuration; not serving");
+        return;
+    }
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let failed = Arc::new(FailedLogins::new(
         config.max_failed_per_ip,
+        config.failed_login_window,
+    ));
+    let failed_accounts = Arc::new(FailedLogins::new(
+        config.max_failed_per_account,
         config.failed_login_window,
     ));
     let mut tasks = JoinSet::new();
@@ -103,6 +138,11 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "pop3: too many connections, refusing");
+                        if implicit_tls {
+                            // A clear-text reply means nothing to a TLS client: just close.
+                            drop(stream);
+                            continue;
+                        }
                         let timeout = config.idle_timeout;
                         tasks.spawn(async move {
                             let mut stream = stream;
@@ -115,7 +155,10 @@ pub async fn serve(
                         config: config.clone(),
                         auth: auth.clone(),
                         failed: failed.clone(),
+                        failed_accounts: failed_accounts.clone(),
                         shutdown: shutdown.clone(),
+                        tls: tls.clone(),
+                        implicit_tls,
                     };
                     tasks.spawn(async move {
                         conn::run(stream, peer, ctx).await;

@@ -59,6 +59,8 @@ async fn start_with(mut config: Pop3Config) -> Server {
         listener,
         Arc::new(config),
         Arc::new(MapAuth(users)),
+        None,
+        false,
         rx,
     ));
     Server {
@@ -350,4 +352,30 @@ async fn shutdown_ends_sessions_and_serve() {
         .expect("serve returns")
         .unwrap();
     assert!(TcpStream::connect(s.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn account_locked_after_failures_even_with_right_password() {
+    let config = Pop3Config {
+        max_failed_per_account: 2,
+        max_failed_per_ip: 100,
+        failed_login_window: Duration::from_millis(1500),
+        ..Pop3Config::default()
+    };
+    let s = start_with(config).await;
+    let bad = "-ERR [AUTH] Invalid user name or password\r\n";
+    let mut c = Client::connect(&s).await;
+    c.cmd("USER alice").await;
+    assert_eq!(c.cmd("PASS wrong").await, bad);
+    // Case variants count against the same account.
+    c.cmd("USER ALICE").await;
+    assert_eq!(c.cmd("PASS wrong").await, bad);
+    // Locked: the right password gets the same reply as a wrong one, without being checked.
+    let mut c = Client::connect(&s).await;
+    c.cmd("USER alice").await;
+    assert_eq!(c.cmd("PASS pw pw").await, bad);
+    // The lockout ends when the failures leave the window.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    c.cmd("USER alice").await;
+    assert!(c.cmd("PASS pw pw").await.starts_with("+OK Logged in"));
 }

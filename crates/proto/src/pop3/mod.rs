@@ -1,10 +1,11 @@
 //! Sans-I/O POP3 server side: command parser, session state machine and dot-stuffing
-//! (RFC 1939, RFC 2449 CAPA, RFC 3206 response codes, RFC 5034 SASL AUTH).
+//! (RFC 1939, RFC 2449 CAPA, RFC 3206 response codes, RFC 5034 SASL AUTH, RFC 2595 STLS).
 //!
 //! What it does: everything about POP3 that can be decided without touching a socket or a
 //! file. The `pop3` crate runs the network loop and the `store` crate reads the Maildir.
 //!
-//! What it does not do: I/O, TLS, password checks, locking or timers.
+//! What it does not do: I/O, the TLS handshake (the session only decides when STLS is allowed
+//! and what is forgotten after it), password checks, locking or timers.
 
 pub mod command;
 pub mod session;

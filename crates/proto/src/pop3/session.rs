@@ -1,15 +1,22 @@
 //! The POP3 server session state machine (RFC 1939 §3–§6), with CAPA (RFC 2449), response
-//! codes (RFC 3206) and SASL PLAIN via AUTH (RFC 5034).
+//! codes (RFC 3206), SASL PLAIN via AUTH (RFC 5034) and STLS (RFC 2595).
 //!
 //! What it does: takes one client line at a time and returns an [`Action`] telling the I/O loop
 //! what to do: send a reply, check a password, stream a message, run the UPDATE state, or close.
 //! It owns the per-session view of the maildrop: a snapshot listing given at login, the
 //! deletion marks, and the counters for the QUIT log line.
 //!
-//! What it does not do: any I/O, password checking, locking, delays or rate limiting. The loop
-//! performs an action, then reports the result through [`Session::auth_result`],
-//! [`Session::send_failed`] or [`Session::update_result`], and must not feed further lines
-//! while an `Authenticate` action is outstanding.
+//! It also decides the clear-text login rule: USER/PASS and AUTH PLAIN are refused with
+//! `-ERR [AUTH]` unless TLS is active or the loop said the client is trusted, and CAPA lists
+//! only what is allowed in the current state (RFC 2449 §5, RFC 2595 §4).
+//!
+//! What it does not do: any I/O, the TLS handshake, password checking, locking, delays or rate
+//! limiting. The loop performs an action, then reports the result through
+//! [`Session::auth_result`], [`Session::tls_started`], [`Session::send_failed`] or
+//! [`Session::update_result`], and must not feed further lines while an `Authenticate` or
+//! `StartTls` action is outstanding. Discarding client input that arrived before the TLS
+//! handshake is the loop's job (RFC 2595 §4 / CVE-2011-0411); the session only guarantees that
+//! nothing from before [`Session::tls_started`] survives it.
 //!
 //! APOP (RFC 1939 §7) is refused: it needs the clear-text password on the server, and Mailroom
 //! stores only argon2id hashes.
@@ -30,6 +37,8 @@ pub enum State {
     Authorization,
     /// An `Authenticate` action is outstanding.
     Authenticating,
+    /// A `StartTls` action is outstanding: the loop is negotiating TLS (RFC 2595 §4).
+    StartingTls,
     /// Logged in; the maildrop is locked and listed.
     Transaction,
     /// QUIT received in TRANSACTION: the loop is applying deletions.
@@ -62,7 +71,10 @@ pub enum Action {
         /// The `+OK` status line to send first.
         reply: String,
     },
-    /// Send `reply`, negotiate TLS, then call [`Session::tls_started`] (RFC 2595 §4).
+    /// Send `reply` and flush it, throw away any client input already received after the
+    /// STLS line (it was sent in clear text and must never be executed inside TLS), negotiate
+    /// TLS, then call [`Session::tls_started`] (RFC 2595 §4). If the handshake fails, close the
+    /// connection.
     StartTls(String),
     /// Enter UPDATE (RFC 1939 §6): delete the messages at `delete`, mark the messages at
     /// `seen` (retrieved and kept) as seen, then send [`Session::update_result`]'s reply and
@@ -97,12 +109,12 @@ pub enum AuthOutcome {
 /// Flags from the I/O loop about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionFlags {
-    /// Plain-text logins (USER/PASS, AUTH PLAIN) are allowed on this connection: it is TLS
-    /// or the client is in a trusted network.
+    /// The client is in a trusted network, so plain-text logins (USER/PASS, AUTH PLAIN) are
+    /// allowed even without TLS. Over TLS they are always allowed, whatever this says.
     pub plaintext_login_allowed: bool,
     /// The server could start TLS on this connection (STLS).
     pub tls_available: bool,
-    /// TLS is already active.
+    /// TLS is already active (implicit TLS, RFC 8314, or after STLS).
     pub tls_active: bool,
 }
 
@@ -123,6 +135,8 @@ pub struct Session {
     pending_user: Option<String>,
     /// `AUTH PLAIN` sent without initial response: the next line is the response.
     sasl_pending: bool,
+    /// The user of the outstanding `Authenticate` action.
+    authenticating: Option<String>,
     user: Option<String>,
     messages: Vec<Message>,
     auth_failures: u32,
@@ -145,6 +159,7 @@ fn err(text: &str) -> Action {
 
 const TLS_REQUIRED: &str =
     "[AUTH] Plain-text login is only allowed over TLS or from trusted networks";
+const STLS_REPLY: &str = "+OK Begin TLS negotiation\r\n";
 const BAD_CREDENTIALS: &str = "[AUTH] Invalid user name or password";
 
 impl Session {
@@ -155,6 +170,7 @@ impl Session {
             flags,
             pending_user: None,
             sasl_pending: false,
+            authenticating: None,
             user: None,
             messages: Vec::new(),
             auth_failures: 0,
@@ -193,11 +209,32 @@ impl Session {
         }
     }
 
-    /// Records that TLS is now active (after [`Action::StartTls`]); plain-text logins are then
-    /// allowed.
+    /// True if TLS is active on this connection.
+    pub fn tls_active(&self) -> bool {
+        self.flags.tls_active
+    }
+
+    /// True if USER/PASS and AUTH PLAIN are allowed now: over TLS, or from a trusted client.
+    fn plaintext_allowed(&self) -> bool {
+        self.flags.tls_active || self.flags.plaintext_login_allowed
+    }
+
+    /// Records that the TLS handshake after [`Action::StartTls`] succeeded.
+    ///
+    /// The session goes back to a fresh AUTHORIZATION state: a USER name or a SASL exchange
+    /// begun before TLS is forgotten, as the server must not trust anything the client said
+    /// in clear text (RFC 2595 §4; compare RFC 3207 §4.2). Only the per-connection count of
+    /// failed logins is kept, since it is the server's own accounting, not client input.
+    /// Called in any other state than after `StartTls`, it does nothing.
     pub fn tls_started(&mut self) {
+        if self.state != State::StartingTls {
+            return;
+        }
+        self.state = State::Authorization;
         self.flags.tls_active = true;
-        self.flags.plaintext_login_allowed = true;
+        self.pending_user = None;
+        self.sasl_pending = false;
+        self.user = None;
     }
 
     /// Handles one client line, given without its CRLF (or LF).
@@ -214,7 +251,7 @@ impl Session {
         match self.state {
             State::Authorization => self.authorization(cmd),
             State::Transaction => self.transaction(cmd),
-            State::Authenticating | State::Update => err("Busy"),
+            State::Authenticating | State::StartingTls | State::Update => err("Busy"),
             State::Closed => Action::Close("-ERR Session closed\r\n".into()),
         }
     }
@@ -224,7 +261,7 @@ impl Session {
         let mut s = String::from("+OK Capability list follows\r\n");
         s.push_str("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
         if self.state == State::Authorization {
-            if self.flags.plaintext_login_allowed {
+            if self.plaintext_allowed() {
                 s.push_str("USER\r\nSASL PLAIN\r\n");
             }
             if self.flags.tls_available && !self.flags.tls_active {
@@ -244,16 +281,20 @@ impl Session {
             }
             Command::Noop => ok(""),
             Command::Apop => err("APOP not supported"),
+            // RFC 2595 §4: STLS only in AUTHORIZATION, and only once.
             Command::Stls => {
-                if self.flags.tls_available && !self.flags.tls_active {
+                if self.flags.tls_active {
+                    err("TLS already active")
+                } else if self.flags.tls_available {
                     self.pending_user = None;
-                    Action::StartTls("+OK Begin TLS negotiation\r\n".into())
+                    self.state = State::StartingTls;
+                    Action::StartTls(STLS_REPLY.into())
                 } else {
                     err("STLS not available")
                 }
             }
             Command::User(u) => {
-                if !self.flags.plaintext_login_allowed {
+                if !self.plaintext_allowed() {
                     return err(TLS_REQUIRED);
                 }
                 // RFC 1939 §7 allows -ERR for an unknown name; we never reveal it.
@@ -261,12 +302,13 @@ impl Session {
                 ok("Send PASS")
             }
             Command::Pass(password) => {
-                if !self.flags.plaintext_login_allowed {
+                if !self.plaintext_allowed() {
                     return err(TLS_REQUIRED);
                 }
                 match self.pending_user.take() {
                     Some(user) => {
                         self.state = State::Authenticating;
+                        self.authenticating = Some(user.clone());
                         Action::Authenticate { user, password }
                     }
                     None => err("USER first"),
@@ -274,7 +316,7 @@ impl Session {
             }
             Command::Auth { mechanism, initial } => {
                 self.pending_user = None;
-                if !self.flags.plaintext_login_allowed {
+                if !self.plaintext_allowed() {
                     return err(TLS_REQUIRED);
                 }
                 match (mechanism.as_deref(), initial) {
@@ -302,6 +344,7 @@ impl Session {
         match decode_plain(text) {
             Ok(c) => {
                 self.state = State::Authenticating;
+                self.authenticating = Some(c.authcid.clone());
                 Action::Authenticate {
                     user: c.authcid,
                     password: c.password,
@@ -319,8 +362,10 @@ impl Session {
             return err("Busy");
         }
         self.state = State::Authorization;
+        let user = self.authenticating.take();
         match outcome {
             AuthOutcome::Ok(listing) => {
+                self.user = user;
                 self.messages = listing
                     .into_iter()
                     .map(|(uidl, size)| Message {

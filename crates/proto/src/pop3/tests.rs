@@ -1,6 +1,8 @@
 //! Transcript tests of the POP3 session: a fake loop performs the actions against an
 //! in-memory maildrop and user table, and each client line is checked against the expected
-//! output (exact, or by prefix).
+//! output (exact, or by prefix). The fake loop's TLS handshake always succeeds at once, so
+//! these tests cover the session's STLS rules, not the handshake or input discarding (see the
+//! `pop3` crate's integration tests for those).
 
 use super::*;
 
@@ -24,12 +26,16 @@ struct FakeLoop {
 
 impl FakeLoop {
     fn new(plaintext: bool) -> Self {
+        Self::with_flags(SessionFlags {
+            plaintext_login_allowed: plaintext,
+            tls_available: false,
+            tls_active: false,
+        })
+    }
+
+    fn with_flags(flags: SessionFlags) -> Self {
         FakeLoop {
-            session: Session::new(SessionFlags {
-                plaintext_login_allowed: plaintext,
-                tls_available: false,
-                tls_active: false,
-            }),
+            session: Session::new(flags),
             messages: vec![MSG1, MSG2, MSG3],
             outcome_override: None,
             closed: false,
@@ -64,7 +70,11 @@ impl FakeLoop {
                 out.extend(dot_stuff(self.messages[index], top_lines));
                 String::from_utf8(out).unwrap()
             }
-            Action::StartTls(s) => s,
+            // The fake handshake always succeeds.
+            Action::StartTls(s) => {
+                self.session.tls_started();
+                s
+            }
             Action::Quit { delete, seen } => {
                 let r = self.session.update_result(0);
                 self.closed = true;
@@ -188,6 +198,7 @@ fn dele_rset_quit() {
     ]);
     assert_eq!(f.session.counts(), (2, 2));
     assert_eq!(f.session.state(), State::Closed);
+    assert_eq!(f.session.user(), Some("alice"));
 }
 
 #[test]
@@ -215,6 +226,9 @@ fn bad_credentials_are_uniform_and_limited() {
         ("PASS x", Exact("-ERR USER first\r\n")),
         ("USER nobody", Exact("+OK Send PASS\r\n")),
         ("PASS secret word", Exact(bad)),
+    ]);
+    assert_eq!(f.session.user(), None);
+    f.run(&[
         // After a failure, PASS needs USER again (RFC 1939 §7).
         ("PASS secret word", Exact("-ERR USER first\r\n")),
         ("USER alice", Exact("+OK Send PASS\r\n")),
@@ -403,4 +417,190 @@ fn send_failed_and_update_failure() {
         "-ERR [SYS/TEMP] Some deleted messages not removed\r\n"
     );
     assert_eq!(f.session.counts(), (0, 0));
+}
+
+const STLS_OK: &str = "+OK Begin TLS negotiation\r\n";
+
+fn capa(s: &mut Session) -> String {
+    match s.handle_line(b"CAPA") {
+        Action::Reply(c) => c,
+        a => panic!("CAPA gave {a:?}"),
+    }
+}
+
+fn has_cap(capa: &str, cap: &str) -> bool {
+    capa.split("\r\n").any(|l| l == cap)
+}
+
+/// An untrusted client on a listener that offers STLS.
+fn stls_offered() -> FakeLoop {
+    FakeLoop::with_flags(SessionFlags {
+        plaintext_login_allowed: false,
+        tls_available: true,
+        tls_active: false,
+    })
+}
+
+#[test]
+fn stls_offered_and_refused_by_state() {
+    // Offered before login when TLS is available.
+    let mut f = stls_offered();
+    let c = capa(&mut f.session);
+    assert!(has_cap(&c, "STLS"));
+    assert!(!has_cap(&c, "USER") && !has_cap(&c, "SASL PLAIN"));
+
+    // Not available on this listener.
+    let mut f = FakeLoop::new(true);
+    assert!(!has_cap(&capa(&mut f.session), "STLS"));
+    f.run(&[("STLS", Exact("-ERR STLS not available\r\n"))]);
+
+    // RFC 2595 §4: only in AUTHORIZATION; after login it is refused.
+    let mut f = FakeLoop::with_flags(SessionFlags {
+        plaintext_login_allowed: true,
+        tls_available: true,
+        tls_active: false,
+    });
+    f.run(&[
+        ("USER alice", Prefix("+OK")),
+        ("PASS secret word", Prefix("+OK Logged in")),
+        ("STLS", Exact("-ERR Already logged in\r\n")),
+        ("STAT", Prefix("+OK 3 ")),
+    ]);
+    assert!(!has_cap(&capa(&mut f.session), "STLS"));
+
+    // Implicit TLS (pop3s): never offered, refused.
+    let mut f = FakeLoop::with_flags(SessionFlags {
+        plaintext_login_allowed: false,
+        tls_available: false,
+        tls_active: true,
+    });
+    let c = capa(&mut f.session);
+    assert!(!has_cap(&c, "STLS"));
+    assert!(has_cap(&c, "USER") && has_cap(&c, "SASL PLAIN"));
+    f.run(&[
+        ("STLS", Exact("-ERR TLS already active\r\n")),
+        ("USER alice", Prefix("+OK")),
+        ("PASS secret word", Prefix("+OK Logged in")),
+    ]);
+}
+
+#[test]
+fn stls_twice_is_refused() {
+    let mut f = stls_offered();
+    f.run(&[
+        ("STLS", Exact(STLS_OK)),
+        ("STLS", Exact("-ERR TLS already active\r\n")),
+        ("stls", Exact("-ERR TLS already active\r\n")),
+        ("NOOP", Exact("+OK \r\n")),
+    ]);
+    assert!(f.session.tls_active());
+}
+
+#[test]
+fn no_lines_executed_while_tls_is_negotiated() {
+    // If a buggy loop fed a line between StartTls and tls_started, it must not be executed.
+    let mut s = Session::new(SessionFlags {
+        plaintext_login_allowed: true,
+        tls_available: true,
+        tls_active: false,
+    });
+    assert_eq!(s.handle_line(b"STLS"), Action::StartTls(STLS_OK.into()));
+    assert_eq!(s.state(), State::StartingTls);
+    for line in [&b"CAPA"[..], b"USER alice", b"STLS", b"QUIT"] {
+        assert_eq!(s.handle_line(line), Action::Reply("-ERR Busy\r\n".into()));
+    }
+    assert!(!s.tls_active());
+    s.tls_started();
+    assert_eq!(s.state(), State::Authorization);
+    assert!(s.tls_active());
+}
+
+#[test]
+fn tls_started_outside_stls_does_nothing() {
+    let mut f = FakeLoop::new(false);
+    f.session.tls_started();
+    assert!(!f.session.tls_active());
+    f.run(&[("USER alice", Prefix("-ERR [AUTH] Plain-text login"))]);
+}
+
+#[test]
+fn capa_before_and_after_tls() {
+    let mut f = stls_offered();
+    let before = capa(&mut f.session);
+    f.run(&[("STLS", Exact(STLS_OK))]);
+    let after = capa(&mut f.session);
+    assert!(has_cap(&before, "STLS") && !has_cap(&after, "STLS"));
+    assert!(!has_cap(&before, "USER") && has_cap(&after, "USER"));
+    assert!(!has_cap(&before, "SASL PLAIN") && has_cap(&after, "SASL PLAIN"));
+    for cap in ["TOP", "UIDL", "RESP-CODES", "PIPELINING"] {
+        assert!(has_cap(&before, cap) && has_cap(&after, cap), "{cap}");
+    }
+    // Logged in over TLS: no login capabilities and no STLS.
+    f.run(&[
+        ("USER alice", Prefix("+OK")),
+        ("PASS secret word", Prefix("+OK Logged in")),
+    ]);
+    let c = capa(&mut f.session);
+    assert!(!has_cap(&c, "STLS") && !has_cap(&c, "USER") && !has_cap(&c, "SASL PLAIN"));
+}
+
+#[test]
+fn plaintext_refused_untrusted_then_allowed_after_tls() {
+    let mut f = stls_offered();
+    f.run(&[
+        ("USER alice", Prefix("-ERR [AUTH] Plain-text login")),
+        ("PASS secret word", Prefix("-ERR [AUTH] Plain-text login")),
+        (
+            "AUTH PLAIN AGFsaWNlAHNlY3JldCB3b3Jk",
+            Prefix("-ERR [AUTH] Plain-text login"),
+        ),
+        ("AUTH PLAIN", Prefix("-ERR [AUTH] Plain-text login")),
+        ("STLS", Exact(STLS_OK)),
+        ("USER alice", Exact("+OK Send PASS\r\n")),
+        ("PASS secret word", Prefix("+OK Logged in, 3 messages")),
+        ("STAT", Prefix("+OK 3 ")),
+    ]);
+    // AUTH PLAIN is allowed over TLS too.
+    let mut f = stls_offered();
+    f.run(&[
+        ("STLS", Exact(STLS_OK)),
+        (
+            "AUTH PLAIN AGFsaWNlAHNlY3JldCB3b3Jk",
+            Prefix("+OK Logged in"),
+        ),
+    ]);
+}
+
+#[test]
+fn state_is_reset_after_tls() {
+    // A trusted client gives USER in clear text, then STLS: the USER is forgotten.
+    let mut f = FakeLoop::with_flags(SessionFlags {
+        plaintext_login_allowed: true,
+        tls_available: true,
+        tls_active: false,
+    });
+    f.run(&[
+        ("USER alice", Exact("+OK Send PASS\r\n")),
+        ("STLS", Exact(STLS_OK)),
+        ("PASS secret word", Exact("-ERR USER first\r\n")),
+        ("USER alice", Exact("+OK Send PASS\r\n")),
+        ("PASS secret word", Prefix("+OK Logged in")),
+    ]);
+
+    // A SASL exchange cannot be open when STLS is read (the next line is the SASL response),
+    // and a cancelled one leaves nothing behind.
+    let mut f = FakeLoop::with_flags(SessionFlags {
+        plaintext_login_allowed: true,
+        tls_available: true,
+        tls_active: false,
+    });
+    f.run(&[
+        ("AUTH PLAIN", Exact("+ \r\n")),
+        ("STLS", Prefix("-ERR [AUTH]")),
+        ("STLS", Exact(STLS_OK)),
+        ("CAPA", Prefix("+OK Capability")),
+        ("AUTH PLAIN", Exact("+ \r\n")),
+        ("AGFsaWNlAHNlY3JldCB3b3Jk", Prefix("+OK Logged in")),
+    ]);
+    assert_eq!(f.session.state(), State::Transaction);
 }
