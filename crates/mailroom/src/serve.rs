@@ -153,15 +153,20 @@ async fn serve(config: Config) -> Result<(), Failure> {
     }
     drop(queued_tx);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
-    for listener in pop3_listeners {
-        let addr = listener.local_addr().ok();
-        tracing::info!("pop3d: listening on {addr:?}");
-        servers.spawn(pop3::serve(
-            listener,
-            pop3_config.clone(),
-            pop3_auth.clone(),
-            shutdown_rx.clone(),
-        ));
+    let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
+    for (listeners, implicit_tls) in pop3_sets {
+        for listener in listeners {
+            let addr = listener.local_addr().ok();
+            tracing::info!("pop3d: listening on {addr:?} implicit_tls={implicit_tls}");
+            servers.spawn(pop3::serve(
+                listener,
+                pop3_config.clone(),
+                pop3_auth.clone(),
+                Some(acceptor.clone()),
+                implicit_tls,
+                shutdown_rx.clone(),
+            ));
+        }
     }
     tracing::info!(
         "mailroom started as {} with data_dir {}",
@@ -230,7 +235,7 @@ fn pop3_service(
 ) -> (Arc<pop3::Pop3Config>, Arc<dyn pop3::Authenticator>) {
     let pop3_config = pop3::Pop3Config {
         hostname: config.hostname.clone(),
-        // Until TLS lands, clear-text logins only from trusted networks (issue: POP3 safety).
+        // Clear-text logins (no TLS) only from trusted networks; over TLS always.
         plaintext_allowed_networks: config.smtp.trusted_networks.clone(),
         max_connections: config.pop3.max_connections,
         ..pop3::Pop3Config::default()
