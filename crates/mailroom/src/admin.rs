@@ -7,6 +7,7 @@ use std::io::BufRead;
 
 use clap::Subcommand;
 use store::directory::Directory;
+use store::queue_status::MessageStatus;
 use store::spool::Spool;
 
 use crate::config::Config;
@@ -59,8 +60,17 @@ pub enum AliasCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
-    /// List queued messages with their recipients.
+    /// List queued messages: id, age, size, sender, and each recipient's state, attempts and
+    /// last error.
     List,
+    /// Show one message's envelope and headers.
+    Show { id: String },
+    /// Retry now: one message, or every message.
+    Flush { id: Option<String> },
+    /// Delete a message from the queue without delivering or bouncing it.
+    Remove { id: String },
+    /// Give up on a message: its pending recipients are bounced to the sender.
+    Bounce { id: String },
 }
 
 fn open_directory(config: &Config) -> Result<Directory, Failure> {
@@ -158,29 +168,91 @@ pub fn alias(config: &Config, cmd: AliasCommand) -> Result<(), Failure> {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn no_such_message(id: &str, e: std::io::Error) -> Failure {
+    if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput) {
+        Failure::failed(format!("no such message in the queue: {id}"))
+    } else {
+        Failure::failed(format!("{id}: {e}"))
+    }
+}
+
 pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
     let spool = Spool::open(&config.data_dir).map_err(Failure::failed)?;
     match cmd {
         QueueCommand::List => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            for id in spool.list().map_err(Failure::failed)? {
-                let Ok((env, message)) = spool.read(&id) else {
+            let now = unix_now();
+            let ids = spool.list().map_err(Failure::failed)?;
+            for id in &ids {
+                let Ok((env, message)) = spool.read(id) else {
                     continue;
                 };
+                let log = spool.attempts(id).unwrap_or_default();
+                let status = MessageStatus::from_log(env.recipients.len(), &log);
                 println!(
-                    "{id} age={}s size={} from=<{}>",
-                    now.saturating_sub(env.received),
+                    "{id}  age={}  size={}  from=<{}>",
+                    age(now.saturating_sub(env.received)),
                     message.len(),
                     env.sender
                 );
-                for r in &env.recipients {
-                    println!("    to=<{r}>");
+                for (r, st) in env.recipients.iter().zip(&status.recipients) {
+                    let last = if st.last.is_empty() { String::new() } else { format!("  last: {}", st.last) };
+                    println!("    to=<{r}>  {}  attempts={}{last}", st.state.as_str(), st.attempts);
                 }
             }
+            println!("-- {} message(s) in the queue", ids.len());
             Ok(())
+        }
+        QueueCommand::Show { id } => {
+            let (env, message) = spool.read(&id).map_err(|e| no_such_message(&id, e))?;
+            println!("id: {}", env.id);
+            println!("received: {} ({}s ago)", env.received, unix_now().saturating_sub(env.received));
+            println!("sender: <{}>", env.sender);
+            println!("client: {}", env.client);
+            for r in &env.recipients {
+                println!("recipient: <{r}>");
+            }
+            println!();
+            let end = message
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + 2)
+                .unwrap_or(message.len());
+            print!("{}", String::from_utf8_lossy(&message[..end]));
+            Ok(())
+        }
+        QueueCommand::Flush { id } => {
+            let ids = match id {
+                Some(id) => {
+                    spool.read(&id).map_err(|e| no_such_message(&id, e))?;
+                    vec![id]
+                }
+                None => Vec::new(),
+            };
+            mta::delivery::write_flush_marker(&config.data_dir, &ids).map_err(Failure::failed)
+        }
+        QueueCommand::Remove { id } => spool.remove(&id).map_err(|e| no_such_message(&id, e)),
+        QueueCommand::Bounce { id } => {
+            spool
+                .record_attempt(&id, 0, "bounce", "bounced by the administrator")
+                .map_err(|e| no_such_message(&id, e))?;
+            mta::delivery::write_flush_marker(&config.data_dir, std::slice::from_ref(&id))
+                .map_err(Failure::failed)
         }
     }
 }

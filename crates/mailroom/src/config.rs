@@ -31,6 +31,65 @@ pub struct Config {
     pub pop3: Pop3Config,
     pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
+    pub relay: RelayConfig,
+}
+
+/// `[relay]`: delivery to other domains' MTAs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Optional "host:port": all remote mail goes there instead of by MX.
+    pub smarthost: String,
+    /// Optional AUTH user for the smarthost (STARTTLS is then required).
+    pub smarthost_username: String,
+    /// File holding the smarthost password (first line).
+    pub smarthost_password_file: String,
+    /// "ip:port" DNS servers; empty: the system resolver.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Port of remote MTAs (only for tests and odd networks).
+    pub remote_port: u16,
+    /// Pauses between attempts ("5m", "1h", ...); the last one repeats.
+    pub retry_schedule: Vec<String>,
+    /// A message still undeliverable after this long is bounced.
+    pub max_queue_lifetime: String,
+    /// One "delayed" DSN after this long; "" disables.
+    pub delay_warning_after: String,
+    /// Concurrent connections per destination host.
+    pub per_destination_limit: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            smarthost: String::new(),
+            smarthost_username: String::new(),
+            smarthost_password_file: String::new(),
+            dns_servers: Vec::new(),
+            remote_port: 25,
+            retry_schedule: ["5m", "10m", "30m", "1h", "2h", "4h"].map(String::from).to_vec(),
+            max_queue_lifetime: "5d".into(),
+            delay_warning_after: "4h".into(),
+            per_destination_limit: 4,
+        }
+    }
+}
+
+/// Parses "90", "30s", "5m", "2h", "5d" into a duration.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// `[tls]`: one certificate for every service.
@@ -98,6 +157,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
             tls: TlsConfig::default(),
+            relay: RelayConfig::default(),
             delivery: DeliveryConfig::default(),
         }
     }
@@ -235,6 +295,32 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "delivery.concurrency: must be more than 0".into(),
         ));
     }
+    if c.relay.retry_schedule.is_empty() {
+        return Err(ConfigError("relay.retry_schedule: needs at least one duration".into()));
+    }
+    for d in &c.relay.retry_schedule {
+        if parse_duration(d).is_none_or(|d| d.is_zero()) {
+            return Err(ConfigError(format!("relay.retry_schedule: not a duration: {d:?}")));
+        }
+    }
+    if parse_duration(&c.relay.max_queue_lifetime).is_none() {
+        return Err(ConfigError(format!(
+            "relay.max_queue_lifetime: not a duration: {:?}",
+            c.relay.max_queue_lifetime
+        )));
+    }
+    if !c.relay.delay_warning_after.is_empty() && parse_duration(&c.relay.delay_warning_after).is_none() {
+        return Err(ConfigError(format!(
+            "relay.delay_warning_after: not a duration: {:?}",
+            c.relay.delay_warning_after
+        )));
+    }
+    if !c.relay.smarthost.is_empty() && parse_host_port(&c.relay.smarthost).is_none() {
+        return Err(ConfigError(format!("relay.smarthost: not host:port: {:?}", c.relay.smarthost)));
+    }
+    if c.relay.per_destination_limit == 0 {
+        return Err(ConfigError("relay.per_destination_limit: must be more than 0".into()));
+    }
     if !c.postmaster.is_empty() && proto::smtp::address::check(&c.postmaster).is_err() {
         return Err(ConfigError(format!(
             "postmaster: not an address: {:?}",
@@ -242,6 +328,16 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+/// Splits "host:port" (host may be a name, an IPv4 address or a bracketed IPv6 address).
+pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -297,6 +393,17 @@ mod tests {
     fn bad_network() {
         let e = parse("[smtp]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
         assert!(e.0.contains("smtp.trusted_networks"), "{}", e.0);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(parse_duration("5d"), Some(std::time::Duration::from_secs(432_000)));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration(""), None);
+        let e = parse("[relay]\nretry_schedule = [\"5m\", \"soon\"]\n").unwrap_err();
+        assert!(e.0.contains("relay.retry_schedule"), "{}", e.0);
     }
 
     #[test]

@@ -47,7 +47,9 @@ const ID_LEN: usize = 16;
 /// Base32 alphabet whose ASCII order is its numeric order, so ids sort by time.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHIJKLMNOPQRSTUV";
 /// The per-recipient states [`Spool::record_attempt`] accepts.
-const STATES: [&str; 3] = ["done", "deferred", "failed"];
+/// Per-recipient states (`done`, `deferred`, `failed`), and message-level marks (index 0):
+/// `warned` (the delay DSN went out), `bounce` (the admin asked to bounce it).
+const STATES: [&str; 5] = ["done", "deferred", "failed", "warned", "bounce"];
 
 /// The envelope of a queued message (RFC 5321 section 2.3.1 envelope plus bookkeeping).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -464,7 +466,8 @@ impl Spool {
 
     /// Appends one line `<rcpt_index> <state> <escaped detail>` to `msg/<id>.state` (created
     /// on demand; the file, and the directory when the file is new, are fsynced). `state` is
-    /// `done`, `deferred` or `failed`; the message must exist.
+    /// `done`, `deferred` or `failed`, or a message-level mark `warned` or `bounce`; the
+    /// message must exist.
     pub fn record_attempt(
         &self,
         id: &str,

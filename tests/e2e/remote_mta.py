@@ -1,0 +1,197 @@
+"""The far side of relaying for the end-to-end tests: a real DNS server (dnsmasq) answering
+MX/A queries on 127.0.0.1, and a real Postfix instance with its own config directory on a
+127.0.0.x address, delivering into its own Maildirs."""
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+
+from conftest import free_port, wait_port
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+
+
+class Dns:
+    """dnsmasq serving only the records given, nothing else (no upstream, no /etc/hosts)."""
+
+    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=()):
+        self.port = free_port()
+        self.tmp = tmp
+        args = [DNSMASQ, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
+                "--no-poll", "--bind-interfaces", "--listen-address=127.0.0.1",
+                f"--port={self.port}", "--log-queries", f"--log-facility={tmp / 'dnsmasq.log'}",
+                f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root", "--group=root"]
+        for domain, host, pref in mx:
+            args.append(f"--mx-host={domain},{host},{pref}")
+        for name, ip in a:
+            args.append(f"--host-record={name},{ip}")
+        for r in raw:
+            args.append(f"--dns-rr={r}")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "dnsmasq.err", "ab"))
+        time.sleep(0.3)
+        if self.proc.poll() is not None:
+            raise RuntimeError((tmp / "dnsmasq.err").read_text())
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class Postfix:
+    """A Postfix that accepts mail for `domains` on ip:port and stores it in Maildirs under
+    `mail/<local part>/`. Recipients can be made to defer or fail through `access`."""
+
+    def __init__(self, tmp: pathlib.Path, ip="127.0.0.20", domains=("remote.test",), sasl_user=None):
+        self.ip = ip
+        self.port = free_port(ip)
+        self.root = tmp / "postfix"
+        self.conf = self.root / "conf"
+        self.mail = self.root / "mail"
+        for d in (self.conf, self.mail, self.root / "queue", self.root / "data"):
+            d.mkdir(parents=True, exist_ok=True)
+        pw = __import__("pwd").getpwnam("postfix")
+        os.chown(self.mail, pw.pw_uid, pw.pw_gid)
+        os.chown(self.root / "data", pw.pw_uid, pw.pw_gid)
+        self.access = self.conf / "access"
+        self.access.write_text("")
+        (self.conf / "vmailbox").write_text("/^(.+)@.*$/ $1/\n")
+        extra = ""
+        if sasl_user:
+            extra = self._sasl(*sasl_user)
+        (self.conf / "main.cf").write_text(
+            f"""compatibility_level = 3.6
+queue_directory = {self.root / 'queue'}
+data_directory = {self.root / 'data'}
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx1.remote.test
+mydomain = remote.test
+myorigin = remote.test
+mydestination =
+inet_interfaces = {ip}
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = {' '.join(domains)}
+virtual_mailbox_base = {self.mail}
+virtual_mailbox_maps = regexp:{self.conf / 'vmailbox'}
+virtual_uid_maps = static:{pw.pw_uid}
+virtual_gid_maps = static:{pw.pw_gid}
+smtpd_recipient_restrictions = check_recipient_access regexp:{self.access}, permit_mynetworks, reject_unauth_destination
+maillog_file = {self.root / 'maillog'}
+alias_maps =
+alias_database =
+biff = no
+smtputf8_enable = yes
+{extra}
+"""
+        )
+        (self.conf / "master.cf").write_text(
+            f"""{ip}:{self.port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+        )
+        self._run("start")
+        wait_port(ip, self.port)
+
+    def _sasl(self, user, password):
+        sasl = self.conf / "sasl"
+        sasl.mkdir()
+        db = self.root / "sasldb2"
+        subprocess.run(["saslpasswd2", "-p", "-c", "-f", str(db), "-u", "remote.test", user],
+                       input=password.encode(), check=True)
+        os.chmod(db, 0o644)
+        (sasl / "smtpd.conf").write_text(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {db}\n")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=mx1.remote.test", "-keyout", str(self.conf / "key.pem"),
+                        "-out", str(self.conf / "cert.pem")], check=True, capture_output=True)
+        return f"""smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+cyrus_sasl_config_path = {sasl}
+smtpd_sasl_local_domain = remote.test
+smtpd_tls_security_level = may
+smtpd_tls_auth_only = yes
+smtpd_tls_cert_file = {self.conf / 'cert.pem'}
+smtpd_tls_key_file = {self.conf / 'key.pem'}
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+mynetworks = 127.0.0.255/32
+"""
+
+    def _run(self, action):
+        r = subprocess.run([POSTFIX, "-c", str(self.conf), action], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix {action}: {r.stdout}{r.stderr}")
+
+    def set_access(self, text):
+        """Rules like `/^later@/ 450 4.2.0 try later`; takes effect after a reload."""
+        self.access.write_text(text)
+        self._run("reload")
+        time.sleep(0.5)
+
+    def maildir_messages(self, local):
+        out = []
+        for sub in ("new", "cur"):
+            d = self.mail / local / sub
+            if d.is_dir():
+                out += [p.read_bytes() for p in sorted(d.iterdir())]
+        return out
+
+    def wait_messages(self, local, n, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = self.maildir_messages(local)
+            if len(got) >= n:
+                return got
+            time.sleep(0.1)
+        log = (self.root / "maillog").read_text(errors="replace") if (self.root / "maillog").exists() else ""
+        raise AssertionError(f"postfix: {local} has {len(self.maildir_messages(local))} messages, want {n}\n{log[-3000:]}")
+
+    def log(self):
+        p = self.root / "maillog"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def stop(self):
+        try:
+            self._run("stop")
+        except Exception:
+            pass
+        pid = self.root / "queue" / "pid" / "master.pid"
+        if pid.exists():
+            try:
+                os.kill(int(pid.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
