@@ -6,6 +6,7 @@
 //! protocol logic of its own: that lives in `proto`.
 
 pub mod auth;
+pub mod bounce;
 pub mod delivery;
 pub mod policy;
 pub mod smtpd;
