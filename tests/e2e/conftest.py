@@ -67,8 +67,6 @@ class Server:
             f"[pop3]\n"
             f'listen = ["{HOST}:{self.pop3_port}"]\n'
             f'pop3s = ["{HOST}:{self.pop3s_port}"]\n'
-            f"[delivery]\n"
-            f"retry_interval = 1\n"
         )
 
     def cli(self, *args, input=None, check=True):

@@ -50,7 +50,8 @@ class Postfix:
     """A Postfix that accepts mail for `domains` on ip:port and stores it in Maildirs under
     `mail/<local part>/`. Recipients can be made to defer or fail through `access`."""
 
-    def __init__(self, tmp: pathlib.Path, ip="127.0.0.20", domains=("remote.test",), sasl_user=None):
+    def __init__(self, tmp: pathlib.Path, ip="127.0.0.20", domains=("remote.test",), sasl_user=None,
+                 users=("bob", "carol", "dave", "erin", "later", "nobody")):
         self.ip = ip
         self.port = free_port(ip)
         self.root = tmp / "postfix"
@@ -58,12 +59,19 @@ class Postfix:
         self.mail = self.root / "mail"
         for d in (self.conf, self.mail, self.root / "queue", self.root / "data"):
             d.mkdir(parents=True, exist_ok=True)
+        # Postfix's daemons run as the postfix user: it must be able to reach its directories.
+        for parent in [self.root, *self.root.parents]:
+            if str(parent) in ("/", "/tmp"):
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o755)
         pw = __import__("pwd").getpwnam("postfix")
         os.chown(self.mail, pw.pw_uid, pw.pw_gid)
         os.chown(self.root / "data", pw.pw_uid, pw.pw_gid)
         self.access = self.conf / "access"
         self.access.write_text("")
-        (self.conf / "vmailbox").write_text("/^(.+)@.*$/ $1/\n")
+        (self.conf / "vmailbox").write_text(
+            "".join(f"{u}@{d} {u}/\n" for d in domains for u in users)
+        )
         extra = ""
         if sasl_user:
             extra = self._sasl(*sasl_user)
@@ -81,16 +89,18 @@ myhostname = mx1.remote.test
 mydomain = remote.test
 myorigin = remote.test
 mydestination =
-inet_interfaces = {ip}
+inet_interfaces = all
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+mynetworks = 127.0.0.255/32
+smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 virtual_mailbox_domains = {' '.join(domains)}
 virtual_mailbox_base = {self.mail}
-virtual_mailbox_maps = regexp:{self.conf / 'vmailbox'}
+virtual_mailbox_maps = texthash:{self.conf / 'vmailbox'}
 virtual_uid_maps = static:{pw.pw_uid}
 virtual_gid_maps = static:{pw.pw_gid}
 smtpd_recipient_restrictions = check_recipient_access regexp:{self.access}, permit_mynetworks, reject_unauth_destination
 maillog_file = {self.root / 'maillog'}
+maillog_file_prefixes = {self.root}
 alias_maps =
 alias_database =
 biff = no
@@ -147,8 +157,6 @@ smtpd_tls_security_level = may
 smtpd_tls_auth_only = yes
 smtpd_tls_cert_file = {self.conf / 'cert.pem'}
 smtpd_tls_key_file = {self.conf / 'key.pem'}
-smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
-mynetworks = 127.0.0.255/32
 """
 
     def _run(self, action):

@@ -143,8 +143,6 @@ pub struct Pop3Config {
 pub struct DeliveryConfig {
     /// Messages delivered at the same time.
     pub concurrency: usize,
-    /// Seconds before a message that could not be delivered locally is tried again.
-    pub retry_interval: u64,
 }
 
 impl Default for Config {
@@ -196,7 +194,6 @@ impl Default for DeliveryConfig {
     fn default() -> DeliveryConfig {
         DeliveryConfig {
             concurrency: 16,
-            retry_interval: 300,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mta::auth::LoginGuard;
 use mta::delivery::Delivery;
+use mta::relay::{Relay, RelayConfig};
 use mta::policy::DirectoryPolicy;
 use mta::smtpd::{Smtpd, SmtpdConfig};
 use proto::smtp::{Service, SessionConfig};
@@ -19,7 +20,7 @@ use store::spool::Spool;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::Config;
+use crate::config::{parse_duration, parse_host_port, Config};
 use crate::Failure;
 
 fn init_logging(level: &str) {
@@ -97,6 +98,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
 
+    let relay = Arc::new(build_relay(&config)?);
     let delivery = Arc::new(Delivery {
         directory: directory.clone(),
         spool: spool.clone(),
@@ -104,7 +106,17 @@ async fn serve(config: Config) -> Result<(), Failure> {
         hostname: config.hostname.clone(),
         postmaster: postmaster.clone(),
         concurrency: config.delivery.concurrency,
-        retry_interval: Duration::from_secs(config.delivery.retry_interval.max(1)),
+        relay: Some(relay),
+        retry_schedule: config
+            .relay
+            .retry_schedule
+            .iter()
+            .filter_map(|d| parse_duration(d))
+            .collect(),
+        max_queue_lifetime: parse_duration(&config.relay.max_queue_lifetime)
+            .unwrap_or(Duration::from_secs(5 * 86_400)),
+        delay_warning_after: parse_duration(&config.relay.delay_warning_after),
+        resubmit: queued_tx.clone(),
     });
     let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown_rx.clone()));
 
@@ -209,6 +221,48 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The relay client from `[relay]`.
+fn build_relay(config: &Config) -> Result<Relay, Failure> {
+    let smarthost = if config.relay.smarthost.is_empty() {
+        None
+    } else {
+        parse_host_port(&config.relay.smarthost)
+    };
+    let smarthost_auth = if config.relay.smarthost_username.is_empty() {
+        None
+    } else {
+        let file = &config.relay.smarthost_password_file;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Failure::failed(format!(
+                "relay.smarthost_password_file: cannot read {file:?}: {e}"
+            ))
+        })?;
+        let password = text.lines().next().unwrap_or("").to_string();
+        Some((config.relay.smarthost_username.clone(), password))
+    };
+    // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
+    let mut local_addresses: Vec<std::net::IpAddr> = config
+        .smtp
+        .listen
+        .iter()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    local_addresses.sort();
+    local_addresses.dedup();
+    Relay::new(RelayConfig {
+        hostname: config.hostname.clone(),
+        smarthost,
+        smarthost_auth,
+        remote_port: config.relay.remote_port,
+        dns_servers: config.relay.dns_servers.clone(),
+        per_destination_limit: config.relay.per_destination_limit,
+        local_addresses,
+        connect_timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| Failure::failed(format!("relay: {e}")))
 }
 
 /// POP3 logins checked against the directory.
