@@ -119,6 +119,16 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Concurrent SMTP connections, all listeners together; more get `421`.
     pub max_connections: usize,
+    /// Concurrent SMTP connections from one IP address; more get `421 4.7.0`.
+    pub max_connections_per_ip: usize,
+    /// Seconds a whole SMTP session may last, then `421 4.4.2`.
+    pub max_session_time: u64,
+    /// Refused commands per session, then `421 4.7.0` and close (RFC 5321 §7.8).
+    pub max_errors: u32,
+    /// Largest header block accepted, in bytes (`552 5.3.4`).
+    pub max_header_size: usize,
+    /// More `Received:` headers than this is a mail loop (`554 5.4.6`).
+    pub max_received_headers: usize,
     /// Seconds a client may stay silent between commands (RFC 5321 §4.5.3.2: at least 300).
     pub command_timeout: u64,
     /// Seconds running sessions get to finish at shutdown before they are told `421`.
@@ -174,6 +184,11 @@ impl Default for SmtpConfig {
                 "::1/128".parse().expect("literal network"),
             ],
             max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_session_time: 3600,
+            max_errors: 20,
+            max_header_size: 1_048_576,
+            max_received_headers: 100,
             command_timeout: 300,
             shutdown_grace: 10,
         }
@@ -284,8 +299,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "smtp.max_recipients: must be more than 0".into(),
         ));
     }
-    if c.smtp.max_connections == 0 || c.pop3.max_connections == 0 {
-        return Err(ConfigError("max_connections: must be more than 0".into()));
+    if c.smtp.max_connections == 0
+        || c.pop3.max_connections == 0
+        || c.smtp.max_connections_per_ip == 0
+        || c.smtp.max_errors == 0
+        || c.smtp.max_received_headers == 0
+    {
+        return Err(ConfigError(
+            "smtp/pop3 limits (max_connections, max_connections_per_ip, max_errors, max_received_headers): must be more than 0".into(),
+        ));
     }
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(

@@ -124,6 +124,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> =
         Arc::new(DirectoryPolicy::new(directory.clone(), postmaster));
     let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
+    let per_ip = Arc::new(mta::smtpd::PerIp::default());
     let guard = Arc::new(LoginGuard::new(
         directory.clone(),
         10,
@@ -137,12 +138,16 @@ async fn serve(config: Config) -> Result<(), Failure> {
         let smtpd = Arc::new(Smtpd {
             config: SmtpdConfig {
                 session: Arc::new(SessionConfig {
-                    hostname: config.hostname.clone(),
                     max_message_size: config.smtp.max_message_size,
                     max_recipients: config.smtp.max_recipients,
-                    service,
                     tls_available: true,
+                    max_errors: config.smtp.max_errors,
+                    max_header_size: config.smtp.max_header_size,
+                    max_received_headers: config.smtp.max_received_headers,
+                    ..SessionConfig::new(&config.hostname, service)
                 }),
+                max_connections_per_ip: config.smtp.max_connections_per_ip,
+                max_session_time: Duration::from_secs(config.smtp.max_session_time.max(1)),
                 trusted_networks: config.smtp.trusted_networks.clone(),
                 command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
                 shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
@@ -151,6 +156,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
             spool: spool.clone(),
             queued: queued_tx.clone(),
             slots: slots.clone(),
+            per_ip: per_ip.clone(),
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
         });

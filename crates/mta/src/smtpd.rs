@@ -36,6 +36,46 @@ pub struct SmtpdConfig {
     pub command_timeout: Duration,
     /// Time running sessions get after shutdown is asked before `421`.
     pub shutdown_grace: Duration,
+    /// Concurrent connections allowed from one IP address.
+    pub max_connections_per_ip: usize,
+    /// How long a whole session may last.
+    pub max_session_time: Duration,
+}
+
+/// Connections open per client IP address, shared by all SMTP listeners.
+#[derive(Debug, Default)]
+pub struct PerIp {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+struct IpSlot<'a> {
+    per_ip: &'a PerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    fn enter(&self, ip: std::net::IpAddr, max: usize) -> Option<IpSlot<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { per_ip: self, ip })
+    }
+}
+
+impl Drop for IpSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// What the SMTP sessions of one service share.
@@ -47,6 +87,8 @@ pub struct Smtpd {
     pub queued: mpsc::UnboundedSender<String>,
     /// Connection slots shared by all SMTP listeners.
     pub slots: Arc<Semaphore>,
+    /// Connections per client IP, shared by all SMTP listeners.
+    pub per_ip: Arc<PerIp>,
     /// TLS for STARTTLS and port 465; `None` when no certificate is loaded.
     pub tls: Option<TlsAcceptor>,
     /// Password checks and brute-force limits, shared by all SMTP listeners.
@@ -118,6 +160,13 @@ async fn handle(
         tracing::warn!("smtpd: connection from [{ip}] refused: too many connections");
         let _ = stream
             .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+            .await;
+        return;
+    };
+    let Some(_ip_slot) = smtpd.per_ip.enter(ip, smtpd.config.max_connections_per_ip) else {
+        tracing::warn!("smtpd: connection from [{ip}] refused: too many connections from this address");
+        let _ = stream
+            .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
             .await;
         return;
     };
@@ -238,6 +287,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 64 * 1024];
     let stop = shutdown_after_grace(shutdown, smtpd.config.shutdown_grace);
     tokio::pin!(stop);
+    let session_over = tokio::time::sleep(smtpd.config.max_session_time);
+    tokio::pin!(session_over);
     loop {
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
@@ -257,6 +308,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     _ = &mut stop => {
                         let reply = conn.session().shutting_down();
                         conn.push_reply(&reply);
+                        stream.write_all(&conn.take_output()).await?;
+                        return Ok(Exit::Closed);
+                    }
+                    _ = &mut session_over => {
+                        conn.push_reply(&proto::smtp::Reply::new(421, "4.4.2 Session time limit exceeded, closing connection"));
                         stream.write_all(&conn.take_output()).await?;
                         return Ok(Exit::Closed);
                     }

@@ -106,10 +106,17 @@ impl Connection {
     }
 
     fn write(&mut self, reply: Reply) {
+        self.output.extend_from_slice(reply.to_wire().as_bytes());
         if !reply.is_positive() {
             self.errors += 1;
+            if self.errors >= self.session.max_errors() && !matches!(self.mode, Mode::Closed) {
+                // RFC 5321 §7.8: a client that keeps failing is cut off.
+                self.output.extend_from_slice(
+                    b"421 4.7.0 Too many errors, closing connection\r\n",
+                );
+                self.mode = Mode::Closed;
+            }
         }
-        self.output.extend_from_slice(reply.to_wire().as_bytes());
     }
 
     /// Handles as much buffered input as possible.
@@ -258,8 +265,10 @@ impl Connection {
     /// The verdict on the credentials of [`Event::Authenticate`].
     pub fn auth_result(&mut self, account: Option<String>) {
         let reply = self.session.auth_result(account);
+        if matches!(self.mode, Mode::Paused) {
+            self.mode = Mode::Command;
+        }
         self.write(reply);
-        self.mode = Mode::Command;
     }
 
     /// The headers to prepend to the message being committed (see

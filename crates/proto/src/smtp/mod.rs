@@ -13,6 +13,7 @@ pub mod address;
 mod auth;
 pub mod conn;
 pub mod data;
+pub mod headers;
 pub mod received;
 pub mod reply;
 pub mod session;

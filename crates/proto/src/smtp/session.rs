@@ -32,6 +32,28 @@ pub struct SessionConfig {
     pub service: Service,
     /// A certificate is loaded: STARTTLS can be offered.
     pub tls_available: bool,
+    /// Refused commands allowed before the session is closed with `421` (RFC 5321 §7.8).
+    pub max_errors: u32,
+    /// Largest header block accepted, in octets.
+    pub max_header_size: usize,
+    /// More `Received:` headers than this is a mail loop: `554 5.4.6`.
+    pub max_received_headers: usize,
+}
+
+impl SessionConfig {
+    /// Defaults for everything but the host name (used by tests and tools).
+    pub fn new(hostname: &str, service: Service) -> SessionConfig {
+        SessionConfig {
+            hostname: hostname.to_string(),
+            max_message_size: 52_428_800,
+            max_recipients: 100,
+            service,
+            tls_available: false,
+            max_errors: 20,
+            max_header_size: 1_048_576,
+            max_received_headers: 100,
+        }
+    }
 }
 
 /// The three SMTP services.
@@ -215,6 +237,11 @@ impl Session {
         self.user = None;
         self.sasl = None;
         self.pending_chunk = None;
+    }
+
+    /// Refused commands allowed before the session is closed.
+    pub fn max_errors(&self) -> u32 {
+        self.config.max_errors
     }
 
     /// The TLS parameters, if TLS is active.
@@ -568,8 +595,24 @@ impl Session {
         reply(250, format!("2.0.0 {size} octets received"))
     }
 
-    /// Submission checks on the complete message, then commit.
+    /// Header limits, submission checks on the complete message, then commit.
     fn finish_message(&mut self, size: u64, message: &[u8], policy: &dyn Policy) -> Action {
+        match super::headers::check(
+            message,
+            self.config.max_header_size,
+            self.config.max_received_headers,
+        ) {
+            Ok(()) => {}
+            Err(super::headers::HeaderProblem::TooLarge) => {
+                self.tx = None;
+                return reply(552, "5.3.4 Message header size exceeds limit");
+            }
+            Err(super::headers::HeaderProblem::TooManyHops) => {
+                self.tx = None;
+                // RFC 5321 §6.3: a loop; RFC 3463 5.4.6 "routing loop detected".
+                return reply(554, "5.4.6 Too many hops (Received: headers): mail loop");
+            }
+        }
         if let (Some(user), Some(tx)) = (self.user.clone(), self.tx.as_mut()) {
             if self.config.service.is_submission() {
                 match super::submission::check(message, &user, policy) {

@@ -50,11 +50,10 @@ fn config() -> Arc<SessionConfig> {
 
 fn config_for(service: Service, tls_available: bool) -> Arc<SessionConfig> {
     Arc::new(SessionConfig {
-        hostname: "mx.example.test".into(),
         max_message_size: 1000,
         max_recipients: 3,
-        service,
         tls_available,
+        ..SessionConfig::new("mx.example.test", service)
     })
 }
 
@@ -808,4 +807,65 @@ fn second_starttls_refused() {
         "{:#?}",
         r.replies
     );
+}
+
+#[test]
+fn too_many_errors_closes_with_421() {
+    let input = "FOO\r\n".repeat(25);
+    let r = run(input.as_bytes());
+    assert_eq!(r.replies.len(), 1 + 20 + 1, "{:#?}", r.replies);
+    assert!(r.replies[20].starts_with("500 5.5.1"));
+    assert!(r.replies[21].starts_with("421 4.7.0"));
+    assert!(r.closed);
+}
+
+#[test]
+fn mail_loop_refused_with_5_4_6() {
+    let mut input = String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+    for _ in 0..101 {
+        input.push_str("Received: from a by b; date\r\n");
+    }
+    input.push_str("\r\nbody\r\n.\r\n");
+    let session = Session::new(
+        Arc::new(SessionConfig::new("mx.example.test", Service::Mx)),
+        Peer { ip: "192.0.2.1".parse().unwrap(), trusted: false },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(input.as_bytes());
+    assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
+    let out = String::from_utf8(conn.take_output()).unwrap();
+    assert!(out.ends_with("554 5.4.6 Too many hops (Received: headers): mail loop\r\n"), "{out}");
+}
+
+#[test]
+fn oversized_header_block_refused() {
+    let mut input = String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+    input.push_str(&format!("X-Big: {}\r\n\r\nbody\r\n.\r\n", "a".repeat(900)));
+    let session = Session::new(
+        Arc::new(SessionConfig {
+            max_header_size: 500,
+            ..SessionConfig::new("mx.example.test", Service::Mx)
+        }),
+        Peer { ip: "192.0.2.1".parse().unwrap(), trusted: false },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(input.as_bytes());
+    assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
+    let out = String::from_utf8(conn.take_output()).unwrap();
+    assert!(out.ends_with("552 5.3.4 Message header size exceeds limit\r\n"), "{out}");
+}
+
+#[test]
+fn pipelining_before_the_greeting_is_answered_in_order() {
+    // A client that talks before the 220 gets its replies after the greeting, in order;
+    // nothing is skipped or run twice.
+    let r = run(b"EHLO early\r\nNOOP\r\nQUIT\r\n");
+    expect(&r, &with_ehlo(&["250 2.0.0", "221"]));
+}
+
+#[test]
+fn nul_bytes_in_commands_are_refused() {
+    let r = run(b"EHLO c\r\nMAIL FROM:<a\0@r.test>\r\nNO\0OP\r\nHELO a\0b\r\n");
+    assert!(r.replies[8].starts_with("501"), "{:#?}", r.replies);
+    assert!(r.replies[9].starts_with("500"), "{:#?}", r.replies);
 }
