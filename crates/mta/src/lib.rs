@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod delivery;
 pub mod policy;
+pub mod relay;
 pub mod smtpd;
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
