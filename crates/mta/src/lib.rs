@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bounce;
 pub mod delivery;
 pub mod policy;
+pub mod relay;
 pub mod smtpd;
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).

@@ -11,6 +11,7 @@
 
 pub mod address;
 mod auth;
+pub mod client;
 pub mod conn;
 pub mod data;
 pub mod headers;

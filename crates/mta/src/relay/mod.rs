@@ -1,0 +1,348 @@
+//! The relay client: delivers queued mail to remote MTAs over SMTP (RFC 5321).
+//!
+//! [`Relay::deliver`] takes one message and the recipients of one domain, finds where the mail
+//! goes ([`mx`]: MX in preference order, implicit MX, null MX, loops back to us; or the
+//! smarthost), and tries the addresses in order until one takes the transaction ([`conn`]:
+//! opportunistic STARTTLS with a plaintext retry when the handshake fails, PIPELINING, SIZE).
+//! Connections are reused from an idle pool and limited per destination ([`pool`]). Every
+//! recipient gets an outcome: delivered, deferred (try later) or failed (bounce now).
+//!
+//! It does not queue, retry later or write bounces: the queue runner decides what to do with
+//! each outcome. Protocol details live in [`proto::smtp::client`].
+
+mod conn;
+pub mod mx;
+mod pool;
+mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{Resolver, TokioResolver};
+use proto::smtp::client::{MessageTraits, Outcome};
+use tokio_rustls::TlsConnector;
+
+use conn::{Conn, OpenError, Setup, TxEnd};
+use pool::Pool;
+
+/// Settings of the relay client.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Our EHLO name.
+    pub hostname: String,
+    /// All remote mail goes there instead of by MX.
+    pub smarthost: Option<(String, u16)>,
+    /// User and password for AUTH PLAIN at the smarthost; STARTTLS is then required.
+    pub smarthost_auth: Option<(String, String)>,
+    /// Port of remote MTAs (25; tests use another).
+    pub remote_port: u16,
+    /// DNS servers; empty: the system resolver (/etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
+    /// Concurrent connections per destination address.
+    pub per_destination_limit: usize,
+    /// Our own listening addresses: an MX pointing at one of them is a loop.
+    pub local_addresses: Vec<IpAddr>,
+    pub connect_timeout: Duration,
+}
+
+/// The result for one recipient of [`Relay::deliver`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RcptOutcome {
+    pub recipient: String,
+    pub result: RcptResult,
+    /// The host that gave the result: `host [ip]:port`.
+    pub mx: Option<String>,
+    /// Whether the result came over TLS.
+    pub tls: bool,
+}
+
+/// Delivered, try later, or bounce now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RcptResult {
+    Delivered {
+        reply: String,
+    },
+    /// Try later.
+    Deferred {
+        reply: String,
+    },
+    /// Bounce now; `status` is the enhanced status code (RFC 3463), e.g. `5.1.1`.
+    Failed {
+        status: String,
+        reply: String,
+    },
+}
+
+impl From<Outcome> for RcptResult {
+    fn from(outcome: Outcome) -> RcptResult {
+        match outcome {
+            Outcome::Delivered { reply } => RcptResult::Delivered { reply },
+            Outcome::Deferred { reply } => RcptResult::Deferred { reply },
+            Outcome::Failed { status, reply } => RcptResult::Failed { status, reply },
+        }
+    }
+}
+
+/// One address to try: the host name (for logs and SNI) and where to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+/// The relay client, shared by all deliveries.
+pub struct Relay {
+    config: RelayConfig,
+    resolver: TokioResolver,
+    tls: TlsConnector,
+    pool: Arc<Pool>,
+}
+
+/// DNS waits: short, so that a dead resolver defers quickly instead of hanging a delivery.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+const DNS_ATTEMPTS: usize = 2;
+
+impl Relay {
+    pub fn new(config: RelayConfig) -> Result<Relay, String> {
+        let mut builder = if config.dns_servers.is_empty() {
+            Resolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?
+        } else {
+            let servers: Vec<NameServerConfig> = config
+                .dns_servers
+                .iter()
+                .flat_map(|addr| {
+                    [
+                        NameServerConfig::new(*addr, Protocol::Udp),
+                        NameServerConfig::new(*addr, Protocol::Tcp),
+                    ]
+                })
+                .collect();
+            let mut builder = Resolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::from(servers)),
+                TokioConnectionProvider::default(),
+            );
+            builder.options_mut().use_hosts_file = ResolveHosts::Never;
+            builder
+        };
+        let options: &mut ResolverOpts = builder.options_mut();
+        options.timeout = DNS_TIMEOUT;
+        options.attempts = DNS_ATTEMPTS;
+        options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
+        let resolver = builder.build();
+        let tls = conn::connector(tls::opportunistic_config()?);
+        Ok(Relay {
+            config,
+            resolver,
+            tls,
+            pool: Arc::new(Pool::default()),
+        })
+    }
+
+    /// Delivers one message to recipients that all share `domain`. Never panics; every
+    /// recipient gets an outcome, in the order given.
+    pub async fn deliver(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<RcptOutcome> {
+        if recipients.is_empty() {
+            return Vec::new();
+        }
+        let route = match &self.config.smarthost {
+            Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
+            None => {
+                mx::route(
+                    &self.resolver,
+                    domain,
+                    self.config.remote_port,
+                    &self.config.local_addresses,
+                )
+                .await
+            }
+        };
+        match route {
+            Ok(hosts) => {
+                self.deliver_to_hosts(domain, &hosts, sender, recipients, message)
+                    .await
+            }
+            Err(result) => {
+                let outcomes = all(recipients, result, None, false);
+                log(domain, sender, &outcomes);
+                outcomes
+            }
+        }
+    }
+
+    /// Delivers to the first of `hosts` that takes the transaction (the lower half of
+    /// [`deliver`](Self::deliver), without DNS). A connection failure, a 4xx greeting, EHLO or
+    /// MAIL, or a 421 moves on to the next host; after the last, every recipient is deferred
+    /// with the last error.
+    pub async fn deliver_to_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<RcptOutcome> {
+        if recipients.is_empty() {
+            return Vec::new();
+        }
+        let traits = MessageTraits::of(sender, recipients, message);
+        let mut last_error = format!("no host to deliver mail for {domain} to");
+        for dest in hosts {
+            let Some(_slot) = self
+                .pool
+                .slot(dest.addr, self.config.per_destination_limit)
+                .await
+            else {
+                continue;
+            };
+            // A pooled connection first; a dead one is not an error, and neither is a pooled
+            // one that breaks mid-transaction: both get one more try on a fresh connection.
+            let mut fresh = false;
+            loop {
+                let mut conn = match self.pool.take(dest.addr) {
+                    Some(mut conn) => {
+                        if !conn.reset().await {
+                            tracing::debug!("relay: {}: pooled connection is dead", conn.label);
+                            continue;
+                        }
+                        conn
+                    }
+                    None => {
+                        fresh = true;
+                        match self.open(dest).await {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                tracing::info!("relay: {domain}: {e}");
+                                last_error = e;
+                                break;
+                            }
+                        }
+                    }
+                };
+                match conn.transact(sender, recipients, message, &traits).await {
+                    TxEnd::Done { outcomes, reusable } => {
+                        let mx = Some(conn.label.clone());
+                        let tls = conn.tls;
+                        if reusable {
+                            self.pool.put(conn);
+                        } else {
+                            conn.quit().await;
+                        }
+                        let outcomes: Vec<RcptOutcome> = recipients
+                            .iter()
+                            .zip(outcomes)
+                            .map(|(recipient, outcome)| RcptOutcome {
+                                recipient: recipient.clone(),
+                                result: outcome.into(),
+                                mx: mx.clone(),
+                                tls,
+                            })
+                            .collect();
+                        log(domain, sender, &outcomes);
+                        return outcomes;
+                    }
+                    TxEnd::TryNext { reason, io } => {
+                        let label = conn.label.clone();
+                        conn.quit().await;
+                        tracing::info!("relay: {domain}: {label}: {reason}");
+                        last_error = if reason.starts_with(&label) {
+                            reason
+                        } else {
+                            format!("{label}: {reason}")
+                        };
+                        if io && !fresh {
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        let outcomes = all(
+            recipients,
+            RcptResult::Deferred { reply: last_error },
+            None,
+            false,
+        );
+        log(domain, sender, &outcomes);
+        outcomes
+    }
+
+    /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
+    /// connection without it (unless the smarthost needs TLS for AUTH).
+    async fn open(&self, dest: &Destination) -> Result<Conn, String> {
+        let auth = self
+            .config
+            .smarthost
+            .as_ref()
+            .and(self.config.smarthost_auth.as_ref());
+        let mut setup = Setup {
+            helo_name: &self.config.hostname,
+            connect_timeout: self.config.connect_timeout,
+            tls: Some(&self.tls),
+            auth,
+        };
+        match Conn::open(dest, &setup).await {
+            Ok(conn) => Ok(conn),
+            Err(OpenError::Failed(e)) => Err(e),
+            Err(OpenError::Tls(e)) if auth.is_some() => Err(e),
+            Err(OpenError::Tls(e)) => {
+                tracing::warn!("relay: {e}; retrying without STARTTLS");
+                setup.tls = None;
+                match Conn::open(dest, &setup).await {
+                    Ok(conn) => Ok(conn),
+                    Err(OpenError::Failed(e) | OpenError::Tls(e)) => Err(e),
+                }
+            }
+        }
+    }
+}
+
+fn all(
+    recipients: &[String],
+    result: RcptResult,
+    mx: Option<String>,
+    tls: bool,
+) -> Vec<RcptOutcome> {
+    recipients
+        .iter()
+        .map(|recipient| RcptOutcome {
+            recipient: recipient.clone(),
+            result: result.clone(),
+            mx: mx.clone(),
+            tls,
+        })
+        .collect()
+}
+
+fn log(domain: &str, sender: &str, outcomes: &[RcptOutcome]) {
+    for o in outcomes {
+        let mx = o.mx.as_deref().unwrap_or("none");
+        let tls = if o.tls { "TLS" } else { "plaintext" };
+        match &o.result {
+            RcptResult::Delivered { reply } => tracing::info!(
+                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} delivered: {reply}",
+                o.recipient
+            ),
+            RcptResult::Deferred { reply } => tracing::info!(
+                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} deferred: {reply}",
+                o.recipient
+            ),
+            RcptResult::Failed { status, reply } => tracing::info!(
+                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} failed {status}: {reply}",
+                o.recipient
+            ),
+        }
+    }
+}
