@@ -22,6 +22,8 @@ enum Tls {
     On(Arc<rustls::ServerConfig>),
     /// Says 220 to STARTTLS, then sends garbage instead of a handshake.
     Broken,
+    /// Sends a forged reply right behind the 220 to STARTTLS (CVE-2011-0411 class).
+    Inject,
 }
 
 type RcptFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -108,7 +110,7 @@ async fn fake(script: Script) -> (SocketAddr, Record) {
                         let _ = tcp.read(&mut hello).await;
                         let _ = tcp.write_all(b"this is not a TLS server hello\r\n").await;
                     }
-                    Tls::Off => {}
+                    Tls::Off | Tls::Inject => {}
                 }
             });
         }
@@ -156,6 +158,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
         } else if upper.starts_with("HELO") {
             "250 fake.test".into()
+        } else if upper == "STARTTLS" && matches!(script.tls, Tls::Inject) {
+            let forged = b"220 2.0.0 go ahead\r\n250-fake.test\r\n250 AUTH PLAIN\r\n";
+            io.get_mut().write_all(forged).await.ok()?;
+            continue;
         } else if upper == "STARTTLS" {
             io.get_mut()
                 .write_all(b"220 2.0.0 go ahead\r\n")
@@ -406,6 +412,22 @@ async fn failed_handshake_retries_in_plaintext() {
         1,
         "{log:?}"
     );
+}
+
+#[tokio::test]
+async fn data_behind_starttls_reply_is_refused() {
+    let (addr, rec) = fake(Script {
+        tls: Tls::Inject,
+        ..Script::default()
+    })
+    .await;
+    let relay = Relay::new(config()).unwrap();
+    let out = send(&relay, &[dest(addr)], &["x@example.test"]).await;
+    match &out[0].result {
+        RcptResult::Deferred { reply } => assert!(reply.contains("injection"), "{reply}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!rec.log().iter().any(|l| l.starts_with("MAIL")));
 }
 
 #[tokio::test]
