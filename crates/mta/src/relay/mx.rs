@@ -8,7 +8,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -91,6 +93,29 @@ pub fn address_literal(domain: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
+/// How a DNS lookup failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DnsFailure {
+    /// NXDOMAIN: the name does not exist.
+    NxDomain,
+    /// NOERROR without records of the type asked.
+    NoRecords,
+    /// SERVFAIL, timeout, refused...: try later.
+    Temporary,
+}
+
+fn classify(e: &ResolveError) -> DnsFailure {
+    // hickory reports SERVFAIL as "no records found" too: only the response code tells.
+    match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NXDomain => DnsFailure::NxDomain,
+            ResponseCode::NoError => DnsFailure::NoRecords,
+            _ => DnsFailure::Temporary,
+        },
+        _ => DnsFailure::Temporary,
+    }
+}
+
 fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
@@ -118,7 +143,7 @@ async fn addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, 
                 Ok(ips)
             }
         }
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+        Err(e) if classify(&e) != DnsFailure::Temporary => {
             Err(HostError::NotFound(format!("{host}: host not found")))
         }
         Err(e) => Err(HostError::Temporary(format!("{host}: DNS error: {e}"))),
@@ -177,14 +202,16 @@ pub(crate) async fn route(
                 (order_mx(&records, &mut rand::rng()), false)
             }
         }
-        Err(e) if e.is_nx_domain() => {
+        Err(e) if classify(&e) == DnsFailure::NxDomain => {
             return Err(RcptResult::Failed {
                 status: "5.1.2".into(),
                 reply: format!("domain {domain} not found"),
             })
         }
         // RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
-        Err(e) if e.is_no_records_found() => (MxPlan::Hosts(vec![(0, domain.to_string())]), true),
+        Err(e) if classify(&e) == DnsFailure::NoRecords => {
+            (MxPlan::Hosts(vec![(0, domain.to_string())]), true)
+        }
         Err(e) => {
             return Err(RcptResult::Deferred {
                 reply: format!("DNS lookup of MX for {domain} failed: {e}"),

@@ -1,0 +1,202 @@
+//! `Relay::deliver` with DNS: a tiny DNS server on 127.0.0.1 (UDP) serves MX and A records
+//! for the resolver seam (`dns_servers`), and a fake SMTP server listens on `remote_port`.
+//!
+//! Covers: MX order with the first host refusing connections, implicit MX (no MX, an A
+//! record), null MX (`5.1.10`), NXDOMAIN (`5.1.2`), SERVFAIL (deferred), and an MX that is
+//! this server (`5.4.6`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, MX};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use mta::relay::{RcptOutcome, RcptResult, Relay, RelayConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+
+fn answer(qname: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>) {
+    let mx = |p, n: &str| RData::MX(MX::new(p, Name::from_ascii(n).unwrap()));
+    let a = |ip: [u8; 4]| RData::A(A(Ipv4Addr::from(ip)));
+    match (qname, qtype) {
+        ("ordered.test.", RecordType::MX) => (
+            ResponseCode::NoError,
+            vec![mx(20, "b.ordered.test."), mx(10, "a.ordered.test.")],
+        ),
+        // Nothing listens on 127.0.0.3.
+        ("a.ordered.test.", RecordType::A) => (ResponseCode::NoError, vec![a([127, 0, 0, 3])]),
+        ("b.ordered.test.", RecordType::A) => (ResponseCode::NoError, vec![a([127, 0, 0, 1])]),
+        ("implicit.test.", RecordType::A) => (ResponseCode::NoError, vec![a([127, 0, 0, 1])]),
+        ("null.test.", RecordType::MX) => (ResponseCode::NoError, vec![mx(0, ".")]),
+        ("loop.test.", RecordType::MX) => (ResponseCode::NoError, vec![mx(10, "me.loop.test.")]),
+        ("me.loop.test.", RecordType::A) => (ResponseCode::NoError, vec![a([127, 0, 0, 9])]),
+        ("servfail.test.", _) => (ResponseCode::ServFail, vec![]),
+        (name, _) if name.ends_with(".test.") && !name.starts_with("nx.") => {
+            (ResponseCode::NoError, vec![])
+        }
+        _ => (ResponseCode::NXDomain, vec![]),
+    }
+}
+
+async fn dns_server() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(request) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(query) = request.queries().first().cloned() else {
+                continue;
+            };
+            let qname = query.name().to_ascii().to_ascii_lowercase();
+            let (code, rdatas) = answer(&qname, query.query_type());
+            let mut response = Message::new();
+            response
+                .set_id(request.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(request.op_code())
+                .set_recursion_desired(request.recursion_desired())
+                .set_recursion_available(true)
+                .set_authoritative(true)
+                .set_response_code(code)
+                .add_query(query.clone());
+            for rdata in rdatas {
+                response.add_answer(Record::from_rdata(query.name().clone(), 60, rdata));
+            }
+            if let Ok(bytes) = response.to_vec() {
+                let _ = socket.send_to(&bytes, peer).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A minimal SMTP server accepting everything; returns its port and the recipients it took.
+async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut io = BufReader::new(tcp);
+                let _ = io.get_mut().write_all(b"220 fake ESMTP\r\n").await;
+                let mut in_data = false;
+                loop {
+                    let mut line = String::new();
+                    if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let reply: &[u8] = if in_data {
+                        if line != ".\r\n" {
+                            continue;
+                        }
+                        in_data = false;
+                        b"250 2.0.0 queued\r\n"
+                    } else if line.starts_with("EHLO") {
+                        b"250-fake\r\n250 PIPELINING\r\n"
+                    } else if line.starts_with("RCPT") {
+                        seen.lock().unwrap().push(line.trim_end().to_string());
+                        b"250 2.1.5 ok\r\n"
+                    } else if line.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go\r\n"
+                    } else if line.starts_with("QUIT") {
+                        return;
+                    } else {
+                        b"250 2.0.0 ok\r\n"
+                    };
+                    if io.get_mut().write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+async fn relay(port: u16) -> Relay {
+    let dns = dns_server().await;
+    Relay::new(RelayConfig {
+        hostname: "relay.test".into(),
+        smarthost: None,
+        smarthost_auth: None,
+        remote_port: port,
+        dns_servers: vec![dns],
+        per_destination_limit: 4,
+        local_addresses: vec!["127.0.0.9".parse().unwrap()],
+        connect_timeout: Duration::from_secs(2),
+    })
+    .unwrap()
+}
+
+async fn deliver(relay: &Relay, domain: &str) -> RcptOutcome {
+    let to = vec![format!("user@{domain}")];
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        relay.deliver(domain, "a@sender.test", &to, b"Subject: x\r\n\r\nhi\r\n"),
+    )
+    .await
+    .expect("delivery hangs");
+    assert_eq!(out.len(), 1);
+    out.into_iter().next().unwrap()
+}
+
+fn failed_with(o: &RcptOutcome, want: &str) -> bool {
+    matches!(&o.result, RcptResult::Failed { status, .. } if status == want)
+}
+
+#[tokio::test]
+async fn mx_in_preference_order_and_next_host() {
+    let (port, got) = smtp_server().await;
+    let relay = relay(port).await;
+    let o = deliver(&relay, "ordered.test").await;
+    assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
+    assert_eq!(
+        o.mx.as_deref(),
+        Some(format!("b.ordered.test [127.0.0.1]:{port}").as_str())
+    );
+    assert_eq!(
+        got.lock().unwrap().clone(),
+        vec!["RCPT TO:<user@ordered.test>"]
+    );
+}
+
+#[tokio::test]
+async fn implicit_mx() {
+    let (port, _) = smtp_server().await;
+    let relay = relay(port).await;
+    let o = deliver(&relay, "implicit.test").await;
+    assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
+    assert_eq!(
+        o.mx.as_deref(),
+        Some(format!("implicit.test [127.0.0.1]:{port}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn dns_failures() {
+    let (port, got) = smtp_server().await;
+    let relay = relay(port).await;
+    let o = deliver(&relay, "null.test").await;
+    assert!(failed_with(&o, "5.1.10"), "{o:?}");
+    let o = deliver(&relay, "nx.nowhere").await;
+    assert!(failed_with(&o, "5.1.2"), "{o:?}");
+    let o = deliver(&relay, "loop.test").await;
+    assert!(failed_with(&o, "5.4.6"), "{o:?}");
+    let o = deliver(&relay, "servfail.test").await;
+    assert!(matches!(o.result, RcptResult::Deferred { .. }), "{o:?}");
+    // A domain that exists with neither MX nor address.
+    let o = deliver(&relay, "empty.test").await;
+    assert!(failed_with(&o, "5.1.2"), "{o:?}");
+    assert!(got.lock().unwrap().is_empty());
+}
