@@ -24,7 +24,10 @@ class Dns:
         args = [DNSMASQ, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
                 "--no-poll", "--bind-interfaces", "--listen-address=127.0.0.1",
                 f"--port={self.port}", "--log-queries", f"--log-facility={tmp / 'dnsmasq.log'}",
-                f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root", "--group=root"]
+                f"--pid-file={tmp / 'dnsmasq.pid'}", "--user=root", "--group=root",
+                # Authoritative-like answers for the test domains: NODATA / NXDOMAIN, never
+                # REFUSED (which a resolver rightly takes as a temporary failure).
+                "--local=/test/"]
         for domain, host, pref in mx:
             args.append(f"--mx-host={domain},{host},{pref}")
         for name, ip in a:
@@ -164,11 +167,17 @@ smtpd_tls_key_file = {self.conf / 'key.pem'}
         if r.returncode != 0:
             raise RuntimeError(f"postfix {action}: {r.stdout}{r.stderr}")
 
-    def set_access(self, text):
-        """Rules like `/^later@/ 450 4.2.0 try later`; takes effect after a reload."""
+    def set_access(self, text, restart=False):
+        """Rules like `/^later@/ 450 4.2.0 try later`. A reload reaches new connections only;
+        `restart` also ends connections a client keeps open for reuse."""
         self.access.write_text(text)
-        self._run("reload")
-        time.sleep(0.5)
+        if restart:
+            self._run("stop")
+            self._run("start")
+            wait_port(self.ip, self.port)
+        else:
+            self._run("reload")
+            time.sleep(0.5)
 
     def maildir_messages(self, local):
         out = []

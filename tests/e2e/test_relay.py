@@ -109,7 +109,9 @@ def test_remote_4xx_retried_then_delivered_and_queue_list_shows_it(world):
         time.sleep(0.3)
     assert "to=<later@remote.test>  pending" in out, out
     assert "450 4.2.0" in out and "try later" in out, out
-    pf.set_access("")
+    # Restart: our relay keeps its connection to Postfix open for reuse, and a Postfix smtpd
+    # keeps its old tables for the life of a connection.
+    pf.set_access("", restart=True)
     [got] = pf.wait_messages("later", 1, timeout=30)
     assert b"Subject: deferred" in got
     s.wait_queue_empty()
@@ -179,7 +181,7 @@ def test_queue_survives_restart(world):
         time.sleep(0.2)
     assert s.stop() == 0
     assert len(s.queue_files()) == 1
-    pf.set_access("")
+    pf.set_access("", restart=True)
     s.start()
     pf.wait_messages("carol", 1)
     s.wait_queue_empty()
@@ -251,9 +253,12 @@ def test_untrusted_client_cannot_relay_by_any_trick(world):
         f = c.makefile("rb")
         f.readline()
         c.sendall(b"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<bob@remote.test>\r\nRCPT TO:<alice@example.test>\r\n")
-        lines = [f.readline() for _ in range(10)]
-        codes = [l[:3] for l in lines if l[3:4] == b" "]
-        assert codes[-2:] == [b"554", b"250"], lines
+        finals = []
+        while len(finals) < 4:
+            line = f.readline()
+            if line[3:4] == b" ":
+                finals.append(line[:3])
+        assert finals == [b"250", b"250", b"554", b"250"], finals
     time.sleep(1)
     assert pf.maildir_messages("bob") == []
     assert s.queue_files() == []

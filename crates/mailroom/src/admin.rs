@@ -185,7 +185,10 @@ fn age(secs: u64) -> String {
 }
 
 fn no_such_message(id: &str, e: std::io::Error) -> Failure {
-    if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput) {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+    ) {
         Failure::failed(format!("no such message in the queue: {id}"))
     } else {
         Failure::failed(format!("{id}: {e}"))
@@ -211,8 +214,16 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                     env.sender
                 );
                 for (r, st) in env.recipients.iter().zip(&status.recipients) {
-                    let last = if st.last.is_empty() { String::new() } else { format!("  last: {}", st.last) };
-                    println!("    to=<{r}>  {}  attempts={}{last}", st.state.as_str(), st.attempts);
+                    let last = if st.last.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  last: {}", st.last)
+                    };
+                    println!(
+                        "    to=<{r}>  {}  attempts={}{last}",
+                        st.state.as_str(),
+                        st.attempts
+                    );
                 }
             }
             println!("-- {} message(s) in the queue", ids.len());
@@ -221,7 +232,11 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
         QueueCommand::Show { id } => {
             let (env, message) = spool.read(&id).map_err(|e| no_such_message(&id, e))?;
             println!("id: {}", env.id);
-            println!("received: {} ({}s ago)", env.received, unix_now().saturating_sub(env.received));
+            println!(
+                "received: {} ({}s ago)",
+                env.received,
+                unix_now().saturating_sub(env.received)
+            );
             println!("sender: <{}>", env.sender);
             println!("client: {}", env.client);
             for r in &env.recipients {

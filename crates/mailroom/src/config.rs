@@ -66,7 +66,9 @@ impl Default for RelayConfig {
             smarthost_password_file: String::new(),
             dns_servers: Vec::new(),
             remote_port: 25,
-            retry_schedule: ["5m", "10m", "30m", "1h", "2h", "4h"].map(String::from).to_vec(),
+            retry_schedule: ["5m", "10m", "30m", "1h", "2h", "4h"]
+                .map(String::from)
+                .to_vec(),
             max_queue_lifetime: "5d".into(),
             delay_warning_after: "4h".into(),
             per_destination_limit: 4,
@@ -207,9 +209,7 @@ impl Default for Pop3Config {
 
 impl Default for DeliveryConfig {
     fn default() -> DeliveryConfig {
-        DeliveryConfig {
-            concurrency: 16,
-        }
+        DeliveryConfig { concurrency: 16 }
     }
 }
 
@@ -315,11 +315,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     if c.relay.retry_schedule.is_empty() {
-        return Err(ConfigError("relay.retry_schedule: needs at least one duration".into()));
+        return Err(ConfigError(
+            "relay.retry_schedule: needs at least one duration".into(),
+        ));
     }
     for d in &c.relay.retry_schedule {
         if parse_duration(d).is_none_or(|d| d.is_zero()) {
-            return Err(ConfigError(format!("relay.retry_schedule: not a duration: {d:?}")));
+            return Err(ConfigError(format!(
+                "relay.retry_schedule: not a duration: {d:?}"
+            )));
         }
     }
     if parse_duration(&c.relay.max_queue_lifetime).is_none() {
@@ -328,17 +332,24 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             c.relay.max_queue_lifetime
         )));
     }
-    if !c.relay.delay_warning_after.is_empty() && parse_duration(&c.relay.delay_warning_after).is_none() {
+    if !c.relay.delay_warning_after.is_empty()
+        && parse_duration(&c.relay.delay_warning_after).is_none()
+    {
         return Err(ConfigError(format!(
             "relay.delay_warning_after: not a duration: {:?}",
             c.relay.delay_warning_after
         )));
     }
     if !c.relay.smarthost.is_empty() && parse_host_port(&c.relay.smarthost).is_none() {
-        return Err(ConfigError(format!("relay.smarthost: not host:port: {:?}", c.relay.smarthost)));
+        return Err(ConfigError(format!(
+            "relay.smarthost: not host:port: {:?}",
+            c.relay.smarthost
+        )));
     }
     if c.relay.per_destination_limit == 0 {
-        return Err(ConfigError("relay.per_destination_limit: must be more than 0".into()));
+        return Err(ConfigError(
+            "relay.per_destination_limit: must be more than 0".into(),
+        ));
     }
     if !c.postmaster.is_empty() && proto::smtp::address::check(&c.postmaster).is_err() {
         return Err(ConfigError(format!(
@@ -416,9 +427,18 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90"), Some(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Some(std::time::Duration::from_secs(300)));
-        assert_eq!(parse_duration("5d"), Some(std::time::Duration::from_secs(432_000)));
+        assert_eq!(
+            parse_duration("90"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("5d"),
+            Some(std::time::Duration::from_secs(432_000))
+        );
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
         let e = parse("[relay]\nretry_schedule = [\"5m\", \"soon\"]\n").unwrap_err();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use mta::auth::LoginGuard;
 use mta::delivery::Delivery;
-use mta::relay::{Relay, RelayConfig};
 use mta::policy::DirectoryPolicy;
+use mta::relay::{Relay, RelayConfig};
 use mta::smtpd::{Smtpd, SmtpdConfig};
 use proto::smtp::{Service, SessionConfig};
 use store::directory::Directory;

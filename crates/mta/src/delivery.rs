@@ -154,7 +154,10 @@ impl Delivery {
         let ids: Vec<String> = if text.lines().any(|l| l.trim() == "*") {
             self.spool.list().unwrap_or_default()
         } else {
-            text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+            text.lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
         };
         tracing::info!("delivery: queue flush asked for {} message(s)", ids.len());
         for id in ids {
@@ -176,7 +179,9 @@ impl Delivery {
     }
 
     fn retry_after(&self, attempts: u32) -> Duration {
-        let i = (attempts as usize).saturating_sub(1).min(self.retry_schedule.len().saturating_sub(1));
+        let i = (attempts as usize)
+            .saturating_sub(1)
+            .min(self.retry_schedule.len().saturating_sub(1));
         self.retry_schedule
             .get(i)
             .copied()
@@ -216,14 +221,18 @@ impl Delivery {
 
         if status.bounce_requested {
             for &i in &pending {
-                results.insert(i, Result1::Failed {
-                    status: "5.0.0".into(),
-                    reply: "message bounced by the administrator".into(),
-                    remote_mta: None,
-                });
+                results.insert(
+                    i,
+                    Result1::Failed {
+                        status: "5.0.0".into(),
+                        reply: "message bounced by the administrator".into(),
+                        remote_mta: None,
+                    },
+                );
             }
         } else {
-            self.route_and_deliver(id, &env, &message, &pending, retry, &mut results).await;
+            self.route_and_deliver(id, &env, &message, &pending, retry, &mut results)
+                .await;
         }
 
         // Temporary failures past the queue lifetime become permanent (RFC 5321 §4.5.4.1).
@@ -232,14 +241,18 @@ impl Delivery {
                 if let Result1::Deferred(reply) = r {
                     *r = Result1::Failed {
                         status: "4.4.7".into(),
-                        reply: format!("message expired after {}s in the queue: {reply}", age.as_secs()),
+                        reply: format!(
+                            "message expired after {}s in the queue: {reply}",
+                            age.as_secs()
+                        ),
                         remote_mta: None,
                     };
                 }
             }
         }
         let deferred_left = results.values().any(|r| matches!(r, Result1::Deferred(_)));
-        self.send_dsn(id, &env, &message, &results, &status, age, now).await;
+        self.send_dsn(id, &env, &message, &results, &status, age, now)
+            .await;
 
         if !deferred_left {
             // Finished: nothing to record, the message leaves the queue.
@@ -263,7 +276,9 @@ impl Delivery {
             .map(|(i, r)| match r {
                 Result1::Done(d) => (*i, "done", d.clone()),
                 Result1::Deferred(d) => (*i, "deferred", d.clone()),
-                Result1::Failed { status, reply, .. } => (*i, "failed", format!("{status} {reply}")),
+                Result1::Failed { status, reply, .. } => {
+                    (*i, "failed", format!("{status} {reply}"))
+                }
             })
             .collect();
         let _ = tokio::task::spawn_blocking(move || {
@@ -275,7 +290,10 @@ impl Delivery {
         })
         .await;
         let after = self.retry_after(status.attempts() + 1);
-        tracing::info!("delivery: {id}: deferred, next attempt in {}s", after.as_secs());
+        tracing::info!(
+            "delivery: {id}: deferred, next attempt in {}s",
+            after.as_secs()
+        );
         Outcome::Deferred(after)
     }
 
@@ -298,7 +316,10 @@ impl Delivery {
         for (i, rcpt) in env.recipients.iter().enumerate() {
             let is_pending = pending.contains(&i);
             match self.directory.resolve(rcpt, self.postmaster.as_deref()) {
-                Ok(Resolution::Deliver { local: accounts, remote: targets }) => {
+                Ok(Resolution::Deliver {
+                    local: accounts,
+                    remote: targets,
+                }) => {
                     for account in accounts {
                         let key = account.address.to_lowercase();
                         if copies.contains(&key) {
@@ -318,29 +339,41 @@ impl Delivery {
                 }
                 _ if !is_pending => {}
                 Ok(Resolution::NotLocal) => {
-                    let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
+                    let domain = rcpt
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_lowercase())
+                        .unwrap_or_default();
                     remote.entry(domain).or_default().push(i);
                 }
                 Ok(Resolution::Unknown) => {
-                    results.insert(i, Result1::Failed {
-                        status: "5.1.1".into(),
-                        reply: "no such user here".into(),
-                        remote_mta: None,
-                    });
+                    results.insert(
+                        i,
+                        Result1::Failed {
+                            status: "5.1.1".into(),
+                            reply: "no such user here".into(),
+                            remote_mta: None,
+                        },
+                    );
                 }
                 Ok(Resolution::Loop) => {
-                    results.insert(i, Result1::Failed {
-                        status: "5.4.6".into(),
-                        reply: "alias expansion loops".into(),
-                        remote_mta: None,
-                    });
+                    results.insert(
+                        i,
+                        Result1::Failed {
+                            status: "5.4.6".into(),
+                            reply: "alias expansion loops".into(),
+                            remote_mta: None,
+                        },
+                    );
                 }
                 Err(DirectoryError::InvalidAddress(e)) => {
-                    results.insert(i, Result1::Failed {
-                        status: "5.1.3".into(),
-                        reply: format!("bad address: {e}"),
-                        remote_mta: None,
-                    });
+                    results.insert(
+                        i,
+                        Result1::Failed {
+                            status: "5.1.3".into(),
+                            reply: format!("bad address: {e}"),
+                            remote_mta: None,
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::error!("delivery: {id}: to=<{rcpt}> status=deferred (directory: {e})");
@@ -370,7 +403,14 @@ impl Delivery {
             let new_id = store::spool::new_id();
             let res = self
                 .spool
-                .enqueue(&new_id, &env.sender, &targets, &format!("forward of {id}"), unix_now(), &[message])
+                .enqueue(
+                    &new_id,
+                    &env.sender,
+                    &targets,
+                    &format!("forward of {id}"),
+                    unix_now(),
+                    &[message],
+                )
                 .await;
             match res {
                 Ok(()) => {
@@ -382,7 +422,10 @@ impl Delivery {
                     let _ = self.resubmit.send(new_id);
                 }
                 Err(e) => {
-                    results.insert(i, Result1::Deferred(format!("cannot queue forwarded copy: {e}")));
+                    results.insert(
+                        i,
+                        Result1::Deferred(format!("cannot queue forwarded copy: {e}")),
+                    );
                 }
             }
         }
@@ -391,7 +434,10 @@ impl Delivery {
         for (domain, indexes) in remote {
             let Some(relay) = &self.relay else {
                 for i in indexes {
-                    results.insert(i, Result1::Deferred("relay to other domains is disabled".into()));
+                    results.insert(
+                        i,
+                        Result1::Deferred("relay to other domains is disabled".into()),
+                    );
                 }
                 continue;
             };
@@ -444,15 +490,20 @@ impl Delivery {
         for (i, account, n) in copies {
             let rcpt = &env.recipients[*i];
             let maildir = Maildir::new(maildir_path(&self.data_dir, account));
-            let name = match Maildir::file_name(env.received, &format!("Q{id}R{n}"), &self.hostname, size) {
-                Ok(name) => name,
-                Err(e) => {
-                    failed.push((*i, format!("bad maildir name: {e}")));
-                    continue;
-                }
-            };
+            let name =
+                match Maildir::file_name(env.received, &format!("Q{id}R{n}"), &self.hostname, size)
+                {
+                    Ok(name) => name,
+                    Err(e) => {
+                        failed.push((*i, format!("bad maildir name: {e}")));
+                        continue;
+                    }
+                };
             if retry && maildir.contains(&name).unwrap_or(false) {
-                tracing::info!("delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)", account.address);
+                tracing::info!(
+                    "delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
+                    account.address
+                );
                 continue;
             }
             match maildir.deliver(&name, &[return_path.as_bytes(), message]) {
@@ -462,10 +513,16 @@ impl Delivery {
                     started.elapsed().as_secs_f64()
                 ),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    tracing::info!("delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)", account.address);
+                    tracing::info!(
+                        "delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
+                        account.address
+                    );
                 }
                 Err(e) => {
-                    tracing::error!("delivery: {id}: to=<{rcpt}> mailbox={} status=deferred ({e})", account.address);
+                    tracing::error!(
+                        "delivery: {id}: to=<{rcpt}> mailbox={} status=deferred ({e})",
+                        account.address
+                    );
                     failed.push((*i, format!("local delivery failed: {e}")));
                 }
             }
@@ -488,7 +545,11 @@ impl Delivery {
         let failed: Vec<bounce::RecipientStatus> = results
             .iter()
             .filter_map(|(i, r)| match r {
-                Result1::Failed { status, reply, remote_mta } => Some(bounce::RecipientStatus {
+                Result1::Failed {
+                    status,
+                    reply,
+                    remote_mta,
+                } => Some(bounce::RecipientStatus {
                     recipient: env.recipients[*i].clone(),
                     original: None,
                     action: bounce::Action::Failed,
@@ -516,7 +577,9 @@ impl Delivery {
                     remote_mta: None,
                     diagnostic: Some(reply.clone()),
                     last_attempt: Some(now as i64),
-                    will_retry_until: Some((env.received + self.max_queue_lifetime.as_secs()) as i64),
+                    will_retry_until: Some(
+                        (env.received + self.max_queue_lifetime.as_secs()) as i64,
+                    ),
                 }),
                 _ => None,
             })
@@ -525,11 +588,20 @@ impl Delivery {
             self.enqueue_dsn(id, env, message, &delayed, now).await;
             let spool = self.spool.clone();
             let id2 = id.to_string();
-            let _ = tokio::task::spawn_blocking(move || spool.record_attempt(&id2, 0, "warned", "")).await;
+            let _ =
+                tokio::task::spawn_blocking(move || spool.record_attempt(&id2, 0, "warned", ""))
+                    .await;
         }
     }
 
-    async fn enqueue_dsn(&self, id: &str, env: &Envelope, message: &[u8], rcpts: &[bounce::RecipientStatus], now: u64) {
+    async fn enqueue_dsn(
+        &self,
+        id: &str,
+        env: &Envelope,
+        message: &[u8],
+        rcpts: &[bounce::RecipientStatus],
+        now: u64,
+    ) {
         let report = bounce::build(&bounce::Bounce {
             reporting_mta: &self.hostname,
             queue_id: id,
@@ -548,11 +620,21 @@ impl Delivery {
         let sender = [env.sender.clone()];
         match self
             .spool
-            .enqueue(&dsn_id, "", &sender, &format!("dsn for {id}"), now, &[&report])
+            .enqueue(
+                &dsn_id,
+                "",
+                &sender,
+                &format!("dsn for {id}"),
+                now,
+                &[&report],
+            )
             .await
         {
             Ok(()) => {
-                tracing::info!("delivery: {id}: sender non-delivery notification: {dsn_id} to=<{}>", env.sender);
+                tracing::info!(
+                    "delivery: {id}: sender non-delivery notification: {dsn_id} to=<{}>",
+                    env.sender
+                );
                 let _ = self.resubmit.send(dsn_id);
             }
             Err(e) => tracing::error!("delivery: {id}: cannot queue DSN: {e}"),

@@ -164,7 +164,9 @@ async fn handle(
         return;
     };
     let Some(_ip_slot) = smtpd.per_ip.enter(ip, smtpd.config.max_connections_per_ip) else {
-        tracing::warn!("smtpd: connection from [{ip}] refused: too many connections from this address");
+        tracing::warn!(
+            "smtpd: connection from [{ip}] refused: too many connections from this address"
+        );
         let _ = stream
             .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
             .await;

@@ -4,6 +4,6 @@
 
 pub mod directory;
 pub mod mailbox;
-pub mod queue_status;
 pub mod maildir;
+pub mod queue_status;
 pub mod spool;

@@ -84,7 +84,11 @@ impl MessageStatus {
 
     /// Attempts made on the message: the most any recipient had.
     pub fn attempts(&self) -> u32 {
-        self.recipients.iter().map(|r| r.attempts).max().unwrap_or(0)
+        self.recipients
+            .iter()
+            .map(|r| r.attempts)
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -111,9 +111,8 @@ impl Connection {
             self.errors += 1;
             if self.errors >= self.session.max_errors() && !matches!(self.mode, Mode::Closed) {
                 // RFC 5321 §7.8: a client that keeps failing is cut off.
-                self.output.extend_from_slice(
-                    b"421 4.7.0 Too many errors, closing connection\r\n",
-                );
+                self.output
+                    .extend_from_slice(b"421 4.7.0 Too many errors, closing connection\r\n");
                 self.mode = Mode::Closed;
             }
         }

@@ -64,7 +64,9 @@ mod tests {
         for _ in 0..3 {
             m.extend_from_slice(b"Received: from x by y; date\r\n\tcontinued\r\n");
         }
-        m.extend_from_slice(b"Subject: hi\r\nX-Received: not counted\r\n\r\nReceived: in the body\r\n");
+        m.extend_from_slice(
+            b"Subject: hi\r\nX-Received: not counted\r\n\r\nReceived: in the body\r\n",
+        );
         assert_eq!(check(&m, 10_000, 3), Ok(()));
         assert_eq!(check(&m, 10_000, 2), Err(HeaderProblem::TooManyHops));
         assert_eq!(check(&m, 50, 3), Err(HeaderProblem::TooLarge));
@@ -74,6 +76,9 @@ mod tests {
     fn no_body_and_empty_messages() {
         assert_eq!(check(b"", 10, 1), Ok(()));
         assert_eq!(check(b"\r\nbody", 10, 1), Ok(()));
-        assert_eq!(check(b"received: a\r\nRECEIVED: b", 100, 1), Err(HeaderProblem::TooManyHops));
+        assert_eq!(
+            check(b"received: a\r\nRECEIVED: b", 100, 1),
+            Err(HeaderProblem::TooManyHops)
+        );
     }
 }

@@ -821,38 +821,52 @@ fn too_many_errors_closes_with_421() {
 
 #[test]
 fn mail_loop_refused_with_5_4_6() {
-    let mut input = String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+    let mut input =
+        String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
     for _ in 0..101 {
         input.push_str("Received: from a by b; date\r\n");
     }
     input.push_str("\r\nbody\r\n.\r\n");
     let session = Session::new(
         Arc::new(SessionConfig::new("mx.example.test", Service::Mx)),
-        Peer { ip: "192.0.2.1".parse().unwrap(), trusted: false },
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
     );
     let mut conn = Connection::new(session);
     conn.receive(input.as_bytes());
     assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
     let out = String::from_utf8(conn.take_output()).unwrap();
-    assert!(out.ends_with("554 5.4.6 Too many hops (Received: headers): mail loop\r\n"), "{out}");
+    assert!(
+        out.ends_with("554 5.4.6 Too many hops (Received: headers): mail loop\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
 fn oversized_header_block_refused() {
-    let mut input = String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+    let mut input =
+        String::from("EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
     input.push_str(&format!("X-Big: {}\r\n\r\nbody\r\n.\r\n", "a".repeat(900)));
     let session = Session::new(
         Arc::new(SessionConfig {
             max_header_size: 500,
             ..SessionConfig::new("mx.example.test", Service::Mx)
         }),
-        Peer { ip: "192.0.2.1".parse().unwrap(), trusted: false },
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
     );
     let mut conn = Connection::new(session);
     conn.receive(input.as_bytes());
     assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
     let out = String::from_utf8(conn.take_output()).unwrap();
-    assert!(out.ends_with("552 5.3.4 Message header size exceeds limit\r\n"), "{out}");
+    assert!(
+        out.ends_with("552 5.3.4 Message header size exceeds limit\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
