@@ -55,6 +55,7 @@ class Server:
             f'hostname = "{HOSTNAME}"\n'
             f'data_dir = "{self.data}"\n'
             f'log_level = "info"\n'
+            f'user = ""\n'
             f"{extra}\n"
             f"[smtp]\n"
             f'listen = ["{HOST}:{self.smtp_port}"]\n'

@@ -27,6 +27,9 @@ pub struct Config {
     pub postmaster: String,
     /// `error`, `warn`, `info`, `debug` or `trace` (overridden by `RUST_LOG`).
     pub log_level: String,
+    /// Started as root, run as this user after binding the ports (created if missing);
+    /// `""` keeps the user Mailroom was started as.
+    pub user: String,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
     pub tls: TlsConfig,
@@ -164,6 +167,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/mailroom"),
             postmaster: String::new(),
             log_level: "info".into(),
+            user: "mailroom".into(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),
             tls: TlsConfig::default(),

@@ -5,6 +5,7 @@
 
 mod admin;
 mod config;
+mod privilege;
 mod serve;
 mod tls;
 
@@ -70,6 +71,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig);
+    if admin {
+        if let Err(f) = privilege::become_service_user(&config) {
+            eprintln!("mailroom: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    }
     let result = match cli.command {
         Command::Serve => serve::run(config),
         Command::Domain(c) => admin::domain(&config, c),

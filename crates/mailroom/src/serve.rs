@@ -34,57 +34,49 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<TcpListener>, Failure> {
+fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<std::net::TcpListener>, Failure> {
     let mut out = Vec::new();
     for addr in addrs {
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             Failure::failed(format!(
                 "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
             ))
         })?;
-        std_listener
+        listener
             .set_nonblocking(true)
-            .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
-        let listener = TcpListener::from_std(std_listener)
             .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
         out.push(listener);
     }
     Ok(out)
 }
 
+/// Listening sockets, bound before privileges are dropped.
+struct Listeners {
+    smtp: Vec<std::net::TcpListener>,
+    submission: Vec<std::net::TcpListener>,
+    submissions: Vec<std::net::TcpListener>,
+    pop3: Vec<std::net::TcpListener>,
+    pop3s: Vec<std::net::TcpListener>,
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
     init_logging(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start runtime: {e}")))?;
-    runtime.block_on(serve(config))
-}
-
-async fn serve(config: Config) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
             config.data_dir.display()
         ))
     })?;
-    let directory = Arc::new(Directory::open(&config.data_dir).map_err(Failure::failed)?);
-    let spool = Arc::new(Spool::open_and_recover(&config.data_dir).map_err(|e| {
-        Failure::failed(format!(
-            "cannot open the queue under {}: {e}",
-            config.data_dir.display()
-        ))
-    })?);
-    let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
-
     // Bind everything first: a port we cannot have stops the start before anything runs.
-    let smtp_listeners = bind_all(&config.smtp.listen, "smtp.listen")?;
-    let submission_listeners = bind_all(&config.smtp.submission, "smtp.submission")?;
-    let submissions_listeners = bind_all(&config.smtp.submissions, "smtp.submissions")?;
-    let pop3_listeners = bind_all(&config.pop3.listen, "pop3.listen")?;
-    let pop3s_listeners = bind_all(&config.pop3.pop3s, "pop3.pop3s")?;
-
+    let listeners = Listeners {
+        smtp: bind_all(&config.smtp.listen, "smtp.listen")?,
+        submission: bind_all(&config.smtp.submission, "smtp.submission")?,
+        submissions: bind_all(&config.smtp.submissions, "smtp.submissions")?,
+        pop3: bind_all(&config.pop3.listen, "pop3.listen")?,
+        pop3s: bind_all(&config.pop3.pop3s, "pop3.pop3s")?,
+    };
+    // The key may be readable by root only: load it before dropping privileges.
     let source = crate::tls::cert_source(
         &config.tls.certificate,
         &config.tls.private_key,
@@ -93,6 +85,44 @@ async fn serve(config: Config) -> Result<(), Failure> {
     )
     .map_err(Failure::failed)?;
     let (tls_config, cert) = crate::tls::server_config(source).map_err(Failure::failed)?;
+    if let Some(user) = crate::privilege::service_user(&config)? {
+        crate::privilege::own_data_dir(&config.data_dir, &user)?;
+        crate::privilege::drop_to(&user)?;
+        tracing::info!("running as user {} (uid {})", user.name, user.uid);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start runtime: {e}")))?;
+    runtime.block_on(serve(config, listeners, tls_config, cert))
+}
+
+fn to_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, Failure> {
+    listeners
+        .into_iter()
+        .map(|l| TcpListener::from_std(l).map_err(|e| Failure::failed(format!("listener: {e}"))))
+        .collect()
+}
+
+async fn serve(
+    config: Config,
+    listeners: Listeners,
+    tls_config: Arc<rustls::ServerConfig>,
+    cert: Arc<crate::tls::ReloadableCert>,
+) -> Result<(), Failure> {
+    let directory = Arc::new(Directory::open(&config.data_dir).map_err(Failure::failed)?);
+    let spool = Arc::new(Spool::open_and_recover(&config.data_dir).map_err(|e| {
+        Failure::failed(format!(
+            "cannot open the queue under {}: {e}",
+            config.data_dir.display()
+        ))
+    })?);
+    let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
+    let smtp_listeners = to_tokio(listeners.smtp)?;
+    let submission_listeners = to_tokio(listeners.submission)?;
+    let submissions_listeners = to_tokio(listeners.submissions)?;
+    let pop3_listeners = to_tokio(listeners.pop3)?;
+    let pop3s_listeners = to_tokio(listeners.pop3s)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
