@@ -255,6 +255,20 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
     ))
 }
 
+/// Parses the bytes of a queue record exactly as [`Spool::read`] parses a `msg/<id>` file
+/// (`id` is only used in error messages). Pure; for fuzzing and tests.
+pub fn parse_record_bytes(id: &str, data: &[u8]) -> io::Result<(Envelope, Vec<u8>)> {
+    parse_record(id, data.to_vec())
+}
+
+/// The bytes [`Spool::enqueue`] writes for this envelope (`env.id` is not part of the
+/// record) and message. Pure; for fuzzing and tests.
+pub fn encode_record(env: &Envelope, message: &[u8]) -> Vec<u8> {
+    let mut record = encode_header(&env.sender, &env.recipients, &env.client, env.received);
+    record.extend_from_slice(message);
+    record
+}
+
 /// Writes `parts` to a new file (O_EXCL, mode 0600) and fsyncs it; removes it on failure.
 fn write_durable(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let mut file = OpenOptions::new()
