@@ -244,6 +244,14 @@ fn run(args: &Args) -> Result<bool, String> {
         probe_creates = Some(p.creates_per_s);
     }
 
+    // S4 first, so its memory figures start from a fresh server; after each later scenario
+    // the server's RSS is recorded too (growth there is worth a look).
+    let mpid = mr.pid().expect("server running");
+    let mrss = || report::rss_kib(mpid).map(|k| k as f64 / 1024.0);
+    if want("s4") {
+        s4(&rt, &mut rep, &mr, peers.as_ref(), &sc);
+    }
+
     if want("s1") {
         for (size, label) in [(4096usize, "4 KiB"), (65536, "64 KiB")] {
             let scen = format!("S1 inbound {label}");
@@ -271,6 +279,10 @@ fn run(args: &Args) -> Result<bool, String> {
             });
             add_s1_rows(&mut rep, &scen, &m, p.as_ref(), probe_creates);
         }
+    }
+
+    if want("s1") {
+        rep.add("memory", "Mailroom RSS after S1", "MiB", mrss(), None, None);
     }
 
     if want("s2") {
@@ -307,6 +319,10 @@ fn run(args: &Args) -> Result<bool, String> {
                 probe_creates,
             );
         }
+    }
+
+    if want("s2") {
+        rep.add("memory", "Mailroom RSS after S2", "MiB", mrss(), None, None);
     }
 
     if want("s3") {
@@ -386,10 +402,17 @@ fn run(args: &Args) -> Result<bool, String> {
                 p.dovecot_scheme
             ));
         }
-    }
-
-    if want("s4") {
-        s4(&rt, &mut rep, &mr, peers.as_ref(), &sc);
+        let dov = peers
+            .as_ref()
+            .and_then(|p| report::tree_rss_mib(p.dovecot_pid));
+        rep.add(
+            "memory",
+            "server RSS after S3 (peer: Dovecot tree)",
+            "MiB",
+            mrss(),
+            dov,
+            None,
+        );
     }
 
     mr.stop();
