@@ -1,0 +1,802 @@
+//! `mailroom-bench`: drives a release build of Mailroom through four scenarios and, with
+//! `--peers`, the same scenarios against Postfix (Maildir delivery, relay) and Dovecot (POP3)
+//! in the same run, next to a physical probe of the disk; prints one table.
+//!
+//! - S1 inbound SMTP to Maildir (4 KiB and 64 KiB), every message verified on disk;
+//! - S2 relay through the queue to `smtp-sink`, end to end;
+//! - S3 POP3: log in, UIDL, RETR every message, QUIT, over many mailboxes;
+//! - S4 many idle SMTP and POP3 connections: server memory, and S1 latency meanwhile.
+//!
+//! It asserts nothing about speed: it exits non-zero only when a verification fails (a
+//! message lost, duplicated, truncated or refused; a connection refused).
+
+mod maildir;
+mod net;
+mod peers;
+mod pop3;
+mod probe;
+mod report;
+mod server;
+mod smtp;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use report::{percentile_ms, rate, Report};
+use server::{user, Mailroom, DOMAIN, PASSWORD};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mailroom-bench",
+    about = "Load scenarios against Mailroom, optionally side by side with Postfix and Dovecot"
+)]
+struct Args {
+    /// Tiny scale, every scenario, Mailroom only unless --peers; for CI (exit 1 on any
+    /// verification failure).
+    #[arg(long)]
+    quick: bool,
+    /// The mailroom binary (default: `mailroom` next to this program, i.e. target/release/).
+    #[arg(long)]
+    mailroom: Option<PathBuf>,
+    /// Work directory (default: a new /tmp/mailroom-bench-<pid>); data, logs and results.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Also run Postfix and Dovecot (needs root, Postfix and Dovecot installed; see
+    /// scripts/bench-peers).
+    #[arg(long)]
+    peers: bool,
+    /// The peers script (default: scripts/bench-peers of this source tree).
+    #[arg(long)]
+    peers_script: Option<PathBuf>,
+    /// Scenarios to run, comma separated: probe,s1,s2,s3,s4 (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Accounts that S1 spreads messages over.
+    #[arg(long)]
+    accounts: Option<usize>,
+    /// Concurrent SMTP connections in S1, S2 and S4.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Messages per size in S1.
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Messages per size in S2.
+    #[arg(long)]
+    relay_messages: Option<usize>,
+    /// S3 mailboxes.
+    #[arg(long)]
+    pop3_mailboxes: Option<usize>,
+    /// S3 messages per mailbox.
+    #[arg(long)]
+    pop3_messages: Option<usize>,
+    /// S3 concurrent POP3 clients.
+    #[arg(long)]
+    pop3_clients: Option<usize>,
+    /// S3 message size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pop3_size: usize,
+    /// S4 idle SMTP connections.
+    #[arg(long)]
+    idle_smtp: Option<usize>,
+    /// S4 idle POP3 connections.
+    #[arg(long)]
+    idle_pop3: Option<usize>,
+    /// Seconds for each of the two disk probes.
+    #[arg(long)]
+    probe_seconds: Option<f64>,
+    /// Also write the results (Markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the work directory (it is always kept when a verification failed).
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Scale {
+    accounts: usize,
+    connections: usize,
+    messages: usize,
+    relay_messages: usize,
+    pop3_mailboxes: usize,
+    pop3_messages: usize,
+    pop3_clients: usize,
+    idle_smtp: usize,
+    idle_pop3: usize,
+    probe_seconds: f64,
+}
+
+impl Scale {
+    fn from(a: &Args) -> Scale {
+        let q = a.quick;
+        let d =
+            |v: Option<usize>, quick: usize, full: usize| v.unwrap_or(if q { quick } else { full });
+        Scale {
+            accounts: d(a.accounts, 20, 1000),
+            connections: d(a.connections, 20, 50),
+            messages: d(a.messages, 200, 5000),
+            relay_messages: d(a.relay_messages, 200, 2000),
+            pop3_mailboxes: d(a.pop3_mailboxes, 20, 1000),
+            pop3_messages: d(a.pop3_messages, 5, 100),
+            pop3_clients: d(a.pop3_clients, 20, 50),
+            idle_smtp: d(a.idle_smtp, 200, 10_000),
+            idle_pop3: d(a.idle_pop3, 200, 1000),
+            probe_seconds: a.probe_seconds.unwrap_or(if q { 1.0 } else { 5.0 }),
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(failed) => std::process::exit(if failed { 1 } else { 0 }),
+        Err(e) => {
+            eprintln!("mailroom-bench: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit (S4 holds thousands of sockets here, and the
+/// server, our child, inherits the limit). Returns the new soft limit.
+fn raise_fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+    r.rlim_cur
+}
+
+fn default_mailroom() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("mailroom")))
+        .unwrap_or_else(|| PathBuf::from("target/release/mailroom"))
+}
+
+/// A liveness bound for waiting on deliveries: generous, only to stop a hang.
+fn guard(n: usize) -> Duration {
+    Duration::from_secs(120 + (n / 20) as u64)
+}
+
+fn run(args: &Args) -> Result<bool, String> {
+    let sc = Scale::from(args);
+    let want =
+        |s: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(s));
+    let fd_limit = raise_fd_limit();
+    let bin = args.mailroom.clone().unwrap_or_else(default_mailroom);
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: cargo build --release -p mailroom, or --mailroom PATH",
+            bin.display()
+        ));
+    }
+    let work = args
+        .workdir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/mailroom-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let work = work.canonicalize().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rep = Report::default();
+    let started = Instant::now();
+    eprintln!(
+        "mailroom-bench: work directory {} (fd limit {fd_limit})",
+        work.display()
+    );
+
+    let accounts = sc.accounts.max(sc.pop3_mailboxes);
+    let mut mr = Mailroom::configure(&bin, &work.join("mailroom"))?;
+    let t = Instant::now();
+    mr.create_accounts(accounts, 2)?;
+    eprintln!(
+        "mailroom-bench: {accounts} accounts created in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    mr.start()?;
+
+    let peers = if args.peers {
+        let script = args.peers_script.clone().unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-peers")
+        });
+        let p = peers::Peers::start(&script, &work.join("peers"), accounts, PASSWORD)?;
+        eprintln!(
+            "mailroom-bench: peers up: Postfix {} Dovecot {}",
+            p.postfix_smtp, p.dovecot_pop3
+        );
+        Some(p)
+    } else {
+        None
+    };
+
+    let mut probe_creates = None;
+    if want("probe") {
+        let p = probe::run(&work.join("probe"), sc.probe_seconds)
+            .map_err(|e| format!("disk probe: {e}"))?;
+        // The probe's own rows carry its figures in the "Mailroom" column (same disk).
+        let (a, b) = (Some(p.fdatasync_per_s), Some(p.creates_per_s));
+        rep.add(
+            "disk probe",
+            "4 KiB write + fdatasync, 1 writer",
+            "ops/s",
+            a,
+            None,
+            None,
+        );
+        let fig = "create+fsync+rename+dir fsync, 16 writers";
+        rep.add("disk probe", fig, "ops/s", b, None, b);
+        eprintln!(
+            "mailroom-bench: probe: {:.0} fdatasync/s, {:.0} durable creates/s",
+            p.fdatasync_per_s, p.creates_per_s
+        );
+        probe_creates = Some(p.creates_per_s);
+    }
+
+    // S4 first, so its memory figures start from a fresh server; after each later scenario
+    // the server's RSS is recorded too (growth there is worth a look).
+    let mpid = mr.pid().expect("server running");
+    let mrss = || report::rss_kib(mpid).map(|k| k as f64 / 1024.0);
+    if want("s4") {
+        s4(&rt, &mut rep, &mr, peers.as_ref(), &sc);
+    }
+
+    if want("s1") {
+        for (size, label) in [(4096usize, "4 KiB"), (65536, "64 KiB")] {
+            let scen = format!("S1 inbound {label}");
+            let m = s1(
+                &rt,
+                &mut rep,
+                &scen,
+                mr.smtp,
+                &|k| mr.maildir(&user(k)),
+                &sc,
+                size,
+                sc.messages,
+            );
+            let p = peers.as_ref().map(|p| {
+                s1(
+                    &rt,
+                    &mut rep,
+                    &format!("{scen} (Postfix)"),
+                    p.postfix_smtp,
+                    &|k| p.postfix_maildir(&user(k)),
+                    &sc,
+                    size,
+                    sc.messages,
+                )
+            });
+            add_s1_rows(&mut rep, &scen, &m, p.as_ref(), probe_creates);
+        }
+    }
+
+    if want("s1") {
+        rep.add("memory", "Mailroom RSS after S1", "MiB", mrss(), None, None);
+    }
+
+    if want("s2") {
+        let sink = peers::Sink::start(mr.sink, &work.join("sink-mailroom.out"))?;
+        let psink = match &peers {
+            Some(p) => Some(peers::Sink::start(
+                p.postfix_relayhost,
+                &work.join("sink-postfix.out"),
+            )?),
+            None => None,
+        };
+        for (size, label) in [(4096usize, "4 KiB"), (102_400, "100 KiB")] {
+            let scen = format!("S2 relay {label}");
+            let m = s2(&rt, &mut rep, &scen, mr.smtp, &sink, Some(&mr), &sc, size);
+            let p = match (&peers, &psink) {
+                (Some(p), Some(ps)) => s2(
+                    &rt,
+                    &mut rep,
+                    &format!("{scen} (Postfix)"),
+                    p.postfix_smtp,
+                    ps,
+                    None,
+                    &sc,
+                    size,
+                ),
+                _ => None,
+            };
+            rep.add(
+                &scen,
+                "relayed msg/s, end to end",
+                "msg/s",
+                m,
+                p,
+                probe_creates,
+            );
+        }
+    }
+
+    if want("s2") {
+        rep.add("memory", "Mailroom RSS after S2", "MiB", mrss(), None, None);
+    }
+
+    if want("s3") {
+        let boxes: Vec<PathBuf> = (0..sc.pop3_mailboxes)
+            .map(|k| mr.maildir(&user(k)))
+            .collect();
+        maildir::clear(&boxes);
+        let bytes = maildir::populate(&boxes, sc.pop3_messages, args.pop3_size)
+            .map_err(|e| format!("populate: {e}"))?;
+        eprintln!(
+            "mailroom-bench: S3: {} mailboxes x {} messages ({:.1} MB) written",
+            sc.pop3_mailboxes,
+            sc.pop3_messages,
+            bytes as f64 / 1e6
+        );
+        if let Some(p) = &peers {
+            for (k, src) in boxes.iter().enumerate() {
+                let home = p.dovecot_mail.join(user(k));
+                let _ = std::fs::remove_dir_all(&home);
+                maildir::link_copy(
+                    src,
+                    &p.dovecot_maildir(&user(k)),
+                    Some((p.dovecot_uid, p.dovecot_uid)),
+                )
+                .map_err(|e| format!("dovecot maildir {}: {e}", home.display()))?;
+            }
+        }
+        let m = s3(&rt, &mut rep, "S3 POP3", mr.pop3, &sc);
+        let p = peers
+            .as_ref()
+            .and_then(|p| s3(&rt, &mut rep, "S3 POP3 (Dovecot)", p.dovecot_pop3, &sc));
+        let g = |r: &Option<S3>, f: fn(&S3) -> Option<f64>| r.as_ref().and_then(f);
+        let scen = format!("S3 POP3 {}x{}", sc.pop3_mailboxes, sc.pop3_messages);
+        rep.add(
+            &scen,
+            "RETR/s",
+            "msg/s",
+            g(&m, |r| r.retr_s),
+            g(&p, |r| r.retr_s),
+            None,
+        );
+        rep.add(
+            &scen,
+            "retrieved",
+            "MB/s",
+            g(&m, |r| r.mb_s),
+            g(&p, |r| r.mb_s),
+            None,
+        );
+        rep.add(
+            &scen,
+            "sessions (login..QUIT)",
+            "/s",
+            g(&m, |r| r.sessions_s),
+            g(&p, |r| r.sessions_s),
+            None,
+        );
+        rep.add(
+            &scen,
+            "login latency p50",
+            "ms",
+            g(&m, |r| r.login_p50),
+            g(&p, |r| r.login_p50),
+            None,
+        );
+        rep.add(
+            &scen,
+            "login latency p99",
+            "ms",
+            g(&m, |r| r.login_p99),
+            g(&p, |r| r.login_p99),
+            None,
+        );
+        if let Some(p) = &peers {
+            rep.note(format!(
+                "S3: Mailroom hashes passwords with argon2id (slow on purpose); Dovecot here uses {} (BENCH_DOVECOT_SCHEME)",
+                p.dovecot_scheme
+            ));
+        }
+        let dov = peers
+            .as_ref()
+            .and_then(|p| report::tree_rss_mib(p.dovecot_pid));
+        rep.add(
+            "memory",
+            "server RSS after S3 (peer: Dovecot tree)",
+            "MiB",
+            mrss(),
+            dov,
+            None,
+        );
+    }
+
+    mr.stop();
+    drop(peers);
+    let peer_name = "peer (Postfix / Dovecot)";
+    let mut md = format!(
+        "mailroom-bench {} run, {} (elapsed {:.0}s)\n\n",
+        if args.quick { "quick" } else { "full" },
+        describe_scale(&sc),
+        started.elapsed().as_secs_f64()
+    );
+    md.push_str(&rep.table(peer_name));
+    for n in &rep.notes {
+        md.push_str(&format!("\nnote: {n}"));
+    }
+    for f in &rep.failures {
+        md.push_str(&format!("\nVERIFICATION FAILED: {f}"));
+    }
+    md.push('\n');
+    println!("{md}");
+    let _ = std::fs::write(work.join("results.md"), &md);
+    if let Some(o) = &args.out {
+        std::fs::write(o, &md).map_err(|e| format!("{}: {e}", o.display()))?;
+    }
+    let failed = !rep.failures.is_empty();
+    if failed || args.keep || args.workdir.is_some() {
+        eprintln!("mailroom-bench: work directory kept: {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    if failed {
+        eprintln!(
+            "mailroom-bench: {} verification failure(s)",
+            rep.failures.len()
+        );
+    }
+    Ok(failed)
+}
+
+fn describe_scale(sc: &Scale) -> String {
+    format!(
+        "S1 {} msgs/size over {} accounts, {} connections; S2 {} msgs/size; S3 {} mailboxes x {} msgs, {} clients; S4 {} SMTP + {} POP3 idle",
+        sc.messages, sc.accounts, sc.connections, sc.relay_messages, sc.pop3_mailboxes, sc.pop3_messages, sc.pop3_clients, sc.idle_smtp, sc.idle_pop3
+    )
+}
+
+fn report_errors(rep: &mut Report, scen: &str, what: &str, errs: &[String]) {
+    if errs.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = errs.iter().take(3).map(|s| s.as_str()).collect();
+    rep.fail(format!(
+        "{scen}: {} {what}; first: {}",
+        errs.len(),
+        shown.join(" / ")
+    ));
+}
+
+struct S1 {
+    accepted_s: Option<f64>,
+    delivered_s: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+/// S1 against one server: clear the Maildirs, send `count` messages of `size` to
+/// u(i % accounts), wait until all are in the Maildirs and verify each one.
+#[allow(clippy::too_many_arguments)]
+fn s1(
+    rt: &tokio::runtime::Runtime,
+    rep: &mut Report,
+    scen: &str,
+    addr: std::net::SocketAddr,
+    maildir: &dyn Fn(usize) -> PathBuf,
+    sc: &Scale,
+    size: usize,
+    count: usize,
+) -> S1 {
+    let boxes: Vec<PathBuf> = (0..sc.accounts).map(maildir).collect();
+    maildir::clear(&boxes);
+    let n = sc.accounts;
+    let prefix = format!("s1-{size}-{}", std::process::id());
+    let tag_prefix = prefix.clone();
+    let job = smtp::Job {
+        count,
+        size,
+        from: "sender@client.bench.test".into(),
+        rcpt: Arc::new(move |i| format!("{}@{DOMAIN}", user(i % n))),
+        tag: Arc::new(move |i| format!("{tag_prefix}-{i}")),
+    };
+    eprintln!(
+        "mailroom-bench: {scen}: sending {count} messages over {} connections",
+        sc.connections
+    );
+    let start = Instant::now();
+    let mut r = rt.block_on(smtp::load(addr, sc.connections, job));
+    report_errors(rep, scen, "messages refused or failed", &r.errors);
+    let (got, done) = maildir::wait_count(&boxes, r.sent, guard(r.sent));
+    if done.is_none() {
+        rep.fail(format!(
+            "{scen}: only {got} of {} accepted messages delivered",
+            r.sent
+        ));
+    }
+    let problems = maildir::verify(&boxes, count, &|i| format!("{prefix}-{i}"), &|i| i % n);
+    report_errors(
+        rep,
+        scen,
+        "messages not verified in their Maildir",
+        &problems,
+    );
+    let out = S1 {
+        accepted_s: rate(r.sent, r.elapsed),
+        delivered_s: done.and_then(|d| rate(got, d - start)),
+        p50: percentile_ms(&mut r.latencies, 50.0),
+        p99: percentile_ms(&mut r.latencies, 99.0),
+    };
+    eprintln!(
+        "mailroom-bench: {scen}: accepted {:.0}/s, delivered {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, verified {}",
+        out.accepted_s.unwrap_or(0.0),
+        out.delivered_s.unwrap_or(0.0),
+        out.p50.unwrap_or(0.0),
+        out.p99.unwrap_or(0.0),
+        if problems.is_empty() { "ok" } else { "FAILED" }
+    );
+    maildir::clear(&boxes);
+    out
+}
+
+fn add_s1_rows(rep: &mut Report, scen: &str, m: &S1, p: Option<&S1>, probe: Option<f64>) {
+    rep.add(
+        scen,
+        "accepted (until last 250)",
+        "msg/s",
+        m.accepted_s,
+        p.and_then(|p| p.accepted_s),
+        probe,
+    );
+    rep.add(
+        scen,
+        "delivered into Maildir, end to end",
+        "msg/s",
+        m.delivered_s,
+        p.and_then(|p| p.delivered_s),
+        probe,
+    );
+    rep.add(
+        scen,
+        "end-of-DATA reply p50",
+        "ms",
+        m.p50,
+        p.and_then(|p| p.p50),
+        None,
+    );
+    rep.add(
+        scen,
+        "end-of-DATA reply p99",
+        "ms",
+        m.p99,
+        p.and_then(|p| p.p99),
+        None,
+    );
+}
+
+/// S2 against one server: send `relay_messages` to a remote domain and time until the sink
+/// has them all (and, for Mailroom, the queue is empty).
+#[allow(clippy::too_many_arguments)]
+fn s2(
+    rt: &tokio::runtime::Runtime,
+    rep: &mut Report,
+    scen: &str,
+    addr: std::net::SocketAddr,
+    sink: &peers::Sink,
+    mr: Option<&Mailroom>,
+    sc: &Scale,
+    size: usize,
+) -> Option<f64> {
+    let count = sc.relay_messages;
+    let base = sink.count();
+    let prefix = format!("s2-{size}-{}", std::process::id());
+    let job = smtp::Job {
+        count,
+        size,
+        from: "sender@bench.test".into(),
+        rcpt: Arc::new(|i| format!("r{}@remote.example", i % 100)),
+        tag: Arc::new(move |i| format!("{prefix}-{i}")),
+    };
+    eprintln!("mailroom-bench: {scen}: relaying {count} messages");
+    let start = Instant::now();
+    let r = rt.block_on(smtp::load(addr, sc.connections, job));
+    report_errors(rep, scen, "messages refused or failed", &r.errors);
+    let deadline = start + guard(r.sent);
+    let mut done = None;
+    while Instant::now() < deadline {
+        if sink.count() >= base + r.sent && mr.is_none_or(|m| m.queue_len() == 0) {
+            done = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let got = sink.count() - base;
+    if done.is_none() {
+        rep.fail(format!(
+            "{scen}: sink received {got} of {} accepted messages{}",
+            r.sent,
+            mr.map(|m| format!(", {} still queued", m.queue_len()))
+                .unwrap_or_default()
+        ));
+    } else if got != r.sent {
+        rep.fail(format!(
+            "{scen}: sink received {got} messages for {} sent",
+            r.sent
+        ));
+    }
+    let v = done.and_then(|d| rate(r.sent, d));
+    eprintln!(
+        "mailroom-bench: {scen}: {:.0} msg/s end to end, sink got {got}",
+        v.unwrap_or(0.0)
+    );
+    v
+}
+
+struct S3 {
+    retr_s: Option<f64>,
+    mb_s: Option<f64>,
+    sessions_s: Option<f64>,
+    login_p50: Option<f64>,
+    login_p99: Option<f64>,
+}
+
+fn s3(
+    rt: &tokio::runtime::Runtime,
+    rep: &mut Report,
+    scen: &str,
+    addr: std::net::SocketAddr,
+    sc: &Scale,
+) -> Option<S3> {
+    eprintln!(
+        "mailroom-bench: {scen}: {} clients over {} mailboxes",
+        sc.pop3_clients, sc.pop3_mailboxes
+    );
+    let mut r = rt.block_on(pop3::load(
+        addr,
+        sc.pop3_clients,
+        sc.pop3_mailboxes,
+        sc.pop3_messages,
+        Arc::new(|k| format!("{}@{DOMAIN}", user(k))),
+        PASSWORD.into(),
+    ));
+    report_errors(rep, scen, "sessions failed", &r.errors);
+    let want = sc.pop3_mailboxes * sc.pop3_messages;
+    if r.errors.is_empty() && r.retrieved != want {
+        rep.fail(format!(
+            "{scen}: retrieved {} of {want} messages",
+            r.retrieved
+        ));
+    }
+    let secs = r.elapsed.as_secs_f64();
+    let out = S3 {
+        retr_s: rate(r.retrieved, r.elapsed),
+        mb_s: (secs > 0.0).then(|| r.bytes as f64 / 1e6 / secs),
+        sessions_s: rate(r.sessions, r.elapsed),
+        login_p50: percentile_ms(&mut r.logins, 50.0),
+        login_p99: percentile_ms(&mut r.logins, 99.0),
+    };
+    eprintln!(
+        "mailroom-bench: {scen}: {:.0} RETR/s, {:.1} MB/s, login p50 {:.1} ms p99 {:.1} ms",
+        out.retr_s.unwrap_or(0.0),
+        out.mb_s.unwrap_or(0.0),
+        out.login_p50.unwrap_or(0.0),
+        out.login_p99.unwrap_or(0.0)
+    );
+    Some(out)
+}
+
+/// S4: hold idle POP3 then idle SMTP connections, read the server's RSS after each step, run
+/// a smaller S1 meanwhile, then check a sample of the idle connections still answer.
+fn s4(
+    rt: &tokio::runtime::Runtime,
+    rep: &mut Report,
+    mr: &Mailroom,
+    peers: Option<&peers::Peers>,
+    sc: &Scale,
+) {
+    let pid = mr.pid().expect("server running");
+    let rss = || report::rss_kib(pid).map(|k| k as f64 / 1024.0);
+    let base = rss();
+    let scen = "S4 idle connections";
+    eprintln!(
+        "mailroom-bench: {scen}: opening {} POP3 and {} SMTP idle connections",
+        sc.idle_pop3, sc.idle_smtp
+    );
+    let (pop_idle, e1) = rt.block_on(pop3::open_idle(mr.pop3, sc.idle_pop3, 200));
+    report_errors(rep, scen, "POP3 connections failed", &e1);
+    let after_pop = rss();
+    let (mut smtp_idle, e2) = rt.block_on(smtp::open_idle(mr.smtp, sc.idle_smtp, 200));
+    report_errors(rep, scen, "SMTP connections failed", &e2);
+    let after_smtp = rss();
+
+    // S1 meanwhile (4 KiB, at most 2,000 messages).
+    let s1scen = format!(
+        "S1 4 KiB during S4 ({} + {} idle)",
+        smtp_idle.len(),
+        pop_idle.len()
+    );
+    let m = s1(
+        rt,
+        rep,
+        &s1scen,
+        mr.smtp,
+        &|k| mr.maildir(&user(k)),
+        sc,
+        4096,
+        sc.messages.min(2000),
+    );
+
+    // A sample of the idle SMTP sessions must still be served.
+    let step = (smtp_idle.len() / 20).max(1);
+    let dead = rt.block_on(async {
+        let mut dead = 0;
+        for c in smtp_idle.iter_mut().step_by(step) {
+            if !matches!(c.cmd("NOOP").await, Ok((250, _))) {
+                dead += 1;
+            }
+        }
+        dead
+    });
+    if dead > 0 {
+        rep.fail(format!(
+            "{scen}: {dead} sampled idle SMTP connections no longer answer NOOP"
+        ));
+    }
+    drop(smtp_idle);
+    drop(pop_idle);
+
+    // Dovecot: the same idle POP3 connections, RSS of its whole process tree.
+    let mut dov = (None, None);
+    if let Some(p) = peers {
+        let b = report::tree_rss_mib(p.dovecot_pid);
+        let (idle, e) = rt.block_on(pop3::open_idle(p.dovecot_pop3, sc.idle_pop3, 200));
+        report_errors(rep, "S4 (Dovecot)", "POP3 connections failed", &e);
+        std::thread::sleep(Duration::from_millis(500));
+        dov = (b, report::tree_rss_mib(p.dovecot_pid));
+        drop(idle);
+        rep.note("S4: Postfix runs one smtpd process per SMTP connection (process_limit 100 by default), so it is not given 10,000 idle SMTP connections; its column is empty there".into());
+    }
+    let ip = sc.idle_pop3;
+    let is = sc.idle_smtp;
+    rep.add(scen, "server RSS, no connections", "MiB", base, dov.0, None);
+    rep.add(
+        scen,
+        &format!("server RSS, {ip} idle POP3"),
+        "MiB",
+        after_pop,
+        dov.1,
+        None,
+    );
+    rep.add(
+        scen,
+        &format!("server RSS, {ip} idle POP3 + {is} idle SMTP"),
+        "MiB",
+        after_smtp,
+        None,
+        None,
+    );
+    if let (Some(b), Some(a)) = (after_pop, after_smtp) {
+        rep.add(
+            scen,
+            "RSS per idle SMTP connection",
+            "KiB",
+            Some((a - b) * 1024.0 / is.max(1) as f64),
+            None,
+            None,
+        );
+    }
+    rep.add(&s1scen, "end-of-DATA reply p50", "ms", m.p50, None, None);
+    rep.add(&s1scen, "end-of-DATA reply p99", "ms", m.p99, None, None);
+    rep.add(
+        &s1scen,
+        "accepted (until last 250)",
+        "msg/s",
+        m.accepted_s,
+        None,
+        None,
+    );
+}
