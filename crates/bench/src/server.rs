@@ -75,6 +75,7 @@ impl Mailroom {
         let text = format!(
             r#"hostname = "mx.bench.test"
 data_dir = "{data}"
+user = ""
 log_level = "info"
 
 [smtp]

@@ -114,6 +114,8 @@ pub enum Resolution {
 /// connection, and argon2 work is done outside the lock.
 pub struct Directory {
     conn: Mutex<Connection>,
+    /// argon2 concurrency limit and success cache.
+    checks: crate::password_check::PasswordCheck,
 }
 
 /// A parsed, validated address: local part as given, domain lowercase.
@@ -432,6 +434,7 @@ impl Directory {
         tx.commit()?;
         Ok(Directory {
             conn: Mutex::new(conn),
+            checks: crate::password_check::PasswordCheck::default(),
         })
     }
 
@@ -681,11 +684,21 @@ impl Directory {
             }
             Err(_) => None,
         };
-        // The lock is released here; argon2 runs without it.
+        // The lock is released here; argon2 runs without it, bounded by `checks`.
         match found {
-            Some((account, hash)) => Ok(verify_hash(&hash, password).then_some(account)),
+            Some((account, hash)) => {
+                let key = account.address.to_lowercase();
+                if self.checks.cached(&key, &hash, password) {
+                    return Ok(Some(account));
+                }
+                let ok = self.checks.limited(|| verify_hash(&hash, password));
+                if ok {
+                    self.checks.remember(&key, &hash, password);
+                }
+                Ok(ok.then_some(account))
+            }
             None => {
-                let _ = verify_hash(dummy_hash(), password);
+                let _ = self.checks.limited(|| verify_hash(dummy_hash(), password));
                 Ok(None)
             }
         }

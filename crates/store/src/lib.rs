@@ -5,5 +5,6 @@
 pub mod directory;
 pub mod mailbox;
 pub mod maildir;
+pub mod password_check;
 pub mod queue_status;
 pub mod spool;
