@@ -84,11 +84,14 @@ fuzz_target!(|input: &[u8]| {
 
     let baseline = reset_peak();
     let config = Arc::new(SessionConfig {
-        hostname: "mx.example.test".into(),
         max_message_size: MAX_SIZE,
         max_recipients: MAX_RCPTS,
-        service,
         tls_available,
+        // Small, so the fuzzer reaches the streaming (spill) path and the header limits.
+        max_header_size: 2048,
+        max_received_headers: 5,
+        max_errors: 20,
+        ..SessionConfig::new("mx.example.test", service)
     });
     let peer = Peer {
         ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
@@ -111,6 +114,7 @@ fuzz_target!(|input: &[u8]| {
     let policy = TestPolicy;
     let mut authenticated = false;
     let mut commits = 0usize;
+    let mut spilled = 0u64;
     'feed: for chunk in chunks {
         conn.receive(chunk);
         loop {
@@ -139,11 +143,14 @@ fuzz_target!(|input: &[u8]| {
                     authenticated = auth_ok;
                     conn.auth_result(auth_ok.then(|| ACCOUNT.to_string()));
                 }
+                Event::Spill(bytes) => spilled += bytes.len() as u64,
+                Event::Abandon => spilled = 0,
                 Event::Commit { envelope, message } => {
+                    let spilled = std::mem::take(&mut spilled);
                     commits += 1;
                     assert!(!envelope.recipients.is_empty(), "commit without recipients");
                     assert!(envelope.recipients.len() <= MAX_RCPTS);
-                    assert_eq!(envelope.size, message.len() as u64, "size vs message");
+                    assert_eq!(envelope.size, spilled + message.len() as u64, "size vs message");
                     assert!(envelope.size <= MAX_SIZE, "message over the size limit");
                     if !envelope.sender.is_empty() {
                         assert_eq!(address::check(&envelope.sender), Ok(()));

@@ -39,7 +39,7 @@ def wait_port(host, port, timeout=15.0, proc=None):
 class Server:
     """One Mailroom instance with its own data_dir and ports."""
 
-    def __init__(self, tmp: pathlib.Path, trusted=("127.0.0.2/32",), extra=""):
+    def __init__(self, tmp: pathlib.Path, trusted=("127.0.0.2/32",), extra="", max_message_size=1048576):
         self.tmp = tmp
         self.data = tmp / "data"
         self.config = tmp / "mailroom.toml"
@@ -61,7 +61,7 @@ class Server:
             f'listen = ["{HOST}:{self.smtp_port}"]\n'
             f'submission = ["{HOST}:{self.submission_port}"]\n'
             f'submissions = ["{HOST}:{self.submissions_port}"]\n'
-            f"max_message_size = 1048576\n"
+            f"max_message_size = {max_message_size}\n"
             f"max_recipients = 50\n"
             f"trusted_networks = [{trusted_list}]\n"
             f"shutdown_grace = 2\n"

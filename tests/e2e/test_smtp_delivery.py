@@ -317,3 +317,37 @@ def test_ehlo_advertises_extensions(server):
         assert resp.split(b"\n")[0] == HOSTNAME.encode()
         for ext in ("pipelining", "size", "8bitmime", "enhancedstatuscodes", "smtputf8", "chunking"):
             assert s.has_extn(ext), ext
+
+
+def test_large_messages_stream_to_disk(make_server):
+    """8 MiB by DATA and by BDAT: well past the in-memory spill size; delivered intact, and the
+    server's memory does not grow with the message."""
+    s = make_server(max_message_size=16 * 1024 * 1024)
+    s.cli("domain", "add", "example.test")
+    s.add_user("alice@example.test")
+    s.start()
+    line = b"0123456789" * 9 + b"\r\n"
+    body = b"Subject: big\r\n\r\n" + line * (8 * 1024 * 1024 // len(line))
+    qid = send(s, "s@remote.test", ["alice@example.test"], body)
+    [raw] = s.wait_messages("alice@example.test", 1, timeout=60)
+    check_delivered(raw, "s@remote.test", body, qid)
+    # BDAT in 1 MiB chunks.
+    with socket.create_connection((HOST, s.smtp_port)) as c:
+        f = c.makefile("rb")
+        f.readline()
+        c.sendall(b"EHLO client.test\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        c.sendall(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n")
+        f.readline(), f.readline()
+        chunks = [body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20)]
+        for i, ch in enumerate(chunks):
+            last = b" LAST" if i == len(chunks) - 1 else b""
+            c.sendall(b"BDAT %d%s\r\n" % (len(ch), last) + ch)
+            reply = f.readline()
+            assert reply.startswith(b"250"), reply
+        qid2 = reply.split()[-1].decode()
+    got = s.wait_messages("alice@example.test", 2, timeout=60)
+    assert any(qid2.encode() in g and g.endswith(body) for g in got)
+    rss_kib = int(next(l for l in open(f"/proc/{s.proc.pid}/status") if l.startswith("VmRSS")).split()[1])
+    assert rss_kib < 64 * 1024, f"server RSS {rss_kib} KiB after two 8 MiB messages"

@@ -273,6 +273,14 @@ enum Exit {
     StartTls,
 }
 
+/// The free-text client description stored in the envelope.
+fn client_text(conn: &Connection, ip: std::net::IpAddr) -> String {
+    format!(
+        "helo={} ip={ip}",
+        proto::smtp::address::escape(conn.session().helo_name())
+    )
+}
+
 async fn shutdown_after_grace(mut shutdown: watch::Receiver<bool>, grace: Duration) {
     crate::stopped(&mut shutdown).await;
     tokio::time::sleep(grace).await;
@@ -291,6 +299,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::pin!(stop);
     let session_over = tokio::time::sleep(smtpd.config.max_session_time);
     tokio::pin!(session_over);
+    // A large message streams into its spool file as it arrives.
+    let mut draft: Option<Result<store::spool::Draft, std::io::Error>> = None;
     loop {
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
@@ -324,25 +334,53 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 conn.receive(&buf[..n]);
             }
+            Event::Spill(bytes) => {
+                let received = now();
+                let d = draft.get_or_insert_with(|| {
+                    let id = store::spool::new_id();
+                    let headers = conn.trace_headers(&id, received as i64);
+                    let client = client_text(conn, ip);
+                    let (sender, rcpts) = conn.envelope().unwrap_or(("", &[]));
+                    smtpd
+                        .spool
+                        .begin(&id, sender, rcpts, &client, received, headers.as_bytes())
+                });
+                if let Ok(file) = d {
+                    if let Err(e) = tokio::task::block_in_place(|| file.write(&bytes)) {
+                        draft = Some(Err(e));
+                    }
+                }
+            }
+            Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
                 let received = now();
-                let id = store::spool::new_id();
-                let headers = conn.trace_headers(&id, received as i64);
-                let client = format!(
-                    "helo={} ip={ip}",
-                    proto::smtp::address::escape(conn.session().helo_name()),
-                );
-                let result = smtpd
-                    .spool
-                    .enqueue(
-                        &id,
-                        &envelope.sender,
-                        &envelope.recipients,
-                        &client,
-                        received,
-                        &[headers.as_bytes(), &message],
-                    )
-                    .await;
+                let (id, result) = match draft.take() {
+                    Some(Ok(mut file)) => {
+                        let id = file.id().to_string();
+                        match tokio::task::block_in_place(|| file.write(&message)) {
+                            Ok(()) => (id, smtpd.spool.commit(file).await),
+                            Err(e) => (id, Err(e)),
+                        }
+                    }
+                    Some(Err(e)) => (String::new(), Err(e)),
+                    None => {
+                        let id = store::spool::new_id();
+                        let headers = conn.trace_headers(&id, received as i64);
+                        let client = client_text(conn, ip);
+                        let r = smtpd
+                            .spool
+                            .enqueue(
+                                &id,
+                                &envelope.sender,
+                                &envelope.recipients,
+                                &client,
+                                received,
+                                &[headers.as_bytes(), &message],
+                            )
+                            .await;
+                        (id, r)
+                    }
+                };
                 match result {
                     Ok(()) => {
                         stats.messages += 1;

@@ -72,6 +72,38 @@ struct Pending {
     reply: oneshot::Sender<io::Result<()>>,
 }
 
+/// A message being streamed into `tmp/` (see [`Spool::begin`]). Removed when dropped
+/// without [`Spool::commit`].
+pub struct Draft {
+    id: String,
+    path: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl Draft {
+    /// The queue id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Appends body bytes (blocking file I/O; small compared with a network read).
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.write_all(bytes),
+            None => Err(io::Error::other("draft already finished")),
+        }
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            // Never acknowledged: nothing may keep it.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// The queue. Share it behind an `Arc`; all methods take `&self`.
 pub struct Spool {
     tmp: PathBuf,
@@ -431,6 +463,72 @@ impl Spool {
         self.committer
             .send(Pending {
                 id: id.clone(),
+                reply,
+            })
+            .map_err(|_| io::Error::other("spool committer has stopped"))?;
+        done.await
+            .map_err(|_| io::Error::other("spool committer has stopped"))??;
+        Ok(())
+    }
+
+    /// Starts a message whose body is streamed to disk as it arrives (large messages): creates
+    /// `tmp/<id>` with the envelope and `prefix` (the trace headers). Write the body with
+    /// [`Draft::write`], then [`Spool::commit`] it; a draft dropped uncommitted is removed.
+    pub fn begin(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        client: &str,
+        received: u64,
+        prefix: &[u8],
+    ) -> io::Result<Draft> {
+        check_id(id)?;
+        if recipients.is_empty() {
+            return Err(invalid_input(
+                "a queued message needs at least one recipient",
+            ));
+        }
+        let path = self.tmp.join(id);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let mut draft_file = || -> io::Result<()> {
+            file.write_all(&encode_header(sender, recipients, client, received))?;
+            file.write_all(prefix)
+        };
+        if let Err(e) = draft_file() {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Draft {
+            id: id.to_string(),
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// Makes a streamed message durable (fsync, then the same group commit as
+    /// [`Spool::enqueue`]) and only then returns.
+    pub async fn commit(&self, mut draft: Draft) -> io::Result<()> {
+        let file = draft
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("draft already finished"))?;
+        let path = draft.path.clone();
+        let synced = tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))?;
+        if let Err(e) = synced {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        let (reply, done) = oneshot::channel();
+        self.committer
+            .send(Pending {
+                id: draft.id.clone(),
                 reply,
             })
             .map_err(|_| io::Error::other("spool committer has stopped"))?;
@@ -832,5 +930,28 @@ mod tests {
             (1..200).contains(&syncs),
             "{syncs} directory fsyncs for 200 messages"
         );
+    }
+
+    #[tokio::test]
+    async fn streamed_draft_round_trip_and_abandon() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(t.path()).expect("open");
+        let id = new_id();
+        let mut d = spool
+            .begin(&id, "s@x.org", &s(&["a@b.c"]), "c", 7, b"Received: x\r\n")
+            .expect("begin");
+        d.write(b"part one, ").expect("write");
+        d.write(b"part two").expect("write");
+        spool.commit(d).await.expect("commit");
+        let (env, msg) = spool.read(&id).expect("read");
+        assert_eq!(env.recipients, s(&["a@b.c"]));
+        assert_eq!(msg, b"Received: x\r\npart one, part two");
+        let id2 = new_id();
+        let d = spool
+            .begin(&id2, "s@x.org", &s(&["a@b.c"]), "c", 7, b"")
+            .expect("begin");
+        drop(d);
+        assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+        assert_eq!(spool.list().expect("list"), vec![id]);
     }
 }

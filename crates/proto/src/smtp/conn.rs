@@ -11,6 +11,9 @@
 //! limit are dropped as they arrive.
 
 use super::data::DataReader;
+
+/// Below this many octets a message stays in memory; above, it streams to disk.
+pub const SPILL_AT: usize = 256 * 1024;
 use super::reply::Reply;
 use super::session::{Action, CommitError, Envelope, Policy, Session};
 
@@ -31,6 +34,12 @@ pub enum Event {
     StartTls,
     /// Check these credentials, then call [`Connection::auth_result`].
     Authenticate { user: String, password: String },
+    /// The message being received is large: write these bytes to its spool file (start
+    /// one at the first spill, with [`Connection::trace_headers`]); the rest comes later in
+    /// further spills and in [`Event::Commit`]'s `message`.
+    Spill(Vec<u8>),
+    /// The message whose bytes were spilled was refused or reset: throw its file away.
+    Abandon,
 }
 
 #[derive(Debug)]
@@ -58,6 +67,10 @@ pub struct Connection {
     mode: Mode,
     /// Replies that refused a command (RFC 5321 §4.2: 4xx/5xx), for session error limits.
     errors: u32,
+    /// Part of the current message went out in [`Event::Spill`].
+    spilled: bool,
+    /// The current message will be refused: its bytes are not kept.
+    dropping: bool,
 }
 
 impl Connection {
@@ -72,6 +85,8 @@ impl Connection {
             message: Vec::new(),
             mode: Mode::Command,
             errors: 0,
+            spilled: false,
+            dropping: false,
         }
     }
 
@@ -177,7 +192,12 @@ impl Connection {
                                 break ev;
                             }
                         }
-                        None => break Event::NeedInput,
+                        None => {
+                            if let Some(ev) = self.maybe_spill(policy) {
+                                break ev;
+                            }
+                            break Event::NeedInput;
+                        }
                     }
                 }
                 Mode::Chunk { left, keep } => {
@@ -189,6 +209,9 @@ impl Connection {
                     pos += take;
                     *left -= take as u64;
                     if *left > 0 {
+                        if let Some(ev) = self.maybe_spill(policy) {
+                            break ev;
+                        }
                         break Event::NeedInput;
                     }
                     self.mode = Mode::Command;
@@ -209,8 +232,13 @@ impl Connection {
             Action::Reply(r) => {
                 self.write(r);
                 if !self.session.in_transaction() {
-                    // RSET, a refused last chunk, a new EHLO: drop any BDAT bytes kept.
+                    // RSET, a refused message, a new EHLO: drop any bytes kept.
                     self.message = Vec::new();
+                    self.dropping = false;
+                    if self.spilled {
+                        self.spilled = false;
+                        return Some(Event::Abandon);
+                    }
                 }
                 None
             }
@@ -236,6 +264,8 @@ impl Connection {
             }
             Action::Commit(envelope) => {
                 self.mode = Mode::Paused;
+                self.spilled = false;
+                self.dropping = false;
                 Some(Event::Commit {
                     envelope,
                     message: std::mem::take(&mut self.message),
@@ -251,6 +281,42 @@ impl Connection {
                 Some(Event::Authenticate { user, password })
             }
         }
+    }
+
+    /// Hands the message bytes to the loop once they pass the spill size; before the first
+    /// spill the header block is checked, so a message to be refused is not kept at all.
+    fn maybe_spill(&mut self, policy: &dyn Policy) -> Option<Event> {
+        if self.dropping {
+            self.message.clear();
+            return None;
+        }
+        if self.message.len() < self.spill_at() {
+            return None;
+        }
+        if !self.spilled {
+            self.session.check_headers(&self.message, policy);
+            if self.session.refused() {
+                self.dropping = true;
+                self.message = Vec::new();
+                return None;
+            }
+            self.spilled = true;
+        }
+        Some(Event::Spill(std::mem::take(&mut self.message)))
+    }
+
+    /// Message bytes kept in memory before they go to disk: at least the largest header block
+    /// allowed, so the header checks see it whole.
+    fn spill_at(&self) -> usize {
+        self.session
+            .max_header_size()
+            .saturating_add(1)
+            .max(SPILL_AT)
+    }
+
+    /// The sender and recipients of the message in progress (for its spool file).
+    pub fn envelope(&self) -> Option<(&str, &[String])> {
+        self.session.envelope()
     }
 
     /// The TLS handshake after [`Event::StartTls`] succeeded.

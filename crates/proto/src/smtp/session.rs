@@ -172,6 +172,10 @@ pub(super) struct Transaction {
     /// RFC 6409 §8.3, §8.2: headers the submission server adds when missing.
     pub(super) add_date: bool,
     pub(super) add_message_id: bool,
+    /// The header block was checked (early, when the body is streamed to disk).
+    checked: bool,
+    /// The reply the message gets at its end, decided early.
+    refusal: Option<Reply>,
     /// BDAT chunks received so far (RFC 3030).
     chunking: bool,
     chunk_size: u64,
@@ -237,6 +241,11 @@ impl Session {
         self.user = None;
         self.sasl = None;
         self.pending_chunk = None;
+    }
+
+    /// Largest header block accepted.
+    pub fn max_header_size(&self) -> usize {
+        self.config.max_header_size
     }
 
     /// Refused commands allowed before the session is closed.
@@ -597,37 +606,69 @@ impl Session {
 
     /// Header limits, submission checks on the complete message, then commit.
     fn finish_message(&mut self, size: u64, message: &[u8], policy: &dyn Policy) -> Action {
-        match super::headers::check(
+        let checked = self.tx.as_ref().is_some_and(|tx| tx.checked);
+        if !checked {
+            self.check_headers(message, policy);
+        }
+        if let Some(refusal) = self.tx.as_mut().and_then(|tx| tx.refusal.take()) {
+            self.tx = None;
+            return Action::Reply(refusal);
+        }
+        self.commit(size)
+    }
+
+    /// Checks the header block at the start of `message` (the whole message, or its first
+    /// part when the body is streamed to disk): size and hop count limits, and on submission
+    /// the `From:` ownership and the missing `Date:`/`Message-ID:`. A refusal is kept for the
+    /// end of the message ([`Session::refused`]).
+    pub fn check_headers(&mut self, message: &[u8], policy: &dyn Policy) {
+        let limits = super::headers::check(
             message,
             self.config.max_header_size,
             self.config.max_received_headers,
-        ) {
+        );
+        let user = self.user.clone();
+        let submission = self.config.service.is_submission();
+        let Some(tx) = self.tx.as_mut() else {
+            return;
+        };
+        tx.checked = true;
+        match limits {
             Ok(()) => {}
             Err(super::headers::HeaderProblem::TooLarge) => {
-                self.tx = None;
-                return reply(552, "5.3.4 Message header size exceeds limit");
+                tx.refusal = Some(Reply::new(552, "5.3.4 Message header size exceeds limit"));
+                return;
             }
             Err(super::headers::HeaderProblem::TooManyHops) => {
-                self.tx = None;
                 // RFC 5321 §6.3: a loop; RFC 3463 5.4.6 "routing loop detected".
-                return reply(554, "5.4.6 Too many hops (Received: headers): mail loop");
+                tx.refusal = Some(Reply::new(
+                    554,
+                    "5.4.6 Too many hops (Received: headers): mail loop",
+                ));
+                return;
             }
         }
-        if let (Some(user), Some(tx)) = (self.user.clone(), self.tx.as_mut()) {
-            if self.config.service.is_submission() {
-                match super::submission::check(message, &user, policy) {
-                    Ok(missing) => {
-                        tx.add_date = missing.date;
-                        tx.add_message_id = missing.message_id;
-                    }
-                    Err(refusal) => {
-                        self.tx = None;
-                        return Action::Reply(refusal);
-                    }
+        if let (Some(user), true) = (user, submission) {
+            match super::submission::check(message, &user, policy) {
+                Ok(missing) => {
+                    tx.add_date = missing.date;
+                    tx.add_message_id = missing.message_id;
                 }
+                Err(refusal) => tx.refusal = Some(refusal),
             }
         }
-        self.commit(size)
+    }
+
+    /// The message in progress will be refused at its end (its bytes need not be kept).
+    pub fn refused(&self) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.refusal.is_some())
+    }
+
+    /// Sender and recipients of the transaction in progress.
+    pub fn envelope(&self) -> Option<(&str, &[String])> {
+        self.tx
+            .as_ref()
+            .map(|tx| (tx.sender.as_str(), tx.recipients.as_slice()))
     }
 
     fn commit(&mut self, size: u64) -> Action {

@@ -115,6 +115,7 @@ fn run_service(
                     out.extend(conn.take_output());
                     conn.tls_started(tls_info());
                 }
+                Event::Spill(_) | Event::Abandon => panic!("transcripts stay below the spill size"),
                 Event::Authenticate { user, password } => {
                     let ok = password == "pw"
                         && ["alice@example.test", "bob@example.test"].contains(&user.as_str());
@@ -882,4 +883,101 @@ fn nul_bytes_in_commands_are_refused() {
     let r = run(b"EHLO c\r\nMAIL FROM:<a\0@r.test>\r\nNO\0OP\r\nHELO a\0b\r\n");
     assert!(r.replies[8].starts_with("501"), "{:#?}", r.replies);
     assert!(r.replies[9].starts_with("500"), "{:#?}", r.replies);
+}
+
+/// Runs `input` on a port 25 session with small limits and returns the events' totals:
+/// (bytes spilled, commits with their in-memory tails, abandons, replies).
+fn run_spilling(
+    input: &[u8],
+    max_header_size: usize,
+) -> (u64, Vec<(Envelope, Vec<u8>)>, u32, String) {
+    let session = Session::new(
+        Arc::new(SessionConfig {
+            max_message_size: 8 << 20,
+            max_header_size,
+            ..SessionConfig::new("mx.example.test", Service::Mx)
+        }),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    );
+    let mut conn = Connection::new(session);
+    let (mut spilled, mut commits, mut abandons) = (0u64, Vec::new(), 0u32);
+    for chunk in input.chunks(64 * 1024) {
+        conn.receive(chunk);
+        loop {
+            match conn.advance(&FakePolicy) {
+                Event::NeedInput => break,
+                Event::Spill(b) => spilled += b.len() as u64,
+                Event::Abandon => abandons += 1,
+                Event::Commit { envelope, message } => {
+                    commits.push((envelope, message));
+                    conn.committed(Ok("ID"));
+                }
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+    (
+        spilled,
+        commits,
+        abandons,
+        String::from_utf8(conn.take_output()).unwrap(),
+    )
+}
+
+fn big_message(header: &str, body_lines: usize) -> Vec<u8> {
+    let mut m =
+        b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n".to_vec();
+    m.extend_from_slice(header.as_bytes());
+    m.extend_from_slice(b"\r\n\r\n");
+    for i in 0..body_lines {
+        m.extend_from_slice(format!("{i:08} {}\r\n", "x".repeat(90)).as_bytes());
+    }
+    m.extend_from_slice(b".\r\nNOOP\r\n");
+    m
+}
+
+#[test]
+fn large_message_streams_out_and_memory_stays_bounded() {
+    // 3 MiB of body: spilled in pieces no larger than the spill size plus one read.
+    let input = big_message("Subject: big", 30_000);
+    let (spilled, commits, abandons, out) = run_spilling(&input, 4096);
+    assert_eq!(commits.len(), 1, "{out}");
+    let (env, tail) = &commits[0];
+    assert!(spilled > 2_000_000, "{spilled}");
+    assert_eq!(env.size, spilled + tail.len() as u64);
+    assert!(tail.len() <= conn::SPILL_AT + 64 * 1024);
+    assert_eq!(abandons, 0);
+    assert!(
+        out.ends_with("250 2.0.0 Ok: queued as ID\r\n250 2.0.0 Ok\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn large_refused_message_is_never_spilled() {
+    let mut header = String::new();
+    for _ in 0..101 {
+        header.push_str("Received: from a by b; date\r\n");
+    }
+    header.push_str("Subject: loop");
+    let input = big_message(&header, 30_000);
+    let (spilled, commits, abandons, out) = run_spilling(&input, 8192);
+    assert_eq!((spilled, commits.len(), abandons), (0, 0, 0));
+    assert!(out.contains("\r\n554 5.4.6 "), "{out}");
+}
+
+#[test]
+fn spilled_message_with_bare_lf_is_abandoned() {
+    let mut input = big_message("Subject: big", 30_000);
+    // A bare LF near the end, after the first spill.
+    let at = input.len() - 200;
+    input.insert(at, b'\n');
+    let (spilled, commits, abandons, out) = run_spilling(&input, 4096);
+    assert!(spilled > 0);
+    assert!(commits.is_empty());
+    assert_eq!(abandons, 1);
+    assert!(out.contains("\r\n550 5.6.11 "), "{out}");
 }
