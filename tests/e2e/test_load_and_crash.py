@@ -62,7 +62,14 @@ class Sender(threading.Thread):
                 time.sleep(0.05)
 
 
-def test_sigkill_during_load_loses_nothing_acknowledged(server):
+@pytest.mark.parametrize("direct_local", [True, False])
+def test_sigkill_during_load_loses_nothing_acknowledged(make_server, direct_local):
+    """With direct local delivery (the default) and with every message through the spool."""
+    server = make_server(extra=f"[delivery]\ndirect_local = {str(direct_local).lower()}\n")
+    server.cli("domain", "add", "example.test")
+    for u in ("alice", "bob"):
+        server.add_user(f"{u}@example.test")
+    server.start()
     acked, lock, stop = {}, threading.Lock(), threading.Event()
     senders = [Sender(lambda: server.smtp_port, n, acked, lock, stop) for n in range(8)]
     for t in senders:

@@ -4,6 +4,7 @@ configured unprivileged user, who owns data_dir; admin commands run as root keep
 import os
 import pwd
 import smtplib
+import time
 
 import pytest
 
@@ -23,6 +24,10 @@ def test_runs_as_service_user(make_server):
     s.add_user("alice@example.test")
     s.start()
     user = pwd.getpwnam("mailroom")
+    # The port is bound (and connectable) just before privileges are dropped.
+    deadline = time.time() + 10
+    while "running as user mailroom" not in s.log_text() and time.time() < deadline:
+        time.sleep(0.05)
     status = open(f"/proc/{s.proc.pid}/status").read()
     uid_line = next(l for l in status.splitlines() if l.startswith("Uid:"))
     assert uid_line.split()[1:] == [str(user.pw_uid)] * 4, uid_line

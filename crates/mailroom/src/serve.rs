@@ -148,7 +148,7 @@ async fn serve(
         delay_warning_after: parse_duration(&config.relay.delay_warning_after),
         resubmit: queued_tx.clone(),
     });
-    let delivery_task = tokio::spawn(delivery.run(queued_rx, shutdown_rx.clone()));
+    let delivery_task = tokio::spawn(delivery.clone().run(queued_rx, shutdown_rx.clone()));
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> =
@@ -189,6 +189,7 @@ async fn serve(
             per_ip: per_ip.clone(),
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
+            direct: config.delivery.direct_local.then(|| delivery.clone()),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();

@@ -474,6 +474,71 @@ impl Delivery {
         }
     }
 
+    /// The fast path for mail whose every recipient is a local account (no forwarding, no
+    /// relay): writes each account's copy straight into its Maildir at commit time, with the
+    /// same names, headers and durability (file and directory fsynced) as the queue runner,
+    /// and no spool copy at all. `Ok(true)`: delivered, the caller may answer 250.
+    /// `Ok(false)`: some recipient needs the queue; nothing was written. `Err`: a write failed
+    /// and the copies already written were removed: the caller answers 4xx.
+    pub fn deliver_direct(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        received: u64,
+        parts: &[&[u8]],
+    ) -> std::io::Result<bool> {
+        let mut copies: Vec<(usize, Account)> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        for (i, rcpt) in recipients.iter().enumerate() {
+            match self.directory.resolve(rcpt, self.postmaster.as_deref()) {
+                Ok(Resolution::Deliver { local, remote }) if remote.is_empty() && !local.is_empty() => {
+                    for account in local {
+                        let key = account.address.to_lowercase();
+                        if !keys.contains(&key) {
+                            keys.push(key);
+                            copies.push((i, account));
+                        }
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+        let return_path = proto::smtp::received::return_path_header(sender);
+        let size = return_path.len() as u64 + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(return_path.as_bytes());
+        all.extend_from_slice(parts);
+        let mut written: Vec<std::path::PathBuf> = Vec::new();
+        for (n, (i, account)) in copies.iter().enumerate() {
+            let maildir = Maildir::new(maildir_path(&self.data_dir, account));
+            let result = Maildir::file_name(received, &format!("Q{id}R{n}"), &self.hostname, size)
+                .and_then(|name| maildir.deliver(&name, &all));
+            match result {
+                Ok(path) => {
+                    tracing::info!(
+                        "delivery: {id}: to=<{}> mailbox={} status=sent (direct)",
+                        recipients[*i],
+                        account.address
+                    );
+                    written.push(path);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "delivery: {id}: to=<{}> mailbox={} direct delivery failed: {e}",
+                        recipients[*i],
+                        account.address
+                    );
+                    for p in written {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Writes the local copies; returns the recipients that must be retried, with why.
     fn deliver_local(
         &self,

@@ -93,6 +93,9 @@ pub struct Smtpd {
     pub tls: Option<TlsAcceptor>,
     /// Password checks and brute-force limits, shared by all SMTP listeners.
     pub auth: Arc<LoginGuard>,
+    /// When set, mail for local accounts only is delivered at commit time
+    /// ([`crate::delivery::Delivery::deliver_direct`]) instead of through the spool.
+    pub direct: Option<Arc<crate::delivery::Delivery>>,
 }
 
 /// How long a TLS handshake may take.
@@ -366,6 +369,34 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     None => {
                         let id = store::spool::new_id();
                         let headers = conn.trace_headers(&id, received as i64);
+                        let direct = match &smtpd.direct {
+                            Some(delivery) => {
+                                let (d, id2, env) = (delivery.clone(), id.clone(), envelope.clone());
+                                let (h, m) = (headers.clone(), message.clone());
+                                tokio::task::spawn_blocking(move || {
+                                    d.deliver_direct(&id2, &env.sender, &env.recipients, received, &[h.as_bytes(), &m])
+                                })
+                                .await
+                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                            }
+                            None => Ok(false),
+                        };
+                        if let Ok(true) | Err(_) = direct {
+                            let r = direct.map(|_| ());
+                            if r.is_ok() {
+                                stats.messages += 1;
+                                tracing::info!(
+                                    "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={} (delivered directly)",
+                                    envelope.sender,
+                                    envelope.size,
+                                    envelope.recipients.len(),
+                                    conn.session().user().unwrap_or("-")
+                                );
+                                conn.committed(Ok(&id));
+                                continue;
+                            }
+                            (id, r)
+                        } else {
                         let client = client_text(conn, ip);
                         let r = smtpd
                             .spool
@@ -379,6 +410,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             )
                             .await;
                         (id, r)
+                        }
                     }
                 };
                 match result {
