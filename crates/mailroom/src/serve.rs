@@ -224,7 +224,20 @@ async fn serve(
         config.data_dir.display()
     );
 
+    // Freed memory (bursts of connections, argon2 checks) goes back to the system instead of
+    // staying in malloc's per-thread arenas, so RSS follows the load down again.
+    let trimmer = tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            // SAFETY: malloc_trim only releases free memory; safe to call from any thread.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
     wait_for_signal(&cert).await;
+    trimmer.abort();
     tracing::info!(
         "shutdown requested: no new connections; sessions get {}s to finish",
         config.smtp.shutdown_grace

@@ -492,7 +492,9 @@ impl Delivery {
         let mut keys: Vec<String> = Vec::new();
         for (i, rcpt) in recipients.iter().enumerate() {
             match self.directory.resolve(rcpt, self.postmaster.as_deref()) {
-                Ok(Resolution::Deliver { local, remote }) if remote.is_empty() && !local.is_empty() => {
+                Ok(Resolution::Deliver { local, remote })
+                    if remote.is_empty() && !local.is_empty() =>
+                {
                     for account in local {
                         let key = account.address.to_lowercase();
                         if !keys.contains(&key) {

@@ -371,10 +371,17 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         let headers = conn.trace_headers(&id, received as i64);
                         let direct = match &smtpd.direct {
                             Some(delivery) => {
-                                let (d, id2, env) = (delivery.clone(), id.clone(), envelope.clone());
+                                let (d, id2, env) =
+                                    (delivery.clone(), id.clone(), envelope.clone());
                                 let (h, m) = (headers.clone(), message.clone());
                                 tokio::task::spawn_blocking(move || {
-                                    d.deliver_direct(&id2, &env.sender, &env.recipients, received, &[h.as_bytes(), &m])
+                                    d.deliver_direct(
+                                        &id2,
+                                        &env.sender,
+                                        &env.recipients,
+                                        received,
+                                        &[h.as_bytes(), &m],
+                                    )
                                 })
                                 .await
                                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
@@ -397,19 +404,19 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             }
                             (id, r)
                         } else {
-                        let client = client_text(conn, ip);
-                        let r = smtpd
-                            .spool
-                            .enqueue(
-                                &id,
-                                &envelope.sender,
-                                &envelope.recipients,
-                                &client,
-                                received,
-                                &[headers.as_bytes(), &message],
-                            )
-                            .await;
-                        (id, r)
+                            let client = client_text(conn, ip);
+                            let r = smtpd
+                                .spool
+                                .enqueue(
+                                    &id,
+                                    &envelope.sender,
+                                    &envelope.recipients,
+                                    &client,
+                                    received,
+                                    &[headers.as_bytes(), &message],
+                                )
+                                .await;
+                            (id, r)
                         }
                     }
                 };
