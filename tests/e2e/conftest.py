@@ -39,7 +39,8 @@ def wait_port(host, port, timeout=15.0, proc=None):
 class Server:
     """One Mailroom instance with its own data_dir and ports."""
 
-    def __init__(self, tmp: pathlib.Path, trusted=("127.0.0.2/32",), extra="", max_message_size=1048576):
+    def __init__(self, tmp: pathlib.Path, trusted=("127.0.0.2/32",), extra="", max_message_size=1048576,
+                 smtp_extra=""):
         self.tmp = tmp
         self.data = tmp / "data"
         self.config = tmp / "mailroom.toml"
@@ -65,6 +66,7 @@ class Server:
             f"max_recipients = 50\n"
             f"trusted_networks = [{trusted_list}]\n"
             f"shutdown_grace = 2\n"
+            f"{smtp_extra}"
             f"[pop3]\n"
             f'listen = ["{HOST}:{self.pop3_port}"]\n'
             f'pop3s = ["{HOST}:{self.pop3s_port}"]\n'

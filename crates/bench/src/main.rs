@@ -481,6 +481,14 @@ struct S1 {
 /// S1 against one server: clear the Maildirs, send `count` messages of `size` to
 /// u(i % accounts), wait until all are in the Maildirs and verify each one.
 #[allow(clippy::too_many_arguments)]
+/// Flushes what earlier scenarios left dirty in the page cache, so one scenario's writeback
+/// is not billed to the next (the same for every server).
+fn settle() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
 fn s1(
     rt: &tokio::runtime::Runtime,
     rep: &mut Report,
@@ -491,6 +499,7 @@ fn s1(
     size: usize,
     count: usize,
 ) -> S1 {
+    settle();
     let boxes: Vec<PathBuf> = (0..sc.accounts).map(maildir).collect();
     maildir::clear(&boxes);
     let n = sc.accounts;
@@ -590,6 +599,7 @@ fn s2(
     sc: &Scale,
     size: usize,
 ) -> Option<f64> {
+    settle();
     let count = sc.relay_messages;
     let base = sink.count();
     let prefix = format!("s2-{size}-{}", std::process::id());
@@ -651,6 +661,7 @@ fn s3(
     addr: std::net::SocketAddr,
     sc: &Scale,
 ) -> Option<S3> {
+    settle();
     eprintln!(
         "mailroom-bench: {scen}: {} clients over {} mailboxes",
         sc.pop3_clients, sc.pop3_mailboxes

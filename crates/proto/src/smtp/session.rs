@@ -289,6 +289,12 @@ impl Session {
         if self.sasl.is_some() {
             return self.sasl_line(line);
         }
+        // A CR anywhere but before the final LF: the parser would silently drop it; refuse.
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.contains(&b'\r') {
+            return reply(501, "5.5.2 Syntax error: bare CR in command line");
+        }
         let mut iter = line.iter();
         let request = match Request::parse(&mut iter) {
             Ok(r) => r,
@@ -297,6 +303,11 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.hello(Hello::Ehlo, &host),
             Request::Helo { host } => self.hello(Hello::Helo, &host),
+            // smtp-proto 0.2 wraps a SIZE value past usize::MAX round to a small number;
+            // such a declaration is simply too big.
+            Request::Mail { .. } if declared_size_overflows(line) => {
+                reply(552, "5.3.4 Message size exceeds fixed maximum message size")
+            }
             Request::Mail { from } => self.mail(from, policy),
             Request::Rcpt { to } => self.rcpt(to, policy),
             Request::Data => self.data(),
@@ -786,6 +797,20 @@ pub enum CommitError {
     NoSpace,
     /// Any other failure: `451 4.3.0`.
     Failed,
+}
+
+/// True when a MAIL line declares `SIZE=` with more digits than any real size has.
+fn declared_size_overflows(line: &[u8]) -> bool {
+    line.windows(5)
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(b"SIZE="))
+        .any(|(i, _)| {
+            line[i + 5..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+                > 19
+        })
 }
 
 fn address_refusal(p: AddressProblem, status: &str, what: &str) -> Action {

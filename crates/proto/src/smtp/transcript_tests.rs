@@ -981,3 +981,53 @@ fn spilled_message_with_bare_lf_is_abandoned() {
     assert_eq!(abandons, 1);
     assert!(out.contains("\r\n550 5.6.11 "), "{out}");
 }
+
+#[test]
+fn hostile_parameters_and_addresses() {
+    let long_domain = format!("a@{}.test", "d".repeat(250));
+    let input = format!(
+        "EHLO c\r\n\
+         MAIL FROM:<s@r.test> SIZE=10;rm\r\n\
+         MAIL FROM:<s@r.test> BODY=8BITMIME\0\r\n\
+         MAIL FROM:<`id`@r.test> SIZE=99999999999999999999999\r\n\
+         MAIL FROM:<{long_domain}>\r\n\
+         MAIL FROM:<s@r.test> X-FOO=$(reboot)\r\n\
+         MAIL FROM:<s@r.test>\r\n\
+         RCPT TO:<alice@example.test> NOTIFY=NEVER|sh\r\n\
+         RCPT TO:<alice@example.test\r>\r\n\
+         RCPT TO:<alice@[127.0.0.1]>\r\n"
+    );
+    let r = run(input.as_bytes());
+    let finals: Vec<&str> = r.replies[8..].iter().map(|l| &l[..3]).collect();
+    // Every hostile form gets a 5xx; only the plain MAIL is accepted.
+    assert_eq!(finals.len(), 9, "{:#?}", r.replies);
+    for (i, code) in finals.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(*code, "250", "{:#?}", r.replies);
+        } else {
+            assert!(code.starts_with('5'), "line {i}: {:#?}", r.replies);
+        }
+    }
+}
+
+#[test]
+fn helo_with_control_bytes_is_escaped_in_received() {
+    let session = Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(b"EHLO evil\x1b[31m\x07host\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\n");
+    assert!(matches!(conn.advance(&FakePolicy), Event::Commit { .. }));
+    let h = conn.trace_headers("QID", 0);
+    assert!(
+        h.starts_with("Received: from evil\\x1b[31m\\x07host ([192.0.2.1])\r\n"),
+        "{h}"
+    );
+    assert!(!h
+        .bytes()
+        .any(|b| b < 0x20 && b != b'\r' && b != b'\n' && b != b'\t'));
+}

@@ -1,0 +1,63 @@
+"""Connection and session limits: per IP and in total (421 4.7.0), session time (421 4.4.2),
+idle time (421 4.4.2)."""
+
+import socket
+import time
+
+from conftest import HOST
+
+
+def greet(port, source="127.0.0.1"):
+    c = socket.create_connection((HOST, port), timeout=10, source_address=(source, 0))
+    return c, c.makefile("rb").readline()
+
+
+def test_connections_per_ip_and_in_total(make_server):
+    s = make_server(smtp_extra="max_connections_per_ip = 2\nmax_connections = 3\n")
+    s.start()
+    a, ga = greet(s.smtp_port)
+    b, gb = greet(s.smtp_port)
+    assert ga.startswith(b"220 ") and gb.startswith(b"220 ")
+    c, gc = greet(s.smtp_port)
+    assert gc.startswith(b"421 4.7.0"), gc
+    c.close()
+    # Another address still gets in, up to the total.
+    d, gd = greet(s.smtp_port, "127.0.0.9")
+    assert gd.startswith(b"220 ")
+    e, ge = greet(s.smtp_port, "127.0.0.10")
+    assert ge.startswith(b"421 4.7.0"), ge
+    for x in (a, b, d, e):
+        x.close()
+    # Slots come back when connections close.
+    time.sleep(0.3)
+    f, gf = greet(s.smtp_port)
+    assert gf.startswith(b"220 ")
+    f.close()
+    s.stop()
+
+
+def test_idle_and_session_time_limits(make_server):
+    s = make_server(smtp_extra="command_timeout = 1\nmax_session_time = 3\n")
+    s.start()
+    c, g = greet(s.smtp_port)
+    time.sleep(1.5)
+    assert c.makefile("rb").readline().startswith(b"421 4.4.2"), "idle timeout"
+    c.close()
+    # A client that keeps talking is still cut off at the session limit.
+    c, g = greet(s.smtp_port)
+    f = c.makefile("rb")
+    start = time.time()
+    last = b""
+    while time.time() - start < 6:
+        try:
+            c.sendall(b"NOOP\r\n")
+        except OSError:
+            break
+        last = f.readline()
+        if not last.startswith(b"250"):
+            break
+        time.sleep(0.5)
+    assert last.startswith(b"421 4.4.2"), last
+    assert 2.5 < time.time() - start < 5.5
+    c.close()
+    s.stop()
