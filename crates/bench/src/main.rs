@@ -478,9 +478,6 @@ struct S1 {
     p99: Option<f64>,
 }
 
-/// S1 against one server: clear the Maildirs, send `count` messages of `size` to
-/// u(i % accounts), wait until all are in the Maildirs and verify each one.
-#[allow(clippy::too_many_arguments)]
 /// Flushes what earlier scenarios left dirty in the page cache, so one scenario's writeback
 /// is not billed to the next (the same for every server).
 fn settle() {
@@ -489,6 +486,9 @@ fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
+/// S1 against one server: clear the Maildirs, send `count` messages of `size` to
+/// u(i % accounts), wait until all are in the Maildirs and verify each one.
+#[allow(clippy::too_many_arguments)]
 fn s1(
     rt: &tokio::runtime::Runtime,
     rep: &mut Report,
