@@ -20,8 +20,11 @@ DOWN_IP = "127.0.0.21"
 
 
 @pytest.fixture
-def world(tmp_path, make_server):
-    """dnsmasq + Postfix for remote.test (and friends) + a Mailroom that relays for 127.0.0.1."""
+def world(tmp_path, make_server, request):
+    """dnsmasq + Postfix for remote.test (and friends) + a Mailroom that relays for 127.0.0.1.
+    A test can add `[relay]` keys with @pytest.mark.relay_extra("...")."""
+    marker = request.node.get_closest_marker("relay_extra")
+    relay_extra = marker.args[0] if marker else ""
     pf = Postfix(tmp_path, ip=PF_IP, domains=("remote.test", "pref.test", "implicit.test"))
     dns = Dns(
         tmp_path,
@@ -38,6 +41,7 @@ def world(tmp_path, make_server):
         f'dns_servers = ["{dns.server}"]\n'
         f"remote_port = {pf.port}\n"
         'retry_schedule = ["1s"]\n'
+        f"{relay_extra}"
     )
     s = make_server(trusted=("127.0.0.1/32",), extra=extra)
     s.cli("domain", "add", "example.test")
@@ -291,3 +295,42 @@ def test_smarthost_with_auth(tmp_path, make_server):
     finally:
         s.stop()
         pf.stop()
+
+
+@pytest.mark.relay_extra('delay_warning_after = "2s"\nmax_queue_lifetime = "6s"\n')
+def test_delayed_warning_once_then_expiry_bounce(world):
+    s, pf, _ = world
+    pf.set_access("/^later@/ 450 4.2.0 try later\n")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("alice@example.test", ["later@remote.test"], b"Subject: slow one\r\n\r\nx\r\n")
+    # First a single "delayed" report, then after the lifetime a "failed" one.
+    reports = s.wait_messages("alice@example.test", 2, timeout=30)
+    s.wait_queue_empty(timeout=20)
+    time.sleep(1.5)
+    reports = s.messages("alice@example.test")
+    actions = []
+    for raw in reports:
+        msg, parts = parse_dsn(raw)
+        status = parts[1].as_string()
+        assert "Final-Recipient: rfc822; later@remote.test" in status
+        actions.append("delayed" if "Action: delayed" in status else "failed" if "Action: failed" in status else "?")
+        if "Action: delayed" in status:
+            assert "Will-Retry-Until:" in status
+            assert "Delayed Mail" in msg["Subject"]
+        else:
+            assert "Status: 4.4.7" in status and "450 4.2.0" in status
+    assert sorted(actions) == ["delayed", "failed"], actions
+    assert pf.maildir_messages("later") == []
+
+
+def test_alias_forwarding_to_remote(world):
+    s, pf, _ = world
+    s.cli("alias", "add", "fwd@example.test", "alice@example.test", "bob@remote.test")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("someone@outside.test", ["fwd@example.test"], b"Subject: forwarded\r\n\r\nx\r\n")
+    [local] = s.wait_messages("alice@example.test", 1)
+    [remote] = pf.wait_messages("bob", 1)
+    assert b"Subject: forwarded" in local and b"Subject: forwarded" in remote
+    # Forwarded with the original envelope sender.
+    assert remote.startswith(b"Return-Path: <someone@outside.test>")
+    s.wait_queue_empty()
