@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::limits::{account_key, backoff};
 use crate::{Authenticator, FailedLogins, Pop3Config};
+use store::login_limits::{account_key, backoff};
 
 /// Size of the chunks read from message files and written to the socket.
 const CHUNK: usize = 64 * 1024;
@@ -379,7 +379,7 @@ impl Conn {
         Ok(None)
     }
 
-    /// Checks credentials under the failed-login limits (see `limits`), then locks and lists
+    /// Checks credentials under the failed-login limits (see `store::login_limits`), then locks and lists
     /// the maildrop.
     async fn authenticate(&mut self, user: &str, password: String, ctx: &Context) -> AuthOutcome {
         let ip = self.ip;

@@ -4,7 +4,7 @@
 //! `-ERR [SYS/TEMP]` and are closed), greets, and runs each connection's loop (see `conn`):
 //! bounded line reads with an idle timeout, the sans-I/O `proto::pop3::Session`, password
 //! checks off the event loop, failed-login limits per IP and per account with growing delays
-//! (see `limits`), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
+//! (see `store::login_limits`), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
 //! it either runs the handshake first (implicit TLS, the pop3s service on port 995, RFC 8314
 //! §3.3) or offers STLS on the plain port (RFC 2595 §4). On the shutdown signal it stops
 //! accepting, tells idle sessions it is shutting down (without UPDATE), and returns when every
@@ -15,7 +15,6 @@
 //! [`Authenticator`]), or parse messages.
 
 mod conn;
-mod limits;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use limits::{account_key, backoff, FailedLogins};
+pub use store::login_limits::{account_key, backoff, FailedLogins};
 pub use tokio_rustls::TlsAcceptor;
 
 /// Checks account credentials; implemented by the binary.

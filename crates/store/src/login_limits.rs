@@ -1,4 +1,4 @@
-//! Failed-login accounting for the POP3 listener: per client IP and per account.
+//! Failed-login accounting for SMTP AUTH and POP3 logins: per client IP and per account.
 //!
 //! What it does: remembers the times of recent failed logins per key (a client IP address, or
 //! a normalised account name, see [`account_key`]), and says whether a key has reached the
