@@ -69,6 +69,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+    // Everything Mailroom creates (directory with password hashes, spool, Maildirs, keys) is
+    // private to its user.
+    // SAFETY: umask has no preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let config = match config::load(cli.config.as_deref()) {
         Ok(c) => c,
