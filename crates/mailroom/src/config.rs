@@ -217,7 +217,7 @@ impl Default for Pop3Config {
 impl Default for DeliveryConfig {
     fn default() -> DeliveryConfig {
         DeliveryConfig {
-            concurrency: 16,
+            concurrency: 100,
             direct_local: true,
         }
     }
