@@ -1,0 +1,296 @@
+//! Unit tests of `spool` (kept in their own file so `spool.rs` stays readable).
+use super::*;
+
+impl Spool {
+    /// The old one-call form: a fresh id, one part.
+    async fn enqueue_new(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        client: &str,
+        received: u64,
+        message: &[u8],
+    ) -> io::Result<String> {
+        let id = new_id();
+        self.enqueue(&id, sender, recipients, client, received, &[message])
+            .await
+            .map(|()| id)
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn ids_are_well_formed_unique_and_sorted() {
+    let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+    for id in &ids {
+        assert!(is_id(id), "{id}");
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "ids sort in creation order");
+    let set: HashSet<&String> = ids.iter().collect();
+    assert_eq!(set.len(), ids.len());
+    assert!(!is_id("../../etc/passwd"));
+    assert!(!is_id("0123456789abcdef"));
+}
+
+#[test]
+fn escape_round_trip() {
+    for v in ["", "a b", "%", "%41", "x\r\ny\0z\x7f", "ünï€"] {
+        let e = escape(v);
+        assert!(!e.bytes().any(|b| b < 0x20 || b == 0x7f), "{e:?}");
+        assert_eq!(unescape(e.as_bytes()).expect("unescape"), v);
+    }
+    assert!(unescape(b"%4").is_err());
+    assert!(unescape(b"%zz").is_err());
+    assert!(unescape(b"a\rb").is_err());
+    assert!(unescape(b"%FF").is_err());
+}
+
+#[tokio::test]
+async fn round_trip_binary() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let msg: &[u8] = b"Subject: x\r\n\r\n\0\x80\xff bare\rcr\n\nMAILROOM-QUEUE 1\n";
+    let id = spool
+        .enqueue_new(
+            "",
+            &s(&["a@example.org", "B@remote.net"]),
+            "helo mx.example [192.0.2.1]",
+            1700000000,
+            msg,
+        )
+        .await
+        .expect("enqueue");
+    assert!(is_id(&id));
+    assert_eq!(spool.list().expect("list"), vec![id.clone()]);
+    let (env, body) = spool.read(&id).expect("read");
+    assert_eq!(
+        env,
+        Envelope {
+            id: id.clone(),
+            received: 1700000000,
+            sender: String::new(),
+            recipients: s(&["a@example.org", "B@remote.net"]),
+            client: "helo mx.example [192.0.2.1]".into(),
+        }
+    );
+    assert_eq!(body, msg);
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+    assert_eq!(spool.dir_syncs(), 1);
+    // Empty message is fine too.
+    let id2 = spool
+        .enqueue_new("s@x.org", &s(&["a@b.c"]), "", 1, b"")
+        .await
+        .expect("enqueue");
+    assert_eq!(spool.read(&id2).expect("read").1, b"");
+    assert_eq!(spool.list().expect("list"), vec![id.clone(), id2.clone()]);
+    // No recipients is refused.
+    assert!(spool
+        .enqueue_new("s@x.org", &[], "", 1, b"x")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn hostile_values_cannot_inject_lines() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let sender = "evil@x.org\r\nrcpt victim@example.org\r\n\r\nFake: body";
+    let rcpts = s(&[
+        "a@b.c\nrcpt injected@x.org",
+        "c@d.e\0\n\nclient x",
+        "%0Arcpt z@z",
+    ]);
+    let client = "helo\n\nreceived 0";
+    let id = spool
+        .enqueue_new(sender, &rcpts, client, 42, b"real body")
+        .await
+        .expect("enqueue");
+    let (env, body) = spool.read(&id).expect("read");
+    assert_eq!(env.sender, sender);
+    assert_eq!(env.recipients, rcpts);
+    assert_eq!(env.client, client);
+    assert_eq!(env.received, 42);
+    assert_eq!(body, b"real body");
+    let raw = fs::read(spool.msg.join(&id)).expect("raw");
+    let header_end = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .expect("header end");
+    let header = std::str::from_utf8(&raw[..header_end]).expect("utf8");
+    assert_eq!(header.lines().count(), 1 + 1 + 1 + 3 + 1);
+    assert_eq!(header.lines().filter(|l| l.starts_with("rcpt ")).count(), 3);
+}
+
+#[test]
+fn malformed_files_are_errors() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = new_id();
+    let cases: Vec<&[u8]> = vec![
+        b"",
+        b"garbage",
+        b"MAILROOM-QUEUE 2\nreceived 1\nsender \nrcpt a@b\nclient \n\nx",
+        b"MAILROOM-QUEUE 1\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nrcpt a@b\nclient x",
+        b"MAILROOM-QUEUE 1\nreceived x\nsender \nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nsender \nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nrcpt a@b\nclient \nbogus 1\n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender\nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender a\rb\nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender %G0\nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \xff\nrcpt a@b\nclient \n\n",
+        b"MAILROOM-QUEUE 1\nreceived 99999999999999999999999\nsender \nrcpt a@b\nclient \n\n",
+    ];
+    for (i, data) in cases.iter().enumerate() {
+        fs::write(spool.msg.join(&id), data).expect("write");
+        let err = spool.read(&id).expect_err(&format!("case {i} should fail"));
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "case {i}: {err}");
+    }
+    fs::write(
+        spool.msg.join(&id),
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nrcpt a@b\nclient \n\n",
+    )
+    .expect("write");
+    assert!(spool.read(&id).is_ok());
+    assert_eq!(
+        spool.read("../x").expect_err("bad id").kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        spool.read(&new_id()).expect_err("missing").kind(),
+        io::ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn open_cleans_tmp_and_orphan_state() {
+    let t = tempfile::tempdir().expect("tempdir");
+    {
+        let spool = Spool::open(t.path()).expect("open");
+        fs::write(spool.tmp.join(new_id()), b"half written").expect("write");
+        fs::create_dir(spool.tmp.join("junkdir")).expect("mkdir");
+        let orphan = new_id();
+        fs::write(spool.state_path(&orphan), b"0 done x\n").expect("write");
+    }
+    let spool = Spool::open_and_recover(t.path()).expect("reopen");
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+    assert_eq!(fs::read_dir(&spool.msg).expect("msg").count(), 0);
+    assert!(spool.list().expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn attempts_and_remove() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = spool
+        .enqueue_new("s@x.org", &s(&["a@b.c", "d@e.f"]), "c", 1, b"m")
+        .await
+        .expect("enqueue");
+    assert!(spool.attempts(&id).expect("attempts").is_empty());
+    spool
+        .record_attempt(&id, 1, "deferred", "451 4.4.1 no answer\r\nfrom host")
+        .expect("record");
+    spool.record_attempt(&id, 0, "done", "").expect("record");
+    spool
+        .record_attempt(&id, 1, "failed", "550 5.1.1 gone")
+        .expect("record");
+    assert!(spool.record_attempt(&id, 0, "bogus", "x").is_err());
+    assert!(spool.record_attempt(&new_id(), 0, "done", "x").is_err());
+    assert_eq!(
+        spool.attempts(&id).expect("attempts"),
+        vec![
+            (
+                1,
+                "deferred".into(),
+                "451 4.4.1 no answer\r\nfrom host".into()
+            ),
+            (0, "done".into(), String::new()),
+            (1, "failed".into(), "550 5.1.1 gone".into()),
+        ]
+    );
+    // list() does not show the state file.
+    assert_eq!(spool.list().expect("list"), vec![id.clone()]);
+    // A torn last line is ignored; a malformed full line is an error.
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(spool.state_path(&id))
+        .expect("open");
+    f.write_all(b"0 do").expect("write");
+    drop(f);
+    assert_eq!(spool.attempts(&id).expect("attempts").len(), 3);
+    fs::write(spool.state_path(&id), b"x done y\n").expect("write");
+    assert_eq!(
+        spool.attempts(&id).expect_err("bad").kind(),
+        io::ErrorKind::InvalidData
+    );
+    spool.remove(&id).expect("remove");
+    assert!(spool.list().expect("list").is_empty());
+    assert!(!spool.state_path(&id).exists());
+    assert!(spool.remove(&id).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_group_commit() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Arc::new(Spool::open(t.path()).expect("open"));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = format!("message {i}\r\n").into_bytes();
+            let id = spool
+                .enqueue_new("s@x.org", &[format!("r{i}@example.org")], "c", 1, &body)
+                .await?;
+            Ok::<_, io::Error>((id, i, body))
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut results = Vec::new();
+    for t in tasks {
+        let r = t.await.expect("join").expect("enqueue");
+        assert!(ids.insert(r.0.clone()), "duplicate id {}", r.0);
+        results.push(r);
+    }
+    for (id, i, body) in &results {
+        let (env, got) = spool.read(id).expect("read");
+        assert_eq!(env.recipients, vec![format!("r{i}@example.org")]);
+        assert_eq!(&got, body);
+    }
+    assert_eq!(spool.list().expect("list").len(), 200);
+    let syncs = spool.dir_syncs();
+    eprintln!("200 enqueues, {syncs} directory fsyncs");
+    assert!(
+        (1..200).contains(&syncs),
+        "{syncs} directory fsyncs for 200 messages"
+    );
+}
+
+#[tokio::test]
+async fn streamed_draft_round_trip_and_abandon() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = new_id();
+    let mut d = spool
+        .begin(&id, "s@x.org", &s(&["a@b.c"]), "c", 7, b"Received: x\r\n")
+        .expect("begin");
+    d.write(b"part one, ").expect("write");
+    d.write(b"part two").expect("write");
+    spool.commit(d).await.expect("commit");
+    let (env, msg) = spool.read(&id).expect("read");
+    assert_eq!(env.recipients, s(&["a@b.c"]));
+    assert_eq!(msg, b"Received: x\r\npart one, part two");
+    let id2 = new_id();
+    let d = spool
+        .begin(&id2, "s@x.org", &s(&["a@b.c"]), "c", 7, b"")
+        .expect("begin");
+    drop(d);
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+    assert_eq!(spool.list().expect("list"), vec![id]);
+}
