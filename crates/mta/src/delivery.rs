@@ -442,7 +442,11 @@ impl Delivery {
                 continue;
             };
             let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
+            let attempt_started = Instant::now();
             let outcomes = relay.deliver(&domain, &env.sender, &rcpts, message).await;
+            // delay: since the message arrived; attempt: this delivery attempt alone.
+            let delay = unix_now().saturating_sub(env.received);
+            let took = attempt_started.elapsed().as_secs_f64();
             for (&i, rcpt) in indexes.iter().zip(&rcpts) {
                 let outcome = outcomes.iter().find(|o| &o.recipient == rcpt);
                 let r = match outcome {
@@ -450,15 +454,15 @@ impl Delivery {
                         let mx = o.mx.clone().unwrap_or_else(|| "-".into());
                         match &o.result {
                             RcptResult::Delivered { reply } => {
-                                tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} status=sent ({reply})", o.tls);
+                                tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({reply})", o.tls);
                                 Result1::Done(format!("{mx}: {reply}"))
                             }
                             RcptResult::Deferred { reply } => {
-                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} status=deferred ({reply})", o.tls);
+                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
                                 Result1::Deferred(reply.clone())
                             }
                             RcptResult::Failed { status, reply } => {
-                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} status=bounced ({reply})", o.tls);
+                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
                                 Result1::Failed {
                                     status: status.clone(),
                                     reply: reply.clone(),
