@@ -276,6 +276,81 @@ enum Exit {
     StartTls,
 }
 
+/// Where an accepted message went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    /// Durable in the spool; the queue runner takes it from there.
+    Queued,
+    /// Durable in every recipient's Maildir already (direct local delivery).
+    Delivered,
+}
+
+/// Makes a finished message durable: the streamed spool file if it was spilled, else direct
+/// local delivery when every recipient is a local account, else a new spool file. Returns
+/// the queue id and where it went; only then may the `250` go out.
+async fn store_message(
+    smtpd: &Smtpd,
+    conn: &Connection,
+    ip: std::net::IpAddr,
+    draft: Option<std::io::Result<store::spool::Draft>>,
+    envelope: &proto::smtp::Envelope,
+    message: Vec<u8>,
+) -> (String, std::io::Result<Stored>) {
+    let received = now();
+    match draft {
+        Some(Ok(mut file)) => {
+            let id = file.id().to_string();
+            let r = match tokio::task::block_in_place(|| file.write(&message)) {
+                Ok(()) => smtpd.spool.commit(file).await.map(|()| Stored::Queued),
+                Err(e) => Err(e),
+            };
+            return (id, r);
+        }
+        Some(Err(e)) => return (String::new(), Err(e)),
+        None => {}
+    }
+    let id = store::spool::new_id();
+    let headers = conn.trace_headers(&id, received as i64);
+    let message = Arc::new(message);
+    if let Some(delivery) = &smtpd.direct {
+        let (d, id2, env, h, m) = (
+            delivery.clone(),
+            id.clone(),
+            envelope.clone(),
+            headers.clone(),
+            message.clone(),
+        );
+        let direct = tokio::task::spawn_blocking(move || {
+            d.deliver_direct(
+                &id2,
+                &env.sender,
+                &env.recipients,
+                received,
+                &[h.as_bytes(), &m],
+            )
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match direct {
+            Ok(true) => return (id, Ok(Stored::Delivered)),
+            Ok(false) => {}
+            Err(e) => return (id, Err(e)),
+        }
+    }
+    let r = smtpd
+        .spool
+        .enqueue(
+            &id,
+            &envelope.sender,
+            &envelope.recipients,
+            &client_text(conn, ip),
+            received,
+            &[headers.as_bytes(), &message],
+        )
+        .await;
+    (id, r.map(|()| Stored::Queued))
+}
+
 /// The free-text client description stored in the envelope.
 fn client_text(conn: &Connection, ip: std::net::IpAddr) -> String {
     format!(
@@ -356,82 +431,27 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
-                let received = now();
-                let (id, result) = match draft.take() {
-                    Some(Ok(mut file)) => {
-                        let id = file.id().to_string();
-                        match tokio::task::block_in_place(|| file.write(&message)) {
-                            Ok(()) => (id, smtpd.spool.commit(file).await),
-                            Err(e) => (id, Err(e)),
-                        }
-                    }
-                    Some(Err(e)) => (String::new(), Err(e)),
-                    None => {
-                        let id = store::spool::new_id();
-                        let headers = conn.trace_headers(&id, received as i64);
-                        let direct = match &smtpd.direct {
-                            Some(delivery) => {
-                                let (d, id2, env) =
-                                    (delivery.clone(), id.clone(), envelope.clone());
-                                let (h, m) = (headers.clone(), message.clone());
-                                tokio::task::spawn_blocking(move || {
-                                    d.deliver_direct(
-                                        &id2,
-                                        &env.sender,
-                                        &env.recipients,
-                                        received,
-                                        &[h.as_bytes(), &m],
-                                    )
-                                })
-                                .await
-                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-                            }
-                            None => Ok(false),
-                        };
-                        if let Ok(true) | Err(_) = direct {
-                            let r = direct.map(|_| ());
-                            if r.is_ok() {
-                                stats.messages += 1;
-                                tracing::info!(
-                                    "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={} (delivered directly)",
-                                    envelope.sender,
-                                    envelope.size,
-                                    envelope.recipients.len(),
-                                    conn.session().user().unwrap_or("-")
-                                );
-                                conn.committed(Ok(&id));
-                                continue;
-                            }
-                            (id, r)
-                        } else {
-                            let client = client_text(conn, ip);
-                            let r = smtpd
-                                .spool
-                                .enqueue(
-                                    &id,
-                                    &envelope.sender,
-                                    &envelope.recipients,
-                                    &client,
-                                    received,
-                                    &[headers.as_bytes(), &message],
-                                )
-                                .await;
-                            (id, r)
-                        }
-                    }
-                };
+                let (id, result) =
+                    store_message(smtpd, conn, ip, draft.take(), &envelope, message).await;
                 match result {
-                    Ok(()) => {
+                    Ok(stored) => {
                         stats.messages += 1;
                         tracing::info!(
-                            "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={}",
+                            "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={}{}",
                             envelope.sender,
                             envelope.size,
                             envelope.recipients.len(),
-                            conn.session().user().unwrap_or("-")
+                            conn.session().user().unwrap_or("-"),
+                            if stored == Stored::Delivered {
+                                " (delivered directly)"
+                            } else {
+                                ""
+                            }
                         );
                         conn.committed(Ok(&id));
-                        let _ = smtpd.queued.send(id);
+                        if stored == Stored::Queued {
+                            let _ = smtpd.queued.send(id);
+                        }
                     }
                     Err(e) => {
                         tracing::error!("smtpd: queue write failed: {e}");
