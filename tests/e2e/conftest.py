@@ -88,11 +88,18 @@ class Server:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
 
     def start(self):
+        started_before = self.log_text().count("mailroom started")
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [BIN, "--config", str(self.config), "serve"], stdout=logf, stderr=logf
         )
         wait_port(HOST, self.smtp_port, proc=self.proc)
+        # Ports are bound before start-up finishes (privileges, queue recovery): wait for it.
+        deadline = time.time() + 15
+        while self.log_text().count("mailroom started") <= started_before and time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            time.sleep(0.02)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
