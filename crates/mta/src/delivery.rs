@@ -517,9 +517,9 @@ impl Delivery {
         all.extend_from_slice(parts);
         let mut written: Vec<std::path::PathBuf> = Vec::new();
         for (n, (i, account)) in copies.iter().enumerate() {
-            let maildir = Maildir::new(maildir_path(&self.data_dir, account));
-            let result = Maildir::file_name(received, &format!("Q{id}R{n}"), &self.hostname, size)
-                .and_then(|name| maildir.deliver(&name, &all));
+            let result = self
+                .copy_target(id, account, n, received, size)
+                .and_then(|(maildir, name)| maildir.deliver(&name, &all));
             match result {
                 Ok(path) => {
                     tracing::info!(
@@ -545,6 +545,20 @@ impl Delivery {
         Ok(true)
     }
 
+    /// Where copy `n` of message `id` goes for `account`: its Maildir and file name. Both
+    /// delivery paths use it, so a retry after a crash recognises a copy either path wrote.
+    fn copy_target(
+        &self,
+        id: &str,
+        account: &Account,
+        n: usize,
+        received: u64,
+        size: u64,
+    ) -> std::io::Result<(Maildir, String)> {
+        let name = Maildir::file_name(received, &format!("Q{id}R{n}"), &self.hostname, size)?;
+        Ok((Maildir::new(maildir_path(&self.data_dir, account)), name))
+    }
+
     /// Writes the local copies; returns the recipients that must be retried, with why.
     fn deliver_local(
         &self,
@@ -560,16 +574,13 @@ impl Delivery {
         let mut failed = Vec::new();
         for (i, account, n) in copies {
             let rcpt = &env.recipients[*i];
-            let maildir = Maildir::new(maildir_path(&self.data_dir, account));
-            let name =
-                match Maildir::file_name(env.received, &format!("Q{id}R{n}"), &self.hostname, size)
-                {
-                    Ok(name) => name,
-                    Err(e) => {
-                        failed.push((*i, format!("bad maildir name: {e}")));
-                        continue;
-                    }
-                };
+            let (maildir, name) = match self.copy_target(id, account, *n, env.received, size) {
+                Ok(target) => target,
+                Err(e) => {
+                    failed.push((*i, format!("bad maildir name: {e}")));
+                    continue;
+                }
+            };
             if retry && maildir.contains(&name).unwrap_or(false) {
                 tracing::info!(
                     "delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
