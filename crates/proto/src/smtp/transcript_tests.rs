@@ -776,6 +776,47 @@ fn submission_sender_must_be_owned() {
 }
 
 #[test]
+fn submission_refuses_two_from_headers_and_checks_every_mailbox() {
+    // Security review: mail-parser's `from()` returns the last From: only, so a forged first
+    // one passed. RFC 5322 §3.6 allows one From:; every mailbox in it must be owned.
+    let plain = b64("\0alice@example.test\0pw");
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {plain}\r\n\
+         MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\
+         From: CEO <bob@example.test>\r\nFrom: alice@example.test\r\n\r\nforged\r\n.\r\n\
+         MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\
+         From: alice@example.test, CEO <bob@example.test>\r\n\r\nforged\r\n.\r\n\
+         MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\
+         From: alice@example.test, Sales <sales@example.test>\r\n\r\nok\r\n.\r\n"
+    );
+    let r = run_service(
+        &[input.as_bytes()],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "235 2.7.0",
+        "250 2.1.0",
+        "250 2.1.5",
+        "354",
+        "553 5.7.1 Message refused: more than one From: header",
+        "250 2.1.0",
+        "250 2.1.5",
+        "354",
+        "553 5.7.1 From: <bob@example.test> refused",
+        "250 2.1.0",
+        "250 2.1.5",
+        "354",
+        "250 2.0.0 Ok: queued as ID1",
+    ]);
+    expect(&r, &want);
+}
+
+#[test]
 fn submission_keeps_existing_date_and_message_id() {
     let plain = b64("\0alice@example.test\0pw");
     let input = format!(
