@@ -334,3 +334,41 @@ def test_alias_forwarding_to_remote(world):
     # Forwarded with the original envelope sender.
     assert remote.startswith(b"Return-Path: <someone@outside.test>")
     s.wait_queue_empty()
+
+
+def wait_log(s, text, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in s.log_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in the log:\n{s.log_text()[-3000:]}")
+
+
+def test_forwarding_never_bounces_to_an_unverified_sender(world):
+    """Security review 4 (backscatter): an untrusted client names a victim as sender and sends
+    to an alias whose remote target refuses with 550. No DSN may reach the victim; the next
+    such message is refused at RCPT; a verified sender still gets its bounce."""
+    s, pf, _ = world
+    pf.set_access("/^nobody/ 550 5.1.1 no such user here\n")
+    s.cli("alias", "add", "spam@example.test", "nobody@remote.test")
+    s.cli("alias", "add", "ok@example.test", "nobody2@remote.test")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30, source_address=("127.0.0.5", 0)) as c:
+        c.sendmail("alice@example.test", ["spam@example.test"], b"Subject: buy now\r\n\r\nspam\r\n")
+    wait_log(s, "no DSN for 1 failed recipient(s): forwarded mail from an unverified sender")
+    s.wait_queue_empty()
+    # The target is now known bad: the same trick is refused before DATA.
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30, source_address=("127.0.0.5", 0)) as c:
+        c.ehlo()
+        c.mail("alice@example.test")
+        code, text = c.rcpt("spam@example.test")
+        assert (code, text[:5]) == (550, b"5.1.1"), (code, text)
+    # A verified (trusted-network) sender forwarding to a bad target is told.
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("alice@example.test", ["ok@example.test"], b"Subject: legit\r\n\r\nx\r\n")
+    [raw] = s.wait_messages("alice@example.test", 1)
+    _, parts = parse_dsn(raw)
+    assert "Final-Recipient: rfc822; nobody2@remote.test" in parts[1].as_string()
+    assert b"buy now" not in raw
+    s.wait_queue_empty()
+    assert [m for m in s.messages("alice@example.test") if b"buy now" in m] == []

@@ -129,6 +129,7 @@ async fn serve(
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
 
     let relay = Arc::new(build_relay(&config)?);
+    let forward_failures = Arc::new(mta::forward_failures::ForwardFailures::default());
     let delivery = Arc::new(Delivery {
         directory: directory.clone(),
         spool: spool.clone(),
@@ -147,12 +148,14 @@ async fn serve(
             .unwrap_or(Duration::from_secs(5 * 86_400)),
         delay_warning_after: parse_duration(&config.relay.delay_warning_after),
         resubmit: queued_tx.clone(),
+        forward_failures: forward_failures.clone(),
     });
     let delivery_task = tokio::spawn(delivery.clone().run(queued_rx, shutdown_rx.clone()));
 
     let mut servers = tokio::task::JoinSet::new();
-    let policy: Arc<dyn proto::smtp::Policy + Send + Sync> =
-        Arc::new(DirectoryPolicy::new(directory.clone(), postmaster));
+    let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
+        DirectoryPolicy::new(directory.clone(), postmaster).with_forward_failures(forward_failures),
+    );
     let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
     let per_ip = Arc::new(mta::smtpd::PerIp::default());
     let guard = Arc::new(LoginGuard::new(

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::directory::{Account, Directory, DirectoryError, Resolution};
 use store::maildir::{maildir_path, Maildir};
 use store::queue_status::MessageStatus;
-use store::spool::{Envelope, Spool};
+use store::spool::{Envelope, Origin, Spool};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::bounce;
+use crate::forward_failures::ForwardFailures;
 use crate::relay::{RcptResult, Relay};
 use crate::stopped;
 
@@ -47,6 +48,8 @@ pub struct Delivery {
     pub delay_warning_after: Option<Duration>,
     /// New messages made here (forwarding copies, DSNs) go back to the runner through this.
     pub resubmit: mpsc::UnboundedSender<String>,
+    /// Remote addresses that refused mail permanently (shared with the RCPT policy).
+    pub forward_failures: Arc<ForwardFailures>,
 }
 
 /// How one attempt at a message ended.
@@ -399,15 +402,23 @@ impl Delivery {
         }
 
         // Forwarding: a new message through the queue, same sender, for the remote targets.
+        // A sender we have not verified gets no DSN about the forwarded copy: the address may
+        // be forged, and the bounce would be backscatter.
         for (i, targets) in forwards {
             let new_id = store::spool::new_id();
+            let client = format!("forward of {id}");
+            let origin = Origin {
+                client: &client,
+                sender_verified: env.sender_verified,
+                notify_never: env.notify_never || !env.sender_verified,
+            };
             let res = self
                 .spool
                 .enqueue(
                     &new_id,
                     &env.sender,
                     &targets,
-                    &format!("forward of {id}"),
+                    &origin,
                     unix_now(),
                     &[message],
                 )
@@ -462,6 +473,9 @@ impl Delivery {
                                 Result1::Deferred(reply.clone())
                             }
                             RcptResult::Failed { status, reply } => {
+                                if ForwardFailures::is_address_failure(status) {
+                                    self.forward_failures.record(rcpt, reply, Instant::now());
+                                }
                                 tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
                                 Result1::Failed {
                                     status: status.clone(),
@@ -624,6 +638,18 @@ impl Delivery {
         age: Duration,
         now: u64,
     ) {
+        if env.notify_never {
+            let failed = results
+                .values()
+                .filter(|r| matches!(r, Result1::Failed { .. }))
+                .count();
+            if failed > 0 {
+                tracing::info!(
+                    "delivery: {id}: no DSN for {failed} failed recipient(s): forwarded mail from an unverified sender"
+                );
+            }
+            return;
+        }
         let failed: Vec<bounce::RecipientStatus> = results
             .iter()
             .filter_map(|(i, r)| match r {
@@ -706,7 +732,7 @@ impl Delivery {
                 &dsn_id,
                 "",
                 &sender,
-                &format!("dsn for {id}"),
+                &Origin::client(&format!("dsn for {id}")),
                 now,
                 &[&report],
             )

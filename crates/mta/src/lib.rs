@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bounce;
 pub mod delivery;
+pub mod forward_failures;
 pub mod policy;
 pub mod relay;
 pub mod smtpd;

@@ -343,12 +343,22 @@ async fn store_message(
             &id,
             &envelope.sender,
             &envelope.recipients,
-            &client_text(conn, ip),
+            &origin(conn, &client_text(conn, ip)),
             received,
             &[headers.as_bytes(), &message],
         )
         .await;
     (id, r.map(|()| Stored::Queued))
+}
+
+/// What the envelope records about where the message came from: the client text, and
+/// whether its sender was verified (authenticated, or a trusted network).
+fn origin<'a>(conn: &Connection, client: &'a str) -> store::spool::Origin<'a> {
+    store::spool::Origin {
+        client,
+        sender_verified: conn.session().sender_verified(),
+        notify_never: false,
+    }
 }
 
 /// The free-text client description stored in the envelope.
@@ -419,9 +429,14 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     let headers = conn.trace_headers(&id, received as i64);
                     let client = client_text(conn, ip);
                     let (sender, rcpts) = conn.envelope().unwrap_or(("", &[]));
-                    smtpd
-                        .spool
-                        .begin(&id, sender, rcpts, &client, received, headers.as_bytes())
+                    smtpd.spool.begin(
+                        &id,
+                        sender,
+                        rcpts,
+                        &origin(conn, &client),
+                        received,
+                        headers.as_bytes(),
+                    )
                 });
                 if let Ok(file) = d {
                     if let Err(e) = tokio::task::block_in_place(|| file.write(&bytes)) {

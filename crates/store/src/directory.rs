@@ -716,6 +716,27 @@ impl Directory {
         address: &str,
         postmaster: Option<&str>,
     ) -> Result<Resolution, DirectoryError> {
+        self.resolve_with(address, postmaster, true)
+    }
+
+    /// [`Directory::resolve`] for deciding which sender addresses an account owns: the same
+    /// order, but the last postmaster fallback (the first account of all, for a domain that
+    /// has no account) is left out, so that account does not own `postmaster@` of domains it
+    /// has nothing to do with. An explicit alias or the configured postmaster still count.
+    pub fn resolve_sender(
+        &self,
+        address: &str,
+        postmaster: Option<&str>,
+    ) -> Result<Resolution, DirectoryError> {
+        self.resolve_with(address, postmaster, false)
+    }
+
+    fn resolve_with(
+        &self,
+        address: &str,
+        postmaster: Option<&str>,
+        any_domain_fallback: bool,
+    ) -> Result<Resolution, DirectoryError> {
         let a = parse_address(address)?;
         let conn = self.lock()?;
         if !domain_exists(&conn, &a.domain)? {
@@ -745,7 +766,8 @@ impl Directory {
                 Some(acc) => Some(acc),
                 None => match first_account(&conn, Some(&a.domain))? {
                     Some(acc) => Some(acc),
-                    None => first_account(&conn, None)?,
+                    None if any_domain_fallback => first_account(&conn, None)?,
+                    None => None,
                 },
             };
             if let Some(acc) = acc {

@@ -11,6 +11,8 @@
 //! sender <address, empty for the null sender>\n
 //! rcpt <address>\n            (one per recipient, in order)
 //! client <free text>\n
+//! sender-verified yes\n      (optional: the sender authenticated or came from a trusted network)
+//! notify never\n             (optional: never send a DSN for this message, RFC 3461 NOTIFY=NEVER)
 //! \n
 //! <raw message bytes to the end of the file>
 //! ```
@@ -64,6 +66,33 @@ pub struct Envelope {
     pub recipients: Vec<String>,
     /// Free text about the client (HELO name, IP address).
     pub client: String,
+    /// The sender was verified when the message arrived (authenticated, or a trusted
+    /// network). Forwarded copies of mail from unverified senders get `notify_never`.
+    pub sender_verified: bool,
+    /// Never send a DSN about this message (forwarded mail from an unverified sender: a
+    /// bounce would go to an address anyone can forge, i.e. backscatter).
+    pub notify_never: bool,
+}
+
+/// Where a message comes from, as recorded in its envelope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// Free text about the client (HELO name, IP address), or what made the message.
+    pub client: &'a str,
+    /// See [`Envelope::sender_verified`].
+    pub sender_verified: bool,
+    /// See [`Envelope::notify_never`].
+    pub notify_never: bool,
+}
+
+impl<'a> Origin<'a> {
+    /// An origin with only the free text: unverified sender, DSNs allowed.
+    pub fn client(client: &'a str) -> Origin<'a> {
+        Origin {
+            client,
+            ..Origin::default()
+        }
+    }
 }
 
 /// A message whose tmp file is durable, waiting to be moved into `msg/`.
@@ -206,7 +235,7 @@ fn unescape(s: &[u8]) -> io::Result<String> {
 }
 
 /// The record header (everything before the message bytes).
-fn encode_header(sender: &str, recipients: &[String], client: &str, received: u64) -> Vec<u8> {
+fn encode_header(sender: &str, recipients: &[String], origin: &Origin, received: u64) -> Vec<u8> {
     let mut h = String::new();
     h.push_str(MAGIC_LINE);
     h.push_str(&format!("received {received}\n"));
@@ -214,7 +243,14 @@ fn encode_header(sender: &str, recipients: &[String], client: &str, received: u6
     for r in recipients {
         h.push_str(&format!("rcpt {}\n", escape(r)));
     }
-    h.push_str(&format!("client {}\n\n", escape(client)));
+    h.push_str(&format!("client {}\n", escape(origin.client)));
+    if origin.sender_verified {
+        h.push_str("sender-verified yes\n");
+    }
+    if origin.notify_never {
+        h.push_str("notify never\n");
+    }
+    h.push('\n');
     h.into_bytes()
 }
 
@@ -227,6 +263,8 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
     let mut received = None;
     let mut sender = None;
     let mut client = None;
+    let mut sender_verified = false;
+    let mut notify_never = false;
     let mut recipients = Vec::new();
     loop {
         let nl = data[pos..]
@@ -265,6 +303,8 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
                 }
             }
             b"rcpt" => recipients.push(value),
+            b"sender-verified" if value == "yes" && !sender_verified => sender_verified = true,
+            b"notify" if value == "never" && !notify_never => notify_never = true,
             _ => return Err(invalid_data(format!("{id}: unknown envelope field"))),
         }
     }
@@ -282,6 +322,8 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
             sender,
             recipients,
             client,
+            sender_verified,
+            notify_never,
         },
         data,
     ))
@@ -296,7 +338,12 @@ pub fn parse_record_bytes(id: &str, data: &[u8]) -> io::Result<(Envelope, Vec<u8
 /// The bytes [`Spool::enqueue`] writes for this envelope (`env.id` is not part of the
 /// record) and message. Pure; for fuzzing and tests.
 pub fn encode_record(env: &Envelope, message: &[u8]) -> Vec<u8> {
-    let mut record = encode_header(&env.sender, &env.recipients, &env.client, env.received);
+    let origin = Origin {
+        client: &env.client,
+        sender_verified: env.sender_verified,
+        notify_never: env.notify_never,
+    };
+    let mut record = encode_header(&env.sender, &env.recipients, &origin, env.received);
     record.extend_from_slice(message);
     record
 }
@@ -439,7 +486,7 @@ impl Spool {
         id: &str,
         sender: &str,
         recipients: &[String],
-        client: &str,
+        origin: &Origin<'_>,
         received: u64,
         parts: &[&[u8]],
     ) -> io::Result<()> {
@@ -449,7 +496,7 @@ impl Spool {
                 "a queued message needs at least one recipient",
             ));
         }
-        let mut record = encode_header(sender, recipients, client, received);
+        let mut record = encode_header(sender, recipients, origin, received);
         record.reserve(parts.iter().map(|p| p.len()).sum());
         for p in parts {
             record.extend_from_slice(p);
@@ -479,7 +526,7 @@ impl Spool {
         id: &str,
         sender: &str,
         recipients: &[String],
-        client: &str,
+        origin: &Origin<'_>,
         received: u64,
         prefix: &[u8],
     ) -> io::Result<Draft> {
@@ -496,7 +543,7 @@ impl Spool {
             .mode(0o600)
             .open(&path)?;
         let mut draft_file = || -> io::Result<()> {
-            file.write_all(&encode_header(sender, recipients, client, received))?;
+            file.write_all(&encode_header(sender, recipients, origin, received))?;
             file.write_all(prefix)
         };
         if let Err(e) = draft_file() {

@@ -12,9 +12,16 @@ impl Spool {
         message: &[u8],
     ) -> io::Result<String> {
         let id = new_id();
-        self.enqueue(&id, sender, recipients, client, received, &[message])
-            .await
-            .map(|()| id)
+        self.enqueue(
+            &id,
+            sender,
+            recipients,
+            &Origin::client(client),
+            received,
+            &[message],
+        )
+        .await
+        .map(|()| id)
     }
 }
 
@@ -76,6 +83,8 @@ async fn round_trip_binary() {
             sender: String::new(),
             recipients: s(&["a@example.org", "B@remote.net"]),
             client: "helo mx.example [192.0.2.1]".into(),
+            sender_verified: false,
+            notify_never: false,
         }
     );
     assert_eq!(body, msg);
@@ -278,7 +287,14 @@ async fn streamed_draft_round_trip_and_abandon() {
     let spool = Spool::open(t.path()).expect("open");
     let id = new_id();
     let mut d = spool
-        .begin(&id, "s@x.org", &s(&["a@b.c"]), "c", 7, b"Received: x\r\n")
+        .begin(
+            &id,
+            "s@x.org",
+            &s(&["a@b.c"]),
+            &Origin::client("c"),
+            7,
+            b"Received: x\r\n",
+        )
         .expect("begin");
     d.write(b"part one, ").expect("write");
     d.write(b"part two").expect("write");
@@ -288,9 +304,46 @@ async fn streamed_draft_round_trip_and_abandon() {
     assert_eq!(msg, b"Received: x\r\npart one, part two");
     let id2 = new_id();
     let d = spool
-        .begin(&id2, "s@x.org", &s(&["a@b.c"]), "c", 7, b"")
+        .begin(
+            &id2,
+            "s@x.org",
+            &s(&["a@b.c"]),
+            &Origin::client("c"),
+            7,
+            b"",
+        )
         .expect("begin");
     drop(d);
     assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
     assert_eq!(spool.list().expect("list"), vec![id]);
+}
+
+#[tokio::test]
+async fn origin_flags_round_trip_and_old_records_read() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = new_id();
+    let origin = Origin {
+        client: "forward of X",
+        sender_verified: true,
+        notify_never: true,
+    };
+    spool
+        .enqueue(&id, "s@x.org", &s(&["a@b.c"]), &origin, 5, &[b"m"])
+        .await
+        .expect("enqueue");
+    let (env, _) = spool.read(&id).expect("read");
+    assert!(env.sender_verified && env.notify_never, "{env:?}");
+    // A record written before these fields existed still reads, with both off.
+    let old = b"MAILROOM-QUEUE 1\nreceived 1\nsender a@b\nrcpt c@d\nclient x\n\nbody";
+    let (env, body) = parse_record_bytes("0123456789ABCDEF", old).expect("old record");
+    assert!(!env.sender_verified && !env.notify_never);
+    assert_eq!(body, b"body");
+    // Only the exact values are accepted, once each.
+    for bad in [
+        &b"MAILROOM-QUEUE 1\nreceived 1\nsender \nrcpt c@d\nclient x\nnotify sometimes\n\n"[..],
+        b"MAILROOM-QUEUE 1\nreceived 1\nsender \nrcpt c@d\nclient x\nnotify never\nnotify never\n\n",
+    ] {
+        assert!(parse_record_bytes("0123456789ABCDEF", bad).is_err());
+    }
 }

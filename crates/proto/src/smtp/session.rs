@@ -263,6 +263,12 @@ impl Session {
         self.user.as_deref()
     }
 
+    /// Whether the envelope sender can be trusted to be the real one: the client
+    /// authenticated, or it is in a trusted network. (SPF will add to this.)
+    pub fn sender_verified(&self) -> bool {
+        self.user.is_some() || self.peer.trusted
+    }
+
     /// Longest line accepted now: 512 octets for commands (RFC 5321 §4.5.3.1.4), 12288 for
     /// AUTH responses (RFC 4954 §4).
     pub fn max_line(&self) -> usize {
