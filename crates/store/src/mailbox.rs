@@ -326,10 +326,7 @@ impl Mailbox {
                 report.not_deleted += 1;
             }
         }
-        for &i in seen.iter().filter(|&&i| i < n) {
-            if delete.contains(&i) {
-                continue;
-            }
+        for i in seen_not_deleted(delete, seen, n) {
             if self.mark_seen(i).unwrap_or(false) {
                 report.marked_seen += 1;
             }
@@ -378,6 +375,24 @@ impl Mailbox {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// The messages of `seen` (indexes below `n`) that are not also in `delete`, each once, in
+/// the order given. Linear: a QUIT with 25,000 deletions and 25,000 retrieved messages must
+/// not cost 625 million comparisons (security review 12).
+fn seen_not_deleted(delete: &[usize], seen: &[usize], n: usize) -> Vec<usize> {
+    let mut skip = vec![false; n];
+    for &i in delete.iter().filter(|&&i| i < n) {
+        skip[i] = true;
+    }
+    let mut out = Vec::with_capacity(seen.len().min(n));
+    for &i in seen.iter().filter(|&&i| i < n) {
+        if !skip[i] {
+            skip[i] = true;
+            out.push(i);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -472,6 +487,20 @@ mod tests {
         fs::rename(r.join("new/1.A.mx,S=2"), r.join("cur/1.A.mx,S=2:2,F")).unwrap();
         assert_eq!(read(&mut mb, 0), b"hi");
         assert!(mb.open_message(5).is_err());
+    }
+
+    #[test]
+    fn seen_not_deleted_skips_deleted_duplicates_and_out_of_range() {
+        assert_eq!(
+            seen_not_deleted(&[1, 3, 99], &[0, 1, 2, 2, 3, 4, 7], 5),
+            vec![0, 2, 4]
+        );
+        // Large marks: every index once, all of the deleted ones skipped.
+        let delete: Vec<usize> = (0..50_000).step_by(2).collect();
+        let seen: Vec<usize> = (0..50_000).collect();
+        let kept = seen_not_deleted(&delete, &seen, 50_000);
+        assert_eq!(kept.len(), 25_000);
+        assert!(kept.iter().all(|i| i % 2 == 1));
     }
 
     #[test]
