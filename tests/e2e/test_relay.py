@@ -372,3 +372,27 @@ def test_forwarding_never_bounces_to_an_unverified_sender(world):
     assert b"buy now" not in raw
     s.wait_queue_empty()
     assert [m for m in s.messages("alice@example.test") if b"buy now" in m] == []
+
+
+def test_queue_show_and_list_escape_terminal_controls(world):
+    """Security review 11: a Subject with an escape sequence must not reach the admin's
+    terminal through `queue show` or `queue list`."""
+    s, pf, _ = world
+    pf.set_access("/^later@/ 450 4.2.0 try \x1b[31mlater\n")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("alice@example.test", ["later@remote.test"],
+                   b"Subject: \x1b]0;owned\x07\x1b[2J hello\r\n\r\nbody\r\n")
+    deadline = time.time() + 10
+    while not s.queue_files() and time.time() < deadline:
+        time.sleep(0.1)
+    [qid] = [p.name for p in s.queue_files()]
+    show = s.cli("queue", "show", qid).stdout
+    assert "\x1b" not in show and "\x07" not in show, repr(show)
+    assert "Subject: \\x1b]0;owned\\x07\\x1b[2J hello" in show, show
+    deadline = time.time() + 15
+    listing = ""
+    while "attempts=1" not in listing and time.time() < deadline:
+        listing = s.cli("queue", "list").stdout
+        time.sleep(0.2)
+    assert "attempts=1" in listing and "\x1b" not in listing, repr(listing)
+    s.cli("queue", "remove", qid)

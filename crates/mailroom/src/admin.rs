@@ -11,6 +11,7 @@ use store::queue_status::MessageStatus;
 use store::spool::Spool;
 
 use crate::config::Config;
+use crate::terminal::safe;
 use crate::Failure;
 
 #[derive(Subcommand, Debug)]
@@ -211,16 +212,17 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                     "{id}  age={}  size={}  from=<{}>",
                     age(now.saturating_sub(env.received)),
                     message.len(),
-                    env.sender
+                    safe(&env.sender)
                 );
                 for (r, st) in env.recipients.iter().zip(&status.recipients) {
                     let last = if st.last.is_empty() {
                         String::new()
                     } else {
-                        format!("  last: {}", st.last)
+                        format!("  last: {}", safe(&st.last))
                     };
                     println!(
-                        "    to=<{r}>  {}  attempts={}{last}",
+                        "    to=<{}>  {}  attempts={}{last}",
+                        safe(r),
                         st.state.as_str(),
                         st.attempts
                     );
@@ -237,18 +239,14 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                 env.received,
                 unix_now().saturating_sub(env.received)
             );
-            println!("sender: <{}>", env.sender);
-            println!("client: {}", env.client);
+            println!("sender: <{}>", safe(&env.sender));
+            println!("client: {}", safe(&env.client));
             for r in &env.recipients {
-                println!("recipient: <{r}>");
+                println!("recipient: <{}>", safe(r));
             }
             println!();
-            let end = message
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|p| p + 2)
-                .unwrap_or(message.len());
-            print!("{}", String::from_utf8_lossy(&message[..end]));
+            // Header bytes are a stranger's: escaped so they cannot drive the terminal.
+            print!("{}", crate::terminal::header_block(&message));
             Ok(())
         }
         QueueCommand::Flush { id } => {

@@ -7,6 +7,7 @@ mod admin;
 mod config;
 mod privilege;
 mod serve;
+mod terminal;
 mod tls;
 
 use std::path::PathBuf;
