@@ -3,7 +3,11 @@
 //! RFC 5321 §4.5.3.1: local part at most 64 octets, domain at most 255, path at most 256.
 //! The domain must be a host name (labels of letters, digits and hyphens; UTF-8 labels are
 //! allowed for SMTPUTF8, RFC 6531) or an address literal `[...]`. No control byte (CR, LF, NUL,
-//! ...) may ever reach a spool record, a log line or a header: such addresses are refused here.
+//! ...) may ever reach a spool record, a log line or a header: such addresses are refused here,
+//! and so are the Unicode line breaks (C1 controls such as U+0085 NEL, U+2028, U+2029) that a
+//! quoted local part could otherwise carry into `Return-Path:` or a log. [`quoted`] writes an
+//! address back out with its local part quoted when RFC 5321 §4.1.2 requires it, so that
+//! nothing inside the brackets reads as a parameter on the relay's wire.
 //! This module decides nothing about routing or relaying.
 
 /// Why an address was refused.
@@ -39,7 +43,7 @@ pub fn check(address: &str) -> Result<(), AddressProblem> {
     if address.len() + 2 > 256 {
         return Err(AddressProblem::PathTooLong);
     }
-    if address.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if address.bytes().any(|b| b < 0x20 || b == 0x7f) || address.chars().any(is_unicode_break) {
         return Err(AddressProblem::BadCharacter);
     }
     let (local, domain) = split(address).ok_or(AddressProblem::Syntax)?;
@@ -54,6 +58,45 @@ pub fn check(address: &str) -> Result<(), AddressProblem> {
         return Err(AddressProblem::BadDomain);
     }
     Ok(())
+}
+
+/// C1 control characters (U+0080 to U+009F, NEL among them) and the Unicode line and
+/// paragraph separators: line ends to some readers, so never part of an address.
+fn is_unicode_break(c: char) -> bool {
+    ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// RFC 5321 §4.1.2 `atext` (RFC 5322 §3.2.3), plus any non-ASCII character (RFC 6531 §3.3).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// The address as it must be written inside `<...>` on the wire or in a header: the local
+/// part as a Dot-string when it is one, else as a Quoted-string with `"` and `\` escaped
+/// (RFC 5321 §4.1.2). `""` (the null sender) stays empty.
+pub fn quoted(address: &str) -> String {
+    let Some(at) = address.rfind('@') else {
+        return address.to_string();
+    };
+    let (local, domain) = (&address[..at], &address[at..]);
+    let dot_string = !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
+    if dot_string {
+        return address.to_string();
+    }
+    let mut out = String::with_capacity(address.len() + 4);
+    out.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out.push_str(domain);
+    out
 }
 
 /// A host name (letters, digits, hyphens, UTF-8; no empty label, no label starting or ending
@@ -125,6 +168,34 @@ mod tests {
         assert_eq!(check("a@x..org"), Err(AddressProblem::BadDomain));
         assert_eq!(check("a@x;rm -rf.org"), Err(AddressProblem::BadDomain));
         assert_eq!(check("a@[1.2.3]"), Err(AddressProblem::BadDomain));
+    }
+
+    #[test]
+    fn refuses_unicode_line_breaks() {
+        for c in ['\u{85}', '\u{2028}', '\u{2029}', '\u{9b}'] {
+            assert_eq!(
+                check(&format!("a{c}b@x.org")),
+                Err(AddressProblem::BadCharacter),
+                "{c:?}"
+            );
+        }
+        assert_eq!(check("Grüße@x.org"), Ok(()));
+    }
+
+    #[test]
+    fn quotes_local_parts_that_are_not_dot_strings() {
+        assert_eq!(quoted("alice@x.org"), "alice@x.org");
+        assert_eq!(quoted("a.b+c@x.org"), "a.b+c@x.org");
+        assert_eq!(quoted("用户@例子.测试"), "用户@例子.测试");
+        assert_eq!(quoted(""), "");
+        assert_eq!(
+            quoted("a b ORCPT=rfc822;x@third"),
+            "\"a b ORCPT=rfc822;x\"@third"
+        );
+        assert_eq!(quoted("u@remote@local"), "\"u@remote\"@local");
+        assert_eq!(quoted(".a@x"), "\".a\"@x");
+        assert_eq!(quoted("a..b@x"), "\"a..b\"@x");
+        assert_eq!(quoted("q\"x\\y@x"), "\"q\\\"x\\\\y\"@x");
     }
 
     #[test]

@@ -409,7 +409,9 @@ pub fn plan(
             reason: "remote server does not support SMTPUTF8".into(),
         });
     }
-    let mut mail = format!("MAIL FROM:<{sender}>");
+    // RFC 5321 §4.1.2: a local part that is not a Dot-string goes out quoted, so that
+    // `"a b ORCPT=..."@x` cannot turn into parameters on the next server.
+    let mut mail = format!("MAIL FROM:<{}>", super::address::quoted(sender));
     if caps.size.is_some() {
         mail.push_str(&format!(" SIZE={}", traits.size));
     }
@@ -424,7 +426,7 @@ pub fn plan(
         mail,
         rcpts: recipients
             .iter()
-            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .map(|r| format!("RCPT TO:<{}>\r\n", super::address::quoted(r)))
             .collect(),
         pipelining: caps.pipelining,
     })

@@ -358,3 +358,27 @@ fn command_lines() {
     assert_eq!(helo("mx"), "HELO mx\r\n");
     assert_eq!(auth_plain("u", "p"), "AUTH PLAIN AHUAcA==\r\n");
 }
+
+#[test]
+fn quoted_local_parts_are_quoted_again_on_the_wire() {
+    // Security review 10: smtp-proto hands us the local part without its quotes; written back
+    // bare, `"a b ORCPT=rfc822;x"@third` became parameters on the next server's MAIL line.
+    let caps = Capabilities {
+        pipelining: true,
+        ..Capabilities::default()
+    };
+    let rcpts = vec!["u@remote@local".to_string(), "ok@x.org".to_string()];
+    let p = plan(
+        &caps,
+        "a b ORCPT=rfc822;x@third",
+        &rcpts,
+        &traits(10, false, false),
+    )
+    .unwrap();
+    assert_eq!(
+        p.writes(),
+        vec![
+            "MAIL FROM:<\"a b ORCPT=rfc822;x\"@third>\r\nRCPT TO:<\"u@remote\"@local>\r\nRCPT TO:<ok@x.org>\r\nDATA\r\n"
+        ]
+    );
+}

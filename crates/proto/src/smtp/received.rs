@@ -56,7 +56,7 @@ pub fn received_header(t: &Trace<'_>) -> String {
 
 /// `Return-Path: <sender>` (empty for the null sender), ending in CRLF.
 pub fn return_path_header(sender: &str) -> String {
-    format!("Return-Path: <{sender}>\r\n")
+    format!("Return-Path: <{}>\r\n", super::address::quoted(sender))
 }
 
 /// An RFC 5322 date-time in UTC, e.g. `Fri, 27 Nov 2026 01:52:37 +0000`.

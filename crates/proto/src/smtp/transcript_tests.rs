@@ -325,6 +325,18 @@ fn line_of_exactly_512_octets_is_accepted() {
 }
 
 #[test]
+fn unicode_line_separators_in_quoted_local_parts_refused() {
+    // Security review 10: U+2028, U+2029 and NEL inside a quoted local part reached
+    // `Return-Path:` and log lines.
+    let input = "EHLO c\r\nMAIL FROM:<\"a\u{2028}b\"@r.test> SMTPUTF8\r\nMAIL FROM:<\"a\u{85}b\"@r.test> SMTPUTF8\r\nMAIL FROM:<s@r.test> SMTPUTF8\r\nRCPT TO:<\"x\u{2029}y\"@example.test>\r\n";
+    let r = run(input.as_bytes());
+    expect(
+        &r,
+        &with_ehlo(&["501 5.1.7", "501 5.1.7", "250 2.1.0", "501 5.1.3"]),
+    );
+}
+
+#[test]
 fn address_length_limits() {
     let local = "a".repeat(65);
     let input = format!("EHLO c\r\nMAIL FROM:<{local}@r.test>\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<{local}@example.test>\r\n");
