@@ -3,8 +3,10 @@
 //!
 //! Covers: MX order with the first host refusing connections, implicit MX (no MX, an A
 //! record), null MX (`5.1.10`), NXDOMAIN (`5.1.2`), SERVFAIL (deferred), and an MX that is
-//! this server (`5.4.6`).
+//! this server (`5.4.6`); hostile DNS (security review 7): MX hosts resolved in parallel (a
+//! gate that answers only once every host was asked), and at most `MAX_MX_HOSTS` looked up.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +34,27 @@ fn answer(qname: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>) {
         ("loop.test.", RecordType::MX) => (ResponseCode::NoError, vec![mx(10, "me.loop.test.")]),
         ("me.loop.test.", RecordType::A) => (ResponseCode::NoError, vec![a([127, 0, 0, 9])]),
         ("servfail.test.", _) => (ResponseCode::ServFail, vec![]),
+        ("gate.test.", RecordType::MX) => (
+            ResponseCode::NoError,
+            vec![
+                mx(10, "g1.gate.test."),
+                mx(20, "g2.gate.test."),
+                mx(30, "g3.gate.test."),
+            ],
+        ),
+        (name, RecordType::A) if name.ends_with(".gate.test.") => {
+            (ResponseCode::NoError, vec![a([127, 0, 0, 1])])
+        }
+        ("many.test.", RecordType::MX) => (
+            ResponseCode::NoError,
+            (0..20)
+                .map(|i| mx(i, &format!("m{i}.many.test.")))
+                .collect(),
+        ),
+        // Nothing listens on 127.0.0.3.
+        (name, RecordType::A) if name.ends_with(".many.test.") => {
+            (ResponseCode::NoError, vec![a([127, 0, 0, 3])])
+        }
         (name, _) if name.ends_with(".test.") && !name.starts_with("nx.") => {
             (ResponseCode::NoError, vec![])
         }
@@ -39,11 +62,24 @@ fn answer(qname: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>) {
     }
 }
 
+/// The names whose A records were asked for, in order of arrival.
+type Asked = Arc<Mutex<Vec<String>>>;
+
 async fn dns_server() -> SocketAddr {
+    dns_server_logged().await.0
+}
+
+/// The A answers for `g1`..`g3.gate.test` are held back until all three were asked for: a
+/// resolver that looks MX hosts up one after another only ever gets `g3` answered.
+async fn dns_server_logged() -> (SocketAddr, Asked) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
+    let asked: Asked = Arc::default();
+    let log = asked.clone();
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
+        let mut gate_seen: HashSet<String> = HashSet::new();
+        let mut held: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
         loop {
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
                 return;
@@ -55,6 +91,9 @@ async fn dns_server() -> SocketAddr {
                 continue;
             };
             let qname = query.name().to_ascii().to_ascii_lowercase();
+            if query.query_type() == RecordType::A {
+                log.lock().unwrap().push(qname.clone());
+            }
             let (code, rdatas) = answer(&qname, query.query_type());
             let mut response = Message::new();
             response
@@ -69,12 +108,23 @@ async fn dns_server() -> SocketAddr {
             for rdata in rdatas {
                 response.add_answer(Record::from_rdata(query.name().clone(), 60, rdata));
             }
-            if let Ok(bytes) = response.to_vec() {
-                let _ = socket.send_to(&bytes, peer).await;
+            let Ok(bytes) = response.to_vec() else {
+                continue;
+            };
+            if qname.ends_with(".gate.test.") && query.query_type() == RecordType::A {
+                gate_seen.insert(qname);
+                if gate_seen.len() < 3 {
+                    held.push((peer, bytes));
+                    continue;
+                }
+                for (peer, bytes) in held.drain(..) {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
             }
+            let _ = socket.send_to(&bytes, peer).await;
         }
     });
-    addr
+    (addr, asked)
 }
 
 /// A minimal SMTP server accepting everything; returns its port and the recipients it took.
@@ -125,7 +175,10 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 async fn relay(port: u16) -> Relay {
-    let dns = dns_server().await;
+    relay_with_dns(port, dns_server().await)
+}
+
+fn relay_with_dns(port: u16, dns: SocketAddr) -> Relay {
     Relay::new(RelayConfig {
         hostname: "relay.test".into(),
         smarthost: None,
@@ -198,5 +251,41 @@ async fn dns_failures() {
     // A domain that exists with neither MX nor address.
     let o = deliver(&relay, "empty.test").await;
     assert!(failed_with(&o, "5.1.2"), "{o:?}");
+    assert!(got.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn mx_hosts_are_resolved_in_parallel() {
+    // Looked up one after another, g1 and g2 time out (the gate waits for all three names)
+    // and the mail goes to g3; looked up together, all resolve and g1 (best) takes it.
+    let (port, got) = smtp_server().await;
+    let (dns, _) = dns_server_logged().await;
+    let relay = relay_with_dns(port, dns);
+    let o = deliver(&relay, "gate.test").await;
+    assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
+    assert_eq!(
+        o.mx.as_deref(),
+        Some(format!("g1.gate.test [127.0.0.1]:{port}").as_str())
+    );
+    assert_eq!(got.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn thousands_of_mx_records_cost_no_more_than_ten() {
+    let (port, got) = smtp_server().await;
+    let (dns, asked) = dns_server_logged().await;
+    let relay = relay_with_dns(port, dns);
+    let o = deliver(&relay, "many.test").await;
+    assert!(matches!(o.result, RcptResult::Deferred { .. }), "{o:?}");
+    let hosts: HashSet<String> = asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".many.test."))
+        .cloned()
+        .collect();
+    assert_eq!(hosts.len(), mta::relay::mx::MAX_MX_HOSTS, "{hosts:?}");
+    // The most preferred ones.
+    assert!(hosts.contains("m0.many.test.") && !hosts.contains("m19.many.test."));
     assert!(got.lock().unwrap().is_empty());
 }

@@ -5,6 +5,11 @@
 //! server. [`route`] runs the DNS lookups (MX, then A/AAAA of every host, or the domain's own
 //! A/AAAA as implicit MX) and turns DNS errors into recipient results: NXDOMAIN is permanent
 //! (`5.1.2`), a temporary DNS failure defers. It does not connect anywhere.
+//!
+//! Hostile DNS is bounded: at most [`MAX_MX_HOSTS`] MX hosts (the best by preference) are
+//! looked up at all, their addresses are resolved in parallel, and the whole route has one
+//! deadline ([`ROUTE_DEADLINE`]); three MX names that never answer cost one DNS timeout, not
+//! three, and a reply with thousands of MX records costs no more than one with ten.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,6 +23,11 @@ use super::{Destination, RcptResult};
 
 /// Addresses tried per delivery at most (Postfix's `smtp_mx_address_limit` is 5).
 const MAX_ADDRESSES: usize = 10;
+/// MX hosts whose addresses are looked up, the most preferred first; the rest are ignored.
+pub const MAX_MX_HOSTS: usize = 10;
+/// All the DNS work of one route (MX, then every host's addresses) ends by then; hosts not
+/// resolved by the deadline are left out, and with none resolved the mail is deferred.
+pub const ROUTE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the MX records of a domain say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,10 +54,13 @@ pub fn order_mx<R: Rng + ?Sized>(records: &[(u16, String)], rng: &mut R) -> MxPl
     hosts.shuffle(rng);
     // A stable sort keeps the shuffled order within each preference.
     hosts.sort_by_key(|(p, _)| *p);
-    hosts.dedup_by(|a, b| a.1 == b.1);
+    // Dedup keeps the first (best) occurrence of a name only when duplicates are adjacent.
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|(_, name)| seen.insert(name.clone()));
     if hosts.is_empty() {
         return MxPlan::Null;
     }
+    hosts.truncate(MAX_MX_HOSTS);
     MxPlan::Hosts(hosts)
 }
 
@@ -174,11 +187,23 @@ fn destinations(host: &str, ips: &[IpAddr], port: u16) -> Vec<Destination> {
 }
 
 /// The addresses to try, in order, for mail to `domain`, or the result every recipient gets.
+/// All its DNS work ends within [`ROUTE_DEADLINE`].
 pub(crate) async fn route(
     resolver: &TokioResolver,
     domain: &str,
     port: u16,
     local: &[IpAddr],
+) -> Result<Vec<Destination>, RcptResult> {
+    let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
+    route_by(resolver, domain, port, local, deadline).await
+}
+
+async fn route_by(
+    resolver: &TokioResolver,
+    domain: &str,
+    port: u16,
+    local: &[IpAddr],
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<Destination>, RcptResult> {
     let loops = || RcptResult::Failed {
         status: "5.4.6".into(),
@@ -190,7 +215,13 @@ pub(crate) async fn route(
         }
         return Ok(destinations(domain, &[ip], port));
     }
-    let (plan, implicit) = match resolver.mx_lookup(fqdn(domain)).await {
+    let mx = tokio::time::timeout_at(deadline, resolver.mx_lookup(fqdn(domain))).await;
+    let Ok(mx) = mx else {
+        return Err(RcptResult::Deferred {
+            reply: format!("DNS lookup of MX for {domain} timed out"),
+        });
+    };
+    let (plan, implicit) = match mx {
         Ok(lookup) => {
             let records: Vec<(u16, String)> = lookup
                 .iter()
@@ -227,13 +258,41 @@ pub(crate) async fn route(
         }
         MxPlan::Hosts(hosts) => hosts,
     };
-    let mut resolved = Vec::new();
+    // Every host's addresses at once; results are put back in preference order.
+    let mut lookups = tokio::task::JoinSet::new();
+    for (n, (preference, host)) in hosts.into_iter().enumerate() {
+        let resolver = resolver.clone();
+        lookups.spawn(async move {
+            let r = addresses(&resolver, &host).await;
+            (n, preference, host, r)
+        });
+    }
+    let mut done = Vec::new();
     let mut last_error = String::new();
     let mut temporary = false;
-    for (preference, host) in hosts {
-        match addresses(resolver, &host).await {
+    loop {
+        match tokio::time::timeout_at(deadline, lookups.join_next()).await {
+            Ok(Some(Ok(one))) => done.push(one),
+            Ok(Some(Err(_))) => {}
+            Ok(None) => break,
+            Err(_) => {
+                // What is still running is dropped with the JoinSet.
+                temporary = true;
+                last_error = format!("DNS lookups for {domain} timed out");
+                break;
+            }
+        }
+    }
+    done.sort_by_key(|(n, ..)| *n);
+    let mut resolved = Vec::new();
+    for (_, preference, host, r) in done {
+        match r {
             Ok(ips) => resolved.push((preference, host, ips)),
-            Err(HostError::NotFound(e)) => last_error = e,
+            Err(HostError::NotFound(e)) => {
+                if last_error.is_empty() {
+                    last_error = e;
+                }
+            }
             Err(HostError::Temporary(e)) => {
                 temporary = true;
                 last_error = e;
@@ -290,6 +349,22 @@ mod tests {
             seen_first.insert(hosts[0].1.clone());
         }
         assert_eq!(seen_first.len(), 2, "equal preferences are shuffled");
+    }
+
+    #[test]
+    fn at_most_max_mx_hosts_the_best_first() {
+        let records: Vec<(u16, String)> = (0..5000u16)
+            .map(|i| (5000 - i, format!("mx{i}.example.")))
+            .chain([(7, "mx4999.example.".to_string())])
+            .collect();
+        let MxPlan::Hosts(hosts) = order_mx(&records, &mut rand::rng()) else {
+            panic!("not null");
+        };
+        assert_eq!(hosts.len(), MAX_MX_HOSTS);
+        assert_eq!(hosts[0], (1, "mx4999.example".to_string()));
+        assert_eq!(hosts[1], (2, "mx4998.example".to_string()));
+        // A name listed twice counts once, at its best preference.
+        assert_eq!(hosts.iter().filter(|h| h.1 == "mx4999.example").count(), 1);
     }
 
     #[test]
