@@ -7,10 +7,11 @@
 //! below `data_dir` (the user can write there): see [`own_data_dir`].
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::at;
 use crate::config::Config;
 use crate::Failure;
 
@@ -85,15 +86,7 @@ pub fn own_data_dir(data_dir: &Path, user: &ServiceUser) -> Result<(), Failure> 
             user.name
         ))
     };
-    let path = CString::new(data_dir.as_os_str().as_bytes())
-        .map_err(|_| fail(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    let top = open_at(
-        libc::AT_FDCWD,
-        &path,
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        true,
-    )
-    .map_err(fail)?;
+    let top = at::open_configured_dir(data_dir).map_err(fail)?;
     chown_fd(&top, data_dir, user).map_err(fail)?;
     own_tree(&top, data_dir, user, 1).map_err(fail)
 }
@@ -101,39 +94,9 @@ pub fn own_data_dir(data_dir: &Path, user: &ServiceUser) -> Result<(), Failure> 
 /// Deepest level below `data_dir` the ownership walk descends to (a Maildir file is at 6).
 pub const MAX_DEPTH: usize = 32;
 
-fn cvt(r: libc::c_int) -> std::io::Result<libc::c_int> {
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// `openat(dir, name)` with `O_CLOEXEC`, and `O_NOFOLLOW` unless `follow`.
-fn open_at(
-    dir: libc::c_int,
-    name: &CStr,
-    flags: libc::c_int,
-    follow: bool,
-) -> std::io::Result<OwnedFd> {
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    // SAFETY: name is a valid NUL-terminated string; the result is a new descriptor we own.
-    let fd = cvt(unsafe { libc::openat(dir, name.as_ptr(), flags | nofollow | libc::O_CLOEXEC) })?;
-    // SAFETY: fd was just returned by openat and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: st is a valid out pointer for one stat struct.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so st is initialised.
-    Ok(unsafe { st.assume_init() })
-}
-
 /// Gives the object behind `fd` (any type, also an `O_PATH` descriptor) to the user.
 fn chown_fd(fd: &OwnedFd, path: &Path, user: &ServiceUser) -> std::io::Result<()> {
-    let st = fstat(fd)?;
+    let st = at::fstat(fd)?;
     if st.st_uid == user.uid && st.st_gid == user.gid {
         return Ok(());
     }
@@ -148,7 +111,7 @@ fn chown_fd(fd: &OwnedFd, path: &Path, user: &ServiceUser) -> std::io::Result<()
         return Ok(());
     }
     // SAFETY: an empty path with AT_EMPTY_PATH acts on fd itself, never on a path.
-    cvt(unsafe {
+    at::cvt(unsafe {
         libc::fchownat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -165,7 +128,7 @@ fn chown_fd(fd: &OwnedFd, path: &Path, user: &ServiceUser) -> std::io::Result<()
 fn entries(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
     // fdopendir takes the descriptor it is given: hand it a duplicate.
     // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1.
-    let dup = cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    let dup = at::cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
     // SAFETY: dup is a valid directory descriptor; on success the stream owns it.
     let stream = unsafe { libc::fdopendir(dup) };
     if stream.is_null() {
@@ -217,12 +180,7 @@ fn own_tree(dir: &OwnedFd, path: &Path, user: &ServiceUser, depth: usize) -> std
     for name in entries(dir)? {
         let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
         // A directory: opened without following a symlink, then judged by what was opened.
-        match open_at(
-            dir.as_raw_fd(),
-            &name,
-            libc::O_RDONLY | libc::O_DIRECTORY,
-            false,
-        ) {
+        match at::open_at(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
             Ok(sub) => {
                 chown_fd(&sub, &child, user)?;
                 own_tree(&sub, &child, user, depth + 1)?;
@@ -236,7 +194,7 @@ fn own_tree(dir: &OwnedFd, path: &Path, user: &ServiceUser, depth: usize) -> std
         // Anything else (file, symlink, socket) is pinned with O_PATH: never followed, read
         // or written. If it became a directory meanwhile, its owner is still set but the walk
         // does not enter it (it was made by the server, which runs as the user).
-        match open_at(dir.as_raw_fd(), &name, libc::O_PATH, false) {
+        match at::open_at(dir, &name, libc::O_PATH, 0) {
             Ok(fd) => chown_fd(&fd, &child, user)?,
             Err(e) if gone(&e) => continue,
             Err(e) => return Err(e),

@@ -5,6 +5,7 @@
 //!
 //! It does not speak any mail protocol: listeners get a [`tokio_rustls::TlsAcceptor`].
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -13,6 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::at;
 
 /// Where the certificate and key come from.
 #[derive(Clone, Debug)]
@@ -102,39 +105,45 @@ pub fn cert_source(
     );
     let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .map_err(|e| format!("tls: cannot generate a self-signed certificate: {e}"))?;
-    create_private_dir(&dir)?;
-    write_private(
-        &source.private_key,
-        generated.signing_key.serialize_pem().as_bytes(),
+    write_generated(
+        data_dir,
+        &[
+            (
+                "selfsigned-key.pem",
+                generated.signing_key.serialize_pem().as_bytes(),
+            ),
+            ("selfsigned-cert.pem", generated.cert.pem().as_bytes()),
+        ],
     )?;
-    write_private(&source.certificate, generated.cert.pem().as_bytes())?;
     Ok(source)
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("tls: cannot create {}: {e}", dir.display()))
+/// Writes the generated files into `data_dir/tls/`. This runs as root before the drop, in a
+/// directory the service user owns, so nothing there is followed: `tls` is opened with
+/// `O_NOFOLLOW`, a stale (or planted) `<name>.tmp` is unlinked (which never follows a symlink),
+/// the new one is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, written, fsynced and
+/// renamed over `<name>` (a symlink there is replaced, not followed).
+fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
+    let tls = data_dir.join("tls");
+    let cannot = |e: std::io::Error| format!("tls: cannot write in {}: {e}", tls.display());
+    let top = at::open_configured_dir(data_dir).map_err(cannot)?;
+    let dir = at::subdir(&top, c"tls", 0o700).map_err(cannot)?;
+    for (name, bytes) in files {
+        write_private(&dir, name, bytes)
+            .map_err(|e| format!("tls: cannot write {}: {e}", tls.join(name).display()))?;
+    }
+    std::fs::File::from(dir).sync_all().map_err(cannot)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("tls: cannot write {}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("tls: cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("tls: cannot write {}: {e}", path.display()))
+    let tmp = at::c_name(Path::new(name).with_extension("tmp"))?;
+    at::unlink_at(dir, &tmp)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    let mut f = std::fs::File::from(at::open_at(dir, &tmp, flags, 0o600)?);
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    at::rename_at(dir, &tmp, &at::c_name(name)?)
 }
 
 /// The server configuration shared by every TLS listener, and the handle to reload it.
@@ -168,6 +177,39 @@ mod tests {
         assert_eq!(pem1, std::fs::read(&b.certificate).unwrap());
         let (_, reload) = server_config(b).unwrap();
         reload.reload().unwrap();
+    }
+
+    /// Issue 19: the key was written as root through whatever was at `selfsigned-key.tmp`.
+    #[test]
+    fn symlinks_planted_at_the_tmp_names_are_not_followed() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir_all(data.join("tls")).unwrap();
+        symlink(&outside, data.join("tls/selfsigned-key.tmp")).unwrap();
+        symlink(&outside, data.join("tls/selfsigned-cert.tmp")).unwrap();
+        let source = cert_source("", "", "mx.example.test", &data).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+        let key = std::fs::symlink_metadata(&source.private_key).unwrap();
+        assert!(key.is_file());
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        assert!(!data.join("tls/selfsigned-key.tmp").exists());
+        server_config(source).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_tls_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("tls")).unwrap();
+        let e = cert_source("", "", "mx.example.test", &data).unwrap_err();
+        assert!(e.starts_with("tls: cannot write in"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]
