@@ -6,6 +6,7 @@
 mod admin;
 mod at;
 mod config;
+mod local_addrs;
 mod privilege;
 mod serve;
 mod tls;
