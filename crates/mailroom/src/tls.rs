@@ -22,6 +22,10 @@ use crate::at;
 pub struct CertSource {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
+    /// The generated pair in `data_dir/tls/`, which the service user can write: read with
+    /// `O_NOFOLLOW` (`tls` and the file), so a planted symlink cannot make root load (and
+    /// then serve with) some other key on the machine.
+    pub in_data_dir: bool,
 }
 
 /// The certificate in use; swapped whole on reload.
@@ -52,8 +56,11 @@ impl ReloadableCert {
 }
 
 fn load(source: &CertSource) -> Result<CertifiedKey, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&source.certificate)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let read = |path: &Path| read_file(path, source.in_data_dir);
+    let cert_pem = read(&source.certificate)
+        .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -61,7 +68,9 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
             source.certificate.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&source.private_key)
+    let key = read(&source.private_key)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("tls.private_key {}: {e}", source.private_key.display()))?;
     let signing = default_provider()
         .key_provider
@@ -71,6 +80,24 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
     ck.keys_match()
         .map_err(|e| format!("tls: certificate and private key do not match: {e}"))?;
     Ok(ck)
+}
+
+/// A file's bytes; with `in_data_dir`, `path` is `data_dir/tls/<name>` and neither `tls` nor
+/// `<name>` may be a symlink.
+fn read_file(path: &Path, in_data_dir: bool) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (Some(tls), Some(name)) = (path.parent(), path.file_name()) else {
+        return std::fs::read(path);
+    };
+    let Some(data_dir) = tls.parent().filter(|_| in_data_dir) else {
+        return std::fs::read(path);
+    };
+    let dir = at::open_configured_dir(data_dir)?;
+    let dir = at::open_at(&dir, c"tls", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(at::open_at(&dir, &at::c_name(name)?, libc::O_RDONLY, 0)?)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The certificate files to use: the configured ones, or a self-signed pair for `hostname`
@@ -88,14 +115,18 @@ pub fn cert_source(
         return Ok(CertSource {
             certificate: PathBuf::from(certificate),
             private_key: PathBuf::from(private_key),
+            in_data_dir: false,
         });
     }
     let dir = data_dir.join("tls");
     let source = CertSource {
         certificate: dir.join("selfsigned-cert.pem"),
         private_key: dir.join("selfsigned-key.pem"),
+        in_data_dir: true,
     };
-    if source.certificate.exists() && source.private_key.exists() {
+    // Present (symlinks included: `load` then refuses them rather than making a new pair).
+    let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if present(&source.certificate) && present(&source.private_key) {
         return Ok(source);
     }
     tracing::warn!(
@@ -126,6 +157,7 @@ pub fn cert_source(
 fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
     let tls = data_dir.join("tls");
     let cannot = |e: std::io::Error| format!("tls: cannot write in {}: {e}", tls.display());
+    std::fs::create_dir_all(data_dir).map_err(cannot)?;
     let top = at::open_configured_dir(data_dir).map_err(cannot)?;
     let dir = at::subdir(&top, c"tls", 0o700).map_err(cannot)?;
     for (name, bytes) in files {
@@ -199,6 +231,27 @@ mod tests {
         server_config(source).unwrap();
     }
 
+    /// Root reads the generated pair before the drop: symlinks to another pair are refused.
+    #[test]
+    fn symlinks_in_place_of_the_generated_pair_are_not_loaded() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("other")).unwrap();
+        let other = cert_source("", "", "other.example.test", &t.path().join("other")).unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let ours = cert_source("", "", "mx.example.test", &data).unwrap();
+        for (path, target) in [
+            (&ours.certificate, &other.certificate),
+            (&ours.private_key, &other.private_key),
+        ] {
+            std::fs::remove_file(path).unwrap();
+            std::os::unix::fs::symlink(target, path).unwrap();
+        }
+        let again = cert_source("", "", "mx.example.test", &data).unwrap();
+        let e = server_config(again).unwrap_err();
+        assert!(e.starts_with("tls.certificate"), "{e}");
+    }
+
     #[test]
     fn a_symlinked_tls_directory_is_refused() {
         let t = tempfile::tempdir().unwrap();
@@ -217,6 +270,7 @@ mod tests {
         let e = server_config(CertSource {
             certificate: "/nonexistent/cert.pem".into(),
             private_key: "/nonexistent/key.pem".into(),
+            in_data_dir: false,
         })
         .unwrap_err();
         assert!(e.starts_with("tls.certificate"), "{e}");
