@@ -296,15 +296,8 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
         Some((config.relay.smarthost_username.clone(), password))
     };
     // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
-    let mut local_addresses: Vec<std::net::IpAddr> = config
-        .smtp
-        .listen
-        .iter()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-        .collect();
-    local_addresses.sort();
-    local_addresses.dedup();
+    let local_addresses = crate::local_addrs::local_addresses(&config.smtp.listen);
+    tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
     Relay::new(RelayConfig {
         hostname: config.hostname.clone(),
         smarthost,

@@ -5,6 +5,7 @@
 //!
 //! It does not speak any mail protocol: listeners get a [`tokio_rustls::TlsAcceptor`].
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -14,11 +15,17 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::at;
+
 /// Where the certificate and key come from.
 #[derive(Clone, Debug)]
 pub struct CertSource {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
+    /// The generated pair in `data_dir/tls/`, which the service user can write: read with
+    /// `O_NOFOLLOW` (`tls` and the file), so a planted symlink cannot make root load (and
+    /// then serve with) some other key on the machine.
+    pub in_data_dir: bool,
 }
 
 /// The certificate in use; swapped whole on reload.
@@ -49,8 +56,11 @@ impl ReloadableCert {
 }
 
 fn load(source: &CertSource) -> Result<CertifiedKey, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&source.certificate)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let read = |path: &Path| read_file(path, source.in_data_dir);
+    let cert_pem = read(&source.certificate)
+        .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -58,7 +68,9 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
             source.certificate.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&source.private_key)
+    let key = read(&source.private_key)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("tls.private_key {}: {e}", source.private_key.display()))?;
     let signing = default_provider()
         .key_provider
@@ -68,6 +80,24 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
     ck.keys_match()
         .map_err(|e| format!("tls: certificate and private key do not match: {e}"))?;
     Ok(ck)
+}
+
+/// A file's bytes; with `in_data_dir`, `path` is `data_dir/tls/<name>` and neither `tls` nor
+/// `<name>` may be a symlink.
+fn read_file(path: &Path, in_data_dir: bool) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (Some(tls), Some(name)) = (path.parent(), path.file_name()) else {
+        return std::fs::read(path);
+    };
+    let Some(data_dir) = tls.parent().filter(|_| in_data_dir) else {
+        return std::fs::read(path);
+    };
+    let dir = at::open_configured_dir(data_dir)?;
+    let dir = at::open_at(&dir, c"tls", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(at::open_at(&dir, &at::c_name(name)?, libc::O_RDONLY, 0)?)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The certificate files to use: the configured ones, or a self-signed pair for `hostname`
@@ -85,14 +115,18 @@ pub fn cert_source(
         return Ok(CertSource {
             certificate: PathBuf::from(certificate),
             private_key: PathBuf::from(private_key),
+            in_data_dir: false,
         });
     }
     let dir = data_dir.join("tls");
     let source = CertSource {
         certificate: dir.join("selfsigned-cert.pem"),
         private_key: dir.join("selfsigned-key.pem"),
+        in_data_dir: true,
     };
-    if source.certificate.exists() && source.private_key.exists() {
+    // Present (symlinks included: `load` then refuses them rather than making a new pair).
+    let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if present(&source.certificate) && present(&source.private_key) {
         return Ok(source);
     }
     tracing::warn!(
@@ -102,39 +136,46 @@ pub fn cert_source(
     );
     let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .map_err(|e| format!("tls: cannot generate a self-signed certificate: {e}"))?;
-    create_private_dir(&dir)?;
-    write_private(
-        &source.private_key,
-        generated.signing_key.serialize_pem().as_bytes(),
+    write_generated(
+        data_dir,
+        &[
+            (
+                "selfsigned-key.pem",
+                generated.signing_key.serialize_pem().as_bytes(),
+            ),
+            ("selfsigned-cert.pem", generated.cert.pem().as_bytes()),
+        ],
     )?;
-    write_private(&source.certificate, generated.cert.pem().as_bytes())?;
     Ok(source)
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("tls: cannot create {}: {e}", dir.display()))
+/// Writes the generated files into `data_dir/tls/`. This runs as root before the drop, in a
+/// directory the service user owns, so nothing there is followed: `tls` is opened with
+/// `O_NOFOLLOW`, a stale (or planted) `<name>.tmp` is unlinked (which never follows a symlink),
+/// the new one is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, written, fsynced and
+/// renamed over `<name>` (a symlink there is replaced, not followed).
+fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
+    let tls = data_dir.join("tls");
+    let cannot = |e: std::io::Error| format!("tls: cannot write in {}: {e}", tls.display());
+    std::fs::create_dir_all(data_dir).map_err(cannot)?;
+    let top = at::open_configured_dir(data_dir).map_err(cannot)?;
+    let dir = at::subdir(&top, c"tls", 0o700).map_err(cannot)?;
+    for (name, bytes) in files {
+        write_private(&dir, name, bytes)
+            .map_err(|e| format!("tls: cannot write {}: {e}", tls.join(name).display()))?;
+    }
+    std::fs::File::from(dir).sync_all().map_err(cannot)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("tls: cannot write {}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("tls: cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("tls: cannot write {}: {e}", path.display()))
+    let tmp = at::c_name(Path::new(name).with_extension("tmp"))?;
+    at::unlink_at(dir, &tmp)?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+    let mut f = std::fs::File::from(at::open_at(dir, &tmp, flags, 0o600)?);
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    at::rename_at(dir, &tmp, &at::c_name(name)?)
 }
 
 /// The server configuration shared by every TLS listener, and the handle to reload it.
@@ -170,11 +211,66 @@ mod tests {
         reload.reload().unwrap();
     }
 
+    /// Issue 19: the key was written as root through whatever was at `selfsigned-key.tmp`.
+    #[test]
+    fn symlinks_planted_at_the_tmp_names_are_not_followed() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir_all(data.join("tls")).unwrap();
+        symlink(&outside, data.join("tls/selfsigned-key.tmp")).unwrap();
+        symlink(&outside, data.join("tls/selfsigned-cert.tmp")).unwrap();
+        let source = cert_source("", "", "mx.example.test", &data).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+        let key = std::fs::symlink_metadata(&source.private_key).unwrap();
+        assert!(key.is_file());
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        assert!(!data.join("tls/selfsigned-key.tmp").exists());
+        server_config(source).unwrap();
+    }
+
+    /// Root reads the generated pair before the drop: symlinks to another pair are refused.
+    #[test]
+    fn symlinks_in_place_of_the_generated_pair_are_not_loaded() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("other")).unwrap();
+        let other = cert_source("", "", "other.example.test", &t.path().join("other")).unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let ours = cert_source("", "", "mx.example.test", &data).unwrap();
+        for (path, target) in [
+            (&ours.certificate, &other.certificate),
+            (&ours.private_key, &other.private_key),
+        ] {
+            std::fs::remove_file(path).unwrap();
+            std::os::unix::fs::symlink(target, path).unwrap();
+        }
+        let again = cert_source("", "", "mx.example.test", &data).unwrap();
+        let e = server_config(again).unwrap_err();
+        assert!(e.starts_with("tls.certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_tls_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("tls")).unwrap();
+        let e = cert_source("", "", "mx.example.test", &data).unwrap_err();
+        assert!(e.starts_with("tls: cannot write in"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
     #[test]
     fn missing_files_name_the_key() {
         let e = server_config(CertSource {
             certificate: "/nonexistent/cert.pem".into(),
             private_key: "/nonexistent/key.pem".into(),
+            in_data_dir: false,
         })
         .unwrap_err();
         assert!(e.starts_with("tls.certificate"), "{e}");
