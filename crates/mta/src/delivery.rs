@@ -529,19 +529,21 @@ impl Delivery {
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         all.push(return_path.as_bytes());
         all.extend_from_slice(parts);
-        let mut written: Vec<std::path::PathBuf> = Vec::new();
+        let mut written: Vec<(Maildir, std::path::PathBuf)> = Vec::new();
         for (n, (i, account)) in copies.iter().enumerate() {
             let result = self
                 .copy_target(id, account, n, received, size)
-                .and_then(|(maildir, name)| maildir.deliver(&name, &all));
+                .and_then(|(maildir, name)| {
+                    maildir.deliver(&name, &all).map(|path| (maildir, path))
+                });
             match result {
-                Ok(path) => {
+                Ok(copy) => {
                     tracing::info!(
                         "delivery: {id}: to=<{}> mailbox={} status=sent (direct)",
                         recipients[*i],
                         account.address
                     );
-                    written.push(path);
+                    written.push(copy);
                 }
                 Err(e) => {
                     tracing::error!(
@@ -549,8 +551,13 @@ impl Delivery {
                         recipients[*i],
                         account.address
                     );
-                    for p in written {
-                        let _ = std::fs::remove_file(p);
+                    for (maildir, path) in written {
+                        if let Err(e) = maildir.withdraw(&path) {
+                            tracing::error!(
+                                "delivery: {id}: cannot take back {}: {e}",
+                                path.display()
+                            );
+                        }
                     }
                     return Err(e);
                 }
@@ -570,7 +577,10 @@ impl Delivery {
         size: u64,
     ) -> std::io::Result<(Maildir, String)> {
         let name = Maildir::file_name(received, &format!("Q{id}R{n}"), &self.hostname, size)?;
-        Ok((Maildir::new(maildir_path(&self.data_dir, account)), name))
+        Ok((
+            Maildir::with_disk(maildir_path(&self.data_dir, account), self.spool.disk()),
+            name,
+        ))
     }
 
     /// Writes the local copies; returns the recipients that must be retried, with why.

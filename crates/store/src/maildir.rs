@@ -1,18 +1,21 @@
 //! Durable delivery into a Maildir, following maildir(5) (and D. J. Bernstein's
 //! "Using maildir format"): write the message to `tmp/`, fsync it, rename it into `new/`, fsync
-//! `new/`. Only then is the delivery done.
+//! `new/`. Only then is the delivery done. The fsyncs and the rename go through the
+//! [`Disk`] seam given at [`Maildir::with_disk`], so tests can watch their order.
 //!
 //! Layout: `<data_dir>/mail/<domain>/<local part lowercased>/Maildir/{tmp,new,cur}`.
 //!
 //! This module does not read or list messages for POP3 (see `mailbox`), does not resolve
 //! recipients and does not decide file names beyond [`Maildir::file_name`]'s format.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::directory::Account;
+use crate::durable::Disk;
 
 /// Where an account's Maildir lives: `<data_dir>/mail/<domain>/<local lowercased>/Maildir`.
 /// The directory validated both parts when the account was created (no `/`, no leading dot).
@@ -25,23 +28,25 @@ pub fn maildir_path(data_dir: &Path, account: &Account) -> PathBuf {
 }
 
 /// A Maildir (the directory holding `tmp/`, `new/` and `cur/`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Maildir {
     root: PathBuf,
+    disk: Arc<dyn Disk>,
+}
+
+impl std::fmt::Debug for Maildir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maildir").field("root", &self.root).finish()
+    }
 }
 
 fn invalid_input(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-/// fsyncs a directory, making entries created, renamed or removed in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Creates `dir` (mode 0700) and any missing parents, fsyncing the parent of each directory
 /// it creates so the new entry survives a crash.
-pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path, disk: &dyn Disk) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -49,9 +54,9 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    ensure_dir(parent)?;
+    ensure_dir(parent, disk)?;
     match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => sync_dir(parent),
+        Ok(()) => disk.sync_dir(parent),
         // Someone else (another delivery) created it meanwhile.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(e),
@@ -80,7 +85,12 @@ impl Maildir {
     /// A Maildir rooted at `root` (nothing is created until [`Maildir::create`] or
     /// [`Maildir::deliver`]).
     pub fn new(root: PathBuf) -> Maildir {
-        Maildir { root }
+        Maildir::with_disk(root, crate::durable::os())
+    }
+
+    /// A Maildir whose fsyncs and renames go through `disk`.
+    pub fn with_disk(root: PathBuf, disk: Arc<dyn Disk>) -> Maildir {
+        Maildir { root, disk }
     }
 
     /// The directory holding `tmp/`, `new/` and `cur/`.
@@ -91,7 +101,7 @@ impl Maildir {
     /// Creates tmp/ new/ cur/ (and parents) if missing, fsyncing each created directory's parent.
     pub fn create(&self) -> io::Result<()> {
         for sub in ["tmp", "new", "cur"] {
-            ensure_dir(&self.root.join(sub))?;
+            ensure_dir(&self.root.join(sub), &*self.disk)?;
         }
         Ok(())
     }
@@ -168,7 +178,7 @@ impl Maildir {
             for p in parts {
                 file.write_all(p)?;
             }
-            file.sync_all()?;
+            self.disk.sync_file(&file, &tmp)?;
             drop(file);
             if fs::symlink_metadata(&new).is_ok() {
                 return Err(io::Error::new(
@@ -176,8 +186,8 @@ impl Maildir {
                     format!("{} already exists", new.display()),
                 ));
             }
-            fs::rename(&tmp, &new)?;
-            sync_dir(&self.root.join("new"))
+            self.disk.rename(&tmp, &new)?;
+            self.disk.sync_dir(&self.root.join("new"))
         })();
         match result {
             Ok(()) => Ok(new),
@@ -188,6 +198,26 @@ impl Maildir {
                 Err(e)
             }
         }
+    }
+
+    /// Takes back a copy [`Maildir::deliver`] wrote (`path` as it returned): unlinks it and
+    /// fsyncs new/, so a rolled-back copy does not come back after a crash. Used when a
+    /// multi-copy delivery fails halfway and the client is told to try again.
+    pub fn withdraw(&self, path: &Path) -> io::Result<()> {
+        let new = self.root.join("new");
+        if path.parent() != Some(new.as_path()) {
+            return Err(invalid_input(format!(
+                "{} is not in {}",
+                path.display(),
+                new.display()
+            )));
+        }
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.disk.sync_dir(&new)
     }
 
     /// True if a message whose file name starts with `name` exists in new/ (exact) or cur/

@@ -40,7 +40,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use crate::maildir::{ensure_dir, sync_dir};
+use crate::durable::Disk;
+use crate::maildir::ensure_dir;
 
 const MAGIC_LINE: &str = "MAILROOM-QUEUE 1\n";
 const MAGIC: &[u8] = MAGIC_LINE.as_bytes();
@@ -139,6 +140,7 @@ pub struct Spool {
     msg: PathBuf,
     dir_syncs: Arc<AtomicU64>,
     committer: mpsc::Sender<Pending>,
+    disk: Arc<dyn Disk>,
 }
 
 fn invalid_data(msg: impl Into<String>) -> io::Error {
@@ -349,7 +351,7 @@ pub fn encode_record(env: &Envelope, message: &[u8]) -> Vec<u8> {
 }
 
 /// Writes `parts` to a new file (O_EXCL, mode 0600) and fsyncs it; removes it on failure.
-fn write_durable(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+fn write_durable(path: &Path, parts: &[&[u8]], disk: &dyn Disk) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -359,7 +361,7 @@ fn write_durable(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
         for p in parts {
             file.write_all(p)?;
         }
-        file.sync_all()
+        disk.sync_file(&file, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(path);
@@ -368,7 +370,13 @@ fn write_durable(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
 }
 
 /// The committer thread: renames each batch into `msg/`, fsyncs `msg/` once, answers.
-fn committer(rx: mpsc::Receiver<Pending>, tmp: PathBuf, msg: PathBuf, syncs: Arc<AtomicU64>) {
+fn committer(
+    rx: mpsc::Receiver<Pending>,
+    tmp: PathBuf,
+    msg: PathBuf,
+    syncs: Arc<AtomicU64>,
+    disk: Arc<dyn Disk>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(p) = rx.try_recv() {
@@ -386,20 +394,25 @@ fn committer(rx: mpsc::Receiver<Pending>, tmp: PathBuf, msg: PathBuf, syncs: Arc
                         format!("queue id {} already in use", p.id),
                     ));
                 }
-                fs::rename(&from, &to).inspect_err(|_| {
+                disk.rename(&from, &to).inspect_err(|_| {
                     let _ = fs::remove_file(&from);
                 })
             })
             .collect();
         if results.iter().any(|r| r.is_ok()) {
-            if let Err(e) = sync_dir(&msg) {
-                // The files are in msg/ but may not survive a crash: report failure (the
-                // client will retry; a duplicate is better than a loss).
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(io::Error::new(
-                        e.kind(),
-                        format!("fsync of queue failed: {e}"),
-                    ));
+            if let Err(e) = disk.sync_dir(&msg) {
+                // The files are in msg/ but may not survive a crash: take them back out and
+                // report failure, so the client's retry is the only copy (nothing is
+                // delivered that was not acknowledged; if the unlink is lost in a crash too,
+                // the worst case is a duplicate, never a loss).
+                for (p, r) in batch.iter().zip(results.iter_mut()) {
+                    if r.is_ok() {
+                        let _ = fs::remove_file(msg.join(&p.id));
+                        *r = Err(io::Error::new(
+                            e.kind(),
+                            format!("fsync of queue failed: {e}"),
+                        ));
+                    }
                 }
             }
             syncs.fetch_add(1, Ordering::Relaxed);
@@ -416,7 +429,12 @@ impl Spool {
     /// acknowledged) and `.state` files whose message is gone. Only the one server process may
     /// call this: another process's tmp files would be in flight.
     pub fn open_and_recover(data_dir: &Path) -> io::Result<Spool> {
-        let spool = Spool::open(data_dir)?;
+        Spool::open_and_recover_with_disk(data_dir, crate::durable::os())
+    }
+
+    /// [`Spool::open_and_recover`] with every fsync and rename going through `disk`.
+    pub fn open_and_recover_with_disk(data_dir: &Path, disk: Arc<dyn Disk>) -> io::Result<Spool> {
+        let spool = Spool::open_with_disk(data_dir, disk)?;
         spool.clean()?;
         Ok(spool)
     }
@@ -453,23 +471,35 @@ impl Spool {
     /// Opens/creates the queue dirs and starts the committer thread. Safe while the server
     /// runs (the admin CLI uses it): it removes nothing.
     pub fn open(data_dir: &Path) -> io::Result<Spool> {
+        Spool::open_with_disk(data_dir, crate::durable::os())
+    }
+
+    /// [`Spool::open`] with every fsync and rename going through `disk` (tests pass a
+    /// [`crate::durable::Recorder`]).
+    pub fn open_with_disk(data_dir: &Path, disk: Arc<dyn Disk>) -> io::Result<Spool> {
         let root = data_dir.join("queue");
         let tmp = root.join("tmp");
         let msg = root.join("msg");
-        ensure_dir(&tmp)?;
-        ensure_dir(&msg)?;
+        ensure_dir(&tmp, &*disk)?;
+        ensure_dir(&msg, &*disk)?;
         let dir_syncs = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
-        let (t, m, s) = (tmp.clone(), msg.clone(), dir_syncs.clone());
+        let (t, m, s, d) = (tmp.clone(), msg.clone(), dir_syncs.clone(), disk.clone());
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || committer(rx, t, m, s))?;
+            .spawn(move || committer(rx, t, m, s, d))?;
         Ok(Spool {
             tmp,
             msg,
             dir_syncs,
             committer: tx,
+            disk,
         })
+    }
+
+    /// The disk seam this spool writes through; Maildirs written for its messages use it too.
+    pub fn disk(&self) -> Arc<dyn Disk> {
+        self.disk.clone()
     }
 
     /// Makes the message durable under `id` (from [`new_id`]) and only then returns: the
@@ -503,7 +533,8 @@ impl Spool {
         }
         let id = id.to_string();
         let path = self.tmp.join(&id);
-        tokio::task::spawn_blocking(move || write_durable(&path, &[&record]))
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || write_durable(&path, &[&record], &*disk))
             .await
             .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
         let (reply, done) = oneshot::channel();
@@ -565,7 +596,8 @@ impl Spool {
             .take()
             .ok_or_else(|| io::Error::other("draft already finished"))?;
         let path = draft.path.clone();
-        let synced = tokio::task::spawn_blocking(move || file.sync_all())
+        let (disk, p) = (self.disk.clone(), path.clone());
+        let synced = tokio::task::spawn_blocking(move || disk.sync_file(&file, &p))
             .await
             .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))?;
         if let Err(e) = synced {
@@ -657,9 +689,9 @@ impl Spool {
         };
         let line = format!("{rcpt_index} {state} {}\n", escape(detail));
         file.write_all(line.as_bytes())?;
-        file.sync_all()?;
+        self.disk.sync_file(&file, &path)?;
         if created {
-            sync_dir(&self.msg)?;
+            self.disk.sync_dir(&self.msg)?;
         }
         Ok(())
     }
