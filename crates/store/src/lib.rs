@@ -3,6 +3,7 @@
 //! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
 
 pub mod directory;
+pub mod login_guard;
 pub mod login_limits;
 pub mod mailbox;
 pub mod maildir;
