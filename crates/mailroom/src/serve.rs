@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::auth::LoginGuard;
+use mta::auth::SmtpAuth;
 use mta::delivery::Delivery;
 use mta::policy::DirectoryPolicy;
 use mta::relay::{Relay, RelayConfig};
 use mta::smtpd::{Smtpd, SmtpdConfig};
 use proto::smtp::{Service, SessionConfig};
 use store::directory::Directory;
+use store::login_guard::LoginGuard;
 use store::spool::Spool;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -158,11 +159,9 @@ async fn serve(
     );
     let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
     let per_ip = Arc::new(mta::smtpd::PerIp::default());
-    let guard = Arc::new(LoginGuard::new(
-        directory.clone(),
-        10,
-        Duration::from_secs(600),
-    ));
+    // One login guard for every SMTP and POP3 listener: failures count across protocols.
+    let login_guard = Arc::new(LoginGuard::new(config.auth.limits()));
+    let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
     for (service, listeners) in [
         (Service::Mx, smtp_listeners),
         (Service::Submission, submission_listeners),
@@ -215,6 +214,7 @@ async fn serve(
                 listener,
                 pop3_config.clone(),
                 pop3_auth.clone(),
+                login_guard.clone(),
                 Some(acceptor.clone()),
                 implicit_tls,
                 shutdown_rx.clone(),

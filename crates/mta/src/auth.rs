@@ -1,53 +1,48 @@
 //! Password checks for SMTP AUTH: argon2id verification off the event loop (bounded to one per
-//! CPU by `store::password_check`),
-//! and brute-force limits per client IP and per account with growing delays.
+//! CPU by `store::password_check`) under the process's one `store::login_guard::LoginGuard`,
+//! which POP3 obeys too.
 //!
-//! A failed attempt costs the client a delay of 1 s doubled for each recent failure from its
-//! IP or against the account (capped at 8 s). Past `max_failures` within `window`, further
-//! attempts from that IP or against that account are refused without checking the password
-//! (same reply, same delay), so a guesser learns nothing and burns no CPU. Memory is bounded:
-//! the counters are `store::login_limits` (shared with POP3), bounded in keys and timestamps. Every failure is
-//! logged with IP and account, never the password.
+//! Each attempt is reserved with the guard before the password is checked, so parallel
+//! guesses count at once. A failed attempt costs the client the guard's growing delay
+//! (`[auth] failure_delay`, doubling per recent failure from its network or against the
+//! account, up to `max_failure_delay`). Past the lockout limits, attempts from that network or
+//! against that account are refused without checking the password (same reply, a delay too),
+//! so a guesser learns nothing and burns no CPU. Every failure is logged with IP and account,
+//! never the password.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use store::directory::Directory;
-use store::login_limits::{account_key, backoff, FailedLogins};
+use store::login_guard::LoginGuard;
 
 /// Checks credentials for the SMTP listeners.
-pub struct LoginGuard {
+pub struct SmtpAuth {
     directory: Arc<Directory>,
-    by_ip: FailedLogins<IpAddr>,
-    by_account: FailedLogins<String>,
-    /// Base delay unit (1 s in production; tests may shorten it).
-    pub delay_unit: Duration,
+    guard: Arc<LoginGuard>,
 }
 
-impl LoginGuard {
-    /// At most `max_failures` failures per `window`, per IP and per account.
-    pub fn new(directory: Arc<Directory>, max_failures: u32, window: Duration) -> LoginGuard {
-        LoginGuard {
-            directory,
-            by_ip: FailedLogins::new(max_failures, window),
-            by_account: FailedLogins::new(max_failures, window),
-            delay_unit: Duration::from_secs(1),
-        }
+impl SmtpAuth {
+    /// Checks passwords in `directory` under the shared `guard`.
+    pub fn new(directory: Arc<Directory>, guard: Arc<LoginGuard>) -> SmtpAuth {
+        SmtpAuth { directory, guard }
     }
 
     /// The account's canonical address when `user`/`password` are right.
     pub async fn check(&self, ip: IpAddr, user: &str, password: &str) -> Option<String> {
-        let account = account_key(user);
-        let delay = |n: u32| backoff(self.delay_unit, n, self.delay_unit * 8);
-        if self.by_ip.is_blocked(&ip) || self.by_account.is_blocked(&account) {
-            tracing::warn!(
-                "auth: refused user={:?} ip={ip}: too many recent failures",
-                proto::smtp::address::escape(user)
-            );
-            tokio::time::sleep(delay(4)).await;
-            return None;
-        }
+        let attempt = match self.guard.begin(ip, user, Instant::now()) {
+            Ok(a) => a,
+            Err(refused) => {
+                tracing::warn!(
+                    "auth: refused user={:?} ip={ip}: too many recent failures ({:?})",
+                    proto::smtp::address::escape(user),
+                    refused.lockout
+                );
+                tokio::time::sleep(refused.delay).await;
+                return None;
+            }
+        };
         // argon2 runs on a blocking thread; the directory allows one check per CPU at a time.
         let directory = self.directory.clone();
         let (u, p) = (user.to_string(), password.to_string());
@@ -56,6 +51,7 @@ impl LoginGuard {
             .ok();
         match verdict {
             Some(Ok(Some(found))) => {
+                attempt.succeeded();
                 tracing::info!("auth: ok user={} ip={ip}", found.address);
                 Some(found.address)
             }
@@ -63,15 +59,13 @@ impl LoginGuard {
                 if let Some(Err(e)) = &other {
                     tracing::error!("auth: directory error: {e}");
                 }
-                let n = self
-                    .by_ip
-                    .record_failure(&ip)
-                    .max(self.by_account.record_failure(&account));
+                let failed = attempt.failed(Instant::now());
+                let n = failed.ip_failures.max(failed.account_failures);
                 tracing::warn!(
                     "auth: failed user={:?} ip={ip} recent_failures={n}",
                     proto::smtp::address::escape(user)
                 );
-                tokio::time::sleep(delay(n)).await;
+                tokio::time::sleep(failed.delay).await;
                 None
             }
         }

@@ -5,7 +5,7 @@
 //! It owns what protocol logic cannot: the connection limit (`421 4.7.0`), the idle timeout
 //! (`421 4.4.2`, RFC 5321 §4.5.3.2), the shutdown (`421 4.3.2` after a grace period), TLS
 //! handshakes (implicit on port 465, after STARTTLS on 25 and 587), password checks through
-//! [`crate::auth::LoginGuard`], and the log line per connection and per accepted message. It
+//! [`crate::auth::SmtpAuth`], and the log line per connection and per accepted message. It
 //! does not parse SMTP and does not deliver: accepted ids are handed to the queue runner
 //! through a channel.
 
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::LoginGuard;
+use crate::auth::SmtpAuth;
 
 use crate::stopped;
 
@@ -92,7 +92,7 @@ pub struct Smtpd {
     /// TLS for STARTTLS and port 465; `None` when no certificate is loaded.
     pub tls: Option<TlsAcceptor>,
     /// Password checks and brute-force limits, shared by all SMTP listeners.
-    pub auth: Arc<LoginGuard>,
+    pub auth: Arc<SmtpAuth>,
     /// When set, mail for local accounts only is delivered at commit time
     /// ([`crate::delivery::Delivery::deliver_direct`]) instead of through the spool.
     pub direct: Option<Arc<crate::delivery::Delivery>>,

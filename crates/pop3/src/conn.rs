@@ -2,8 +2,7 @@
 //!
 //! What it does: reads lines (bounded by the session's current limit, each within the idle
 //! timeout), feeds them to the session and performs the returned actions: password checks
-//! and Maildir access on blocking threads, failed-login limits per IP and per account with
-//! growing delays, streaming messages through the dot-stuffer in large writes, and the UPDATE
+//! and Maildir access on blocking threads, the shared login guard's delays and lockouts, streaming messages through the dot-stuffer in large writes, and the UPDATE
 //! state at QUIT. Replies are flushed when no pipelined input is pending. Logs logins with
 //! `tls=yes/no`, failures with IP and account (never passwords), and QUIT counts.
 //!
@@ -20,7 +19,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::pop3::{greeting, Action, AuthOutcome, DotStuffer, Session, SessionFlags};
 use store::mailbox::{Mailbox, MailboxError};
@@ -30,8 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Authenticator, FailedLogins, Pop3Config};
-use store::login_limits::{account_key, backoff};
+use crate::{Authenticator, LoginGuard, Pop3Config};
+use store::login_guard::Lockout;
 
 /// Size of the chunks read from message files and written to the socket.
 const CHUNK: usize = 64 * 1024;
@@ -40,8 +39,7 @@ const CHUNK: usize = 64 * 1024;
 pub(crate) struct Context {
     pub config: Arc<Pop3Config>,
     pub auth: Arc<dyn Authenticator>,
-    pub failed: Arc<FailedLogins>,
-    pub failed_accounts: Arc<FailedLogins<String>>,
+    pub guard: Arc<LoginGuard>,
     pub shutdown: watch::Receiver<bool>,
     /// Set for implicit TLS, or to offer STLS.
     pub tls: Option<TlsAcceptor>,
@@ -379,7 +377,7 @@ impl Conn {
         Ok(None)
     }
 
-    /// Checks credentials under the failed-login limits (see `store::login_limits`), then locks and lists
+    /// Checks credentials under the login guard (see `store::login_guard`), then locks and lists
     /// the maildrop.
     async fn authenticate(&mut self, user: &str, password: String, ctx: &Context) -> AuthOutcome {
         let ip = self.ip;
@@ -388,41 +386,39 @@ impl Conn {
         } else {
             "no"
         };
-        let (base, cap) = (
-            ctx.config.failed_login_delay,
-            ctx.config.max_failed_login_delay,
-        );
-        let ip_failures = ctx.failed.recent(&ip);
-        if ip_failures >= ctx.config.max_failed_per_ip {
-            tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures from this address");
-            tokio::time::sleep(backoff(base, ip_failures, cap)).await;
-            return AuthOutcome::Throttled;
-        }
-        let account = account_key(user);
-        if ctx.failed_accounts.is_blocked(&account) {
-            // The account is locked for a while: answer exactly as for a wrong password,
-            // without running the password check. It still counts against the address.
-            let n = ctx.failed.record_failure(&ip);
-            let m = ctx.failed_accounts.recent(&account);
-            tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures for this account");
-            tokio::time::sleep(backoff(base, n.max(m), cap)).await;
-            return AuthOutcome::BadCredentials;
-        }
+        let attempt = match ctx.guard.begin(ip, user, Instant::now()) {
+            Ok(a) => a,
+            Err(refused) if refused.lockout == Lockout::Ip => {
+                tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures from this address");
+                tokio::time::sleep(refused.delay).await;
+                return AuthOutcome::Throttled;
+            }
+            Err(refused) => {
+                // The account is locked for a while: answer exactly as for a wrong password,
+                // without running the password check.
+                tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures for this account");
+                tokio::time::sleep(refused.delay).await;
+                return AuthOutcome::BadCredentials;
+            }
+        };
         let auth = ctx.auth.clone();
         let u = user.to_owned();
         let root = tokio::task::spawn_blocking(move || auth.authenticate(&u, &password)).await;
         let root = match root {
-            Ok(Some(root)) => root,
+            Ok(Some(root)) => {
+                attempt.succeeded();
+                root
+            }
             Ok(None) => {
                 // Same path, reply and delay for unknown users and wrong passwords; the delay
                 // grows with the recent failures of this address or this account.
-                let n = ctx.failed.record_failure(&ip);
-                let m = ctx.failed_accounts.record_failure(&account);
-                tracing::warn!(%ip, user = ?user, tls, ip_failures = n, account_failures = m, "pop3: login failed");
-                tokio::time::sleep(backoff(base, n.max(m), cap)).await;
+                let f = attempt.failed(Instant::now());
+                tracing::warn!(%ip, user = ?user, tls, ip_failures = f.ip_failures, account_failures = f.account_failures, "pop3: login failed");
+                tokio::time::sleep(f.delay).await;
                 return AuthOutcome::BadCredentials;
             }
             Err(_) => {
+                drop(attempt);
                 tracing::error!(%ip, user = ?user, "pop3: authenticator panicked");
                 return AuthOutcome::TempFailure;
             }

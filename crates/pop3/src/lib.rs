@@ -3,8 +3,8 @@
 //! What it does: accepts TCP connections (at most `max_connections` at once; extra clients get
 //! `-ERR [SYS/TEMP]` and are closed), greets, and runs each connection's loop (see `conn`):
 //! bounded line reads with an idle timeout, the sans-I/O `proto::pop3::Session`, password
-//! checks off the event loop, failed-login limits per IP and per account with growing delays
-//! (see `store::login_limits`), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
+//! checks off the event loop under the process's one `store::login_guard::LoginGuard` (shared
+//! with SMTP AUTH: delays and lockouts per network and per account), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
 //! it either runs the handshake first (implicit TLS, the pop3s service on port 995, RFC 8314
 //! §3.3) or offers STLS on the plain port (RFC 2595 §4). On the shutdown signal it stops
 //! accepting, tells idle sessions it is shutting down (without UPDATE), and returns when every
@@ -12,7 +12,8 @@
 //!
 //! What it does not do: load certificates or build the rustls configuration (the caller
 //! passes a ready `TlsAcceptor`), check passwords itself (the binary implements
-//! [`Authenticator`]), or parse messages.
+//! [`Authenticator`]), keep login limits of its own (the caller passes the shared guard), or
+//! parse messages.
 
 mod conn;
 
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use store::login_limits::{account_key, backoff, FailedLogins};
+pub use store::login_guard::{LoginGuard, LoginLimits};
 pub use tokio_rustls::TlsAcceptor;
 
 /// Checks account credentials; implemented by the binary.
@@ -49,21 +50,6 @@ pub struct Pop3Config {
     /// Inactivity autologout timer; RFC 1939 §3 requires at least 10 minutes. Also bounds each
     /// write to a slow client.
     pub idle_timeout: Duration,
-    /// Base delay before answering a failed login (same for unknown users and wrong
-    /// passwords). It doubles with each recent failure from the same IP or for the same
-    /// account: `failed_login_delay × 2^(failures − 1)`, at most `max_failed_login_delay`.
-    pub failed_login_delay: Duration,
-    /// Cap on the growing failed-login delay.
-    pub max_failed_login_delay: Duration,
-    /// Failed logins allowed per client IP within `failed_login_window`; beyond it, logins from
-    /// that IP are refused with `-ERR [AUTH]` without checking the password.
-    pub max_failed_per_ip: u32,
-    /// Failed logins allowed per account (from any IP) within `failed_login_window`; beyond
-    /// it, logins to that account are refused with the same reply as a wrong password,
-    /// without checking the password, until the oldest failures leave the window.
-    pub max_failed_per_account: u32,
-    /// The window for `max_failed_per_ip` and `max_failed_per_account`.
-    pub failed_login_window: Duration,
     /// Maximum concurrent connections.
     pub max_connections: usize,
     /// Time allowed for a TLS handshake (implicit TLS or after STLS); the connection is
@@ -80,11 +66,6 @@ impl Default for Pop3Config {
                 "::1/128".parse().expect("valid literal"),
             ],
             idle_timeout: Duration::from_secs(600),
-            failed_login_delay: Duration::from_secs(1),
-            max_failed_login_delay: Duration::from_secs(8),
-            max_failed_per_ip: 10,
-            max_failed_per_account: 5,
-            failed_login_window: Duration::from_secs(600),
             max_connections: 200,
             tls_handshake_timeout: Duration::from_secs(30),
         }
@@ -104,6 +85,11 @@ impl Pop3Config {
 /// Serves POP3 on `listener` until `shutdown` becomes true (or its sender is dropped), then
 /// waits for the open sessions to end.
 ///
+/// Logins obey `guard` (failure delays and lockouts; the same instance the SMTP listeners use,
+/// so failures over either protocol count against both): from a locked-out network the reply
+/// is `-ERR [AUTH] Too many failed logins`, for a locked account the same reply as a wrong
+/// password, both without a password check.
+///
 /// TLS: with `implicit_tls` (the pop3s service, RFC 8314) every connection starts with the
 /// TLS handshake (bounded by `tls_handshake_timeout`) and the greeting is sent inside TLS;
 /// `tls` must then be `Some`, otherwise nothing is served (an error is logged and the function
@@ -113,6 +99,7 @@ pub async fn serve(
     listener: TcpListener,
     config: Arc<Pop3Config>,
     auth: Arc<dyn Authenticator>,
+    guard: Arc<LoginGuard>,
     tls: Option<TlsAcceptor>,
     implicit_tls: bool,
     mut shutdown: watch::Receiver<bool>,
@@ -122,14 +109,6 @@ pub async fn serve(
         return;
     }
     let permits = Arc::new(Semaphore::new(config.max_connections));
-    let failed = Arc::new(FailedLogins::new(
-        config.max_failed_per_ip,
-        config.failed_login_window,
-    ));
-    let failed_accounts = Arc::new(FailedLogins::new(
-        config.max_failed_per_account,
-        config.failed_login_window,
-    ));
     let mut tasks = JoinSet::new();
     while !*shutdown.borrow_and_update() {
         tokio::select! {
@@ -153,8 +132,7 @@ pub async fn serve(
                     let ctx = conn::Context {
                         config: config.clone(),
                         auth: auth.clone(),
-                        failed: failed.clone(),
-                        failed_accounts: failed_accounts.clone(),
+                        guard: guard.clone(),
                         shutdown: shutdown.clone(),
                         tls: tls.clone(),
                         implicit_tls,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3::{serve, Authenticator, Pop3Config};
+use pop3::{serve, Authenticator, LoginGuard, LoginLimits, Pop3Config};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +39,12 @@ fn deliver(root: &Path, t: u64, body: &[u8]) -> String {
     name
 }
 
-async fn start_with(mut config: Pop3Config) -> Server {
+async fn start_with(config: Pop3Config) -> Server {
+    start_guarded(config, LoginLimits::default()).await
+}
+
+/// Starts a server whose logins obey `limits`, with the failure delay cut to 20 ms.
+async fn start_guarded(mut config: Pop3Config, limits: LoginLimits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mail/example.test/alice/Maildir");
     for sub in ["new", "cur", "tmp"] {
@@ -53,12 +58,16 @@ async fn start_with(mut config: Pop3Config) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     config.hostname = "mx.example.test".into();
-    config.failed_login_delay = Duration::from_millis(20);
+    let guard = Arc::new(LoginGuard::new(LoginLimits {
+        failure_delay: Duration::from_millis(20),
+        ..limits
+    }));
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(serve(
         listener,
         Arc::new(config),
         Arc::new(MapAuth(users)),
+        guard,
         None,
         false,
         rx,
@@ -242,11 +251,11 @@ async fn second_login_is_in_use_until_first_quits() {
 
 #[tokio::test]
 async fn bad_logins_same_reply_then_throttled() {
-    let config = Pop3Config {
-        max_failed_per_ip: 3,
-        ..Pop3Config::default()
+    let limits = LoginLimits {
+        lockout_after_per_ip: 3,
+        ..LoginLimits::default()
     };
-    let s = start_with(config).await;
+    let s = start_guarded(Pop3Config::default(), limits).await;
     let bad = "-ERR [AUTH] Invalid user name or password\r\n";
     let mut c = Client::connect(&s).await;
     c.cmd("USER nobody").await;
@@ -356,13 +365,13 @@ async fn shutdown_ends_sessions_and_serve() {
 
 #[tokio::test]
 async fn account_locked_after_failures_even_with_right_password() {
-    let config = Pop3Config {
-        max_failed_per_account: 2,
-        max_failed_per_ip: 100,
-        failed_login_window: Duration::from_millis(1500),
-        ..Pop3Config::default()
+    let limits = LoginLimits {
+        lockout_after_per_account: 2,
+        lockout_after_per_ip: 100,
+        lockout_window: Duration::from_millis(1500),
+        ..LoginLimits::default()
     };
-    let s = start_with(config).await;
+    let s = start_guarded(Pop3Config::default(), limits).await;
     let bad = "-ERR [AUTH] Invalid user name or password\r\n";
     let mut c = Client::connect(&s).await;
     c.cmd("USER alice").await;

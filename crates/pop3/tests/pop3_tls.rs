@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3::{serve, Authenticator, Pop3Config};
+use pop3::{serve, Authenticator, LoginGuard, LoginLimits, Pop3Config};
 use rustls::crypto::ring::default_provider;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -88,6 +88,7 @@ async fn start(implicit_tls: bool, config: Pop3Config) -> Server {
         listener,
         Arc::new(config),
         Arc::new(MapAuth(users)),
+        fast_guard(),
         Some(acceptor),
         implicit_tls,
         rx,
@@ -101,11 +102,18 @@ async fn start(implicit_tls: bool, config: Pop3Config) -> Server {
     }
 }
 
+/// A login guard with the default lockouts and short failure delays.
+fn fast_guard() -> Arc<LoginGuard> {
+    Arc::new(LoginGuard::new(LoginLimits {
+        failure_delay: Duration::from_millis(20),
+        ..LoginLimits::default()
+    }))
+}
+
 fn untrusted() -> Pop3Config {
     Pop3Config {
         hostname: "mx.example.test".into(),
         plaintext_allowed_networks: vec![],
-        failed_login_delay: Duration::from_millis(20),
         ..Pop3Config::default()
     }
 }
@@ -333,7 +341,15 @@ async fn implicit_tls_without_acceptor_serves_nothing() {
     let auth = Arc::new(MapAuth(HashMap::new()));
     tokio::time::timeout(
         Duration::from_secs(5),
-        serve(listener, Arc::new(untrusted()), auth, None, true, rx),
+        serve(
+            listener,
+            Arc::new(untrusted()),
+            auth,
+            fast_guard(),
+            None,
+            true,
+            rx,
+        ),
     )
     .await
     .expect("serve returns at once");

@@ -185,6 +185,14 @@ fn parse_address(input: &str) -> Result<Addr, DirectoryError> {
     })
 }
 
+/// The key an account is looked up by for a login name (`verify_password`, `account`): the
+/// whole address folded with Unicode `to_lowercase`, so every spelling that logs in as one
+/// account (`Kate@`, `KATE@`, `\u{212A}ate@` with the KELVIN SIGN) gives that account's key.
+/// `None` when the name is not an address and so cannot name an account.
+pub fn login_key(name: &str) -> Option<String> {
+    parse_address(name).ok().map(|a| a.key())
+}
+
 /// An alias name: either an address or `@domain` (catch-all). Returns (display, key, domain).
 fn parse_alias(input: &str) -> Result<(String, String, String), DirectoryError> {
     if let Some(domain) = input.strip_prefix('@') {

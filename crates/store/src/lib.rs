@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod durable;
+pub mod login_guard;
 pub mod login_limits;
 pub mod mailbox;
 pub mod maildir;

@@ -1,15 +1,19 @@
-//! Failed-login accounting for SMTP AUTH and POP3 logins: per client IP and per account.
+//! Failed-login counters per key (a client network or a canonical account name), the table
+//! under [`crate::login_guard::LoginGuard`].
 //!
-//! What it does: remembers the times of recent failed logins per key (a client IP address, or
-//! a normalised account name, see [`account_key`]), and says whether a key has reached the
-//! limit within the window (then its logins are refused without checking the password). It
-//! also computes the growing delay before a failure reply ([`backoff`]). Memory is bounded: at
-//! most `max` timestamps per key, stale keys are pruned, and when the table is still full the
-//! key whose last failure is oldest is evicted, so at most [`MAX_KEYS`] keys are kept.
+//! What it does: remembers, per key, the times of recent failed logins and the number of
+//! attempts in flight (reserved before their password check, not yet settled), and says
+//! whether a key has reached its limit within the window: failures plus attempts in flight,
+//! so parallel guesses cannot all pass the check before the first failure is recorded. It
+//! also computes the growing delay before a failure reply ([`backoff`]). Memory is bounded:
+//! at most `max` timestamps per key, stale keys are pruned, and when the table is still full
+//! the idle key whose last failure is oldest is evicted, so at most [`MAX_KEYS`] keys without
+//! attempts in flight are kept.
 //!
-//! What it does not do: sleep (the connection loop does), log, or persist anything. Evicting
-//! keys under a flood of distinct keys can forget some failures; that is the price of bounded
-//! memory, and the per-IP limit still applies to the flooding client.
+//! What it does not do: read a clock (every call is given `now`, so tests use a fake one),
+//! sleep (the connection loop does), log, or persist anything. Evicting keys under a flood of
+//! distinct keys can forget some failures; that is the price of bounded memory, and the
+//! per-IP limit still applies to the flooding client.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -20,104 +24,160 @@ use std::time::{Duration, Instant};
 /// Prune stale keys when the table grows beyond this many keys.
 const PRUNE_AT: usize = 4096;
 
-/// Hard limit on the number of keys in one table.
+/// Hard limit on the number of idle keys in one table.
 pub const MAX_KEYS: usize = 2 * PRUNE_AT;
 
-/// Longest account name (in octets) used as a key; longer names share the truncated key.
-const MAX_ACCOUNT_KEY: usize = 256;
+#[derive(Debug, Default)]
+struct Entry {
+    failures: VecDeque<Instant>,
+    in_flight: u32,
+}
 
-/// Failed-login counter per key: client IP addresses by default, or account names.
+impl Entry {
+    fn expire(&mut self, window: Duration, now: Instant) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        {
+            self.failures.pop_front();
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.failures.is_empty() && self.in_flight == 0
+    }
+
+    fn failures(&self) -> u32 {
+        u32::try_from(self.failures.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Failed-login counter per key: client networks by default, or account names.
 #[derive(Debug)]
 pub struct FailedLogins<K = IpAddr> {
     max: u32,
     window: Duration,
-    table: Mutex<HashMap<K, VecDeque<Instant>>>,
+    table: Mutex<HashMap<K, Entry>>,
 }
 
 impl<K: Eq + Hash + Clone> FailedLogins<K> {
-    /// At most `max` failures per `window` per key.
+    /// At most `max` failures (and attempts in flight) per `window` per key.
     pub fn new(max: u32, window: Duration) -> Self {
         FailedLogins {
-            max,
+            max: max.max(1),
             window,
             table: Mutex::new(HashMap::new()),
         }
     }
 
-    fn expire(q: &mut VecDeque<Instant>, window: Duration, now: Instant) {
-        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            q.pop_front();
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Entry>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Number of failures recorded for `key` within the window (at most `max`).
-    pub fn recent(&self, key: &K) -> u32 {
-        let now = Instant::now();
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match table.get_mut(key) {
-            Some(q) => {
-                Self::expire(q, self.window, now);
-                let n = q.len();
-                if n == 0 {
-                    table.remove(key);
-                }
-                u32::try_from(n).unwrap_or(u32::MAX)
+    pub fn recent(&self, key: &K, now: Instant) -> u32 {
+        let mut table = self.lock();
+        let Some(e) = table.get_mut(key) else {
+            return 0;
+        };
+        e.expire(self.window, now);
+        let n = e.failures();
+        if e.is_idle() {
+            table.remove(key);
+        }
+        n
+    }
+
+    /// True if `key` has reached the limit (failures plus attempts in flight).
+    pub fn is_blocked(&self, key: &K, now: Instant) -> bool {
+        let mut table = self.lock();
+        table.get_mut(key).is_some_and(|e| {
+            e.expire(self.window, now);
+            e.failures() + e.in_flight >= self.max
+        })
+    }
+
+    /// Reserves one attempt for `key` unless the failures within the window plus the attempts
+    /// already in flight have reached the limit; then returns the number of recent failures.
+    /// A reservation must be ended by [`FailedLogins::release`] or
+    /// [`FailedLogins::settle_failure`].
+    pub fn try_reserve(&self, key: &K, now: Instant) -> Result<(), u32> {
+        let mut table = self.lock();
+        let e = self.entry(&mut table, key, now);
+        if e.failures() + e.in_flight >= self.max {
+            return Err(e.failures());
+        }
+        e.in_flight += 1;
+        Ok(())
+    }
+
+    /// Ends a reservation without a failure (the password was right).
+    pub fn release(&self, key: &K) {
+        let mut table = self.lock();
+        if let Some(e) = table.get_mut(key) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if e.is_idle() {
+                table.remove(key);
             }
-            None => 0,
         }
     }
 
-    /// True if `key` has reached the limit and must be refused for now.
-    pub fn is_blocked(&self, key: &K) -> bool {
-        self.recent(key) >= self.max
+    /// Ends a reservation with a failure; returns the failures now recorded within the window.
+    pub fn settle_failure(&self, key: &K, now: Instant) -> u32 {
+        let mut table = self.lock();
+        let e = self.entry(&mut table, key, now);
+        e.in_flight = e.in_flight.saturating_sub(1);
+        self.push(e, now)
     }
 
-    /// Records one failed login for `key`; returns the number of failures now recorded for it
-    /// within the window (at least 1).
-    pub fn record_failure(&self, key: &K) -> u32 {
-        let now = Instant::now();
-        let window = self.window;
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+    /// Records one failed login for `key` without a reservation; returns the number of
+    /// failures now recorded for it within the window (at least 1).
+    pub fn record_failure(&self, key: &K, now: Instant) -> u32 {
+        let mut table = self.lock();
+        let e = self.entry(&mut table, key, now);
+        self.push(e, now)
+    }
+
+    fn push(&self, e: &mut Entry, now: Instant) -> u32 {
+        e.failures.push_back(now);
+        while e.failures.len() > self.max as usize {
+            e.failures.pop_front();
+        }
+        e.failures()
+    }
+
+    /// The entry for `key`, expired up to `now`; makes room first when the key is new.
+    fn entry<'t>(&self, table: &'t mut HashMap<K, Entry>, key: &K, now: Instant) -> &'t mut Entry {
         if !table.contains_key(key) && table.len() >= PRUNE_AT {
-            table.retain(|_, q| {
-                Self::expire(q, window, now);
-                !q.is_empty()
+            let window = self.window;
+            table.retain(|_, e| {
+                e.expire(window, now);
+                !e.is_idle()
             });
             if table.len() >= MAX_KEYS {
-                // Still full of live keys: forget the one whose last failure is oldest.
+                // Still full of live keys: forget the one whose last failure is oldest, but
+                // never one with an attempt in flight (its settlement is still to come).
                 let oldest = table
                     .iter()
-                    .min_by_key(|(_, q)| q.back().copied())
+                    .filter(|(_, e)| e.in_flight == 0)
+                    .min_by_key(|(_, e)| e.failures.back().copied())
                     .map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     table.remove(&k);
                 }
             }
         }
-        let q = table.entry(key.clone()).or_default();
-        Self::expire(q, window, now);
-        q.push_back(now);
-        while q.len() > self.max.max(1) as usize {
-            q.pop_front();
-        }
-        u32::try_from(q.len()).unwrap_or(u32::MAX)
+        let e = table.entry(key.clone()).or_default();
+        e.expire(self.window, now);
+        e
     }
 
     /// Number of keys currently held (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
-}
-
-/// The key for per-account accounting: the user name, ASCII-lowercased (so that case variants
-/// of one name share a counter) and truncated to a bounded length.
-pub fn account_key(user: &str) -> String {
-    let mut end = user.len().min(MAX_ACCOUNT_KEY);
-    while !user.is_char_boundary(end) {
-        end -= 1;
-    }
-    user[..end].to_ascii_lowercase()
 }
 
 /// The delay before answering a failed login: `base × 2^(failures − 1)`, at most `cap`
@@ -133,57 +193,65 @@ mod tests {
 
     #[test]
     fn blocks_after_max_and_expires() {
-        let f = FailedLogins::new(2, Duration::from_millis(50));
+        // A fake clock: every call is given its `now`.
+        let t0 = Instant::now();
+        let window = Duration::from_millis(50);
+        let f = FailedLogins::new(2, window);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(!f.is_blocked(&ip));
-        assert_eq!(f.record_failure(&ip), 1);
-        assert!(!f.is_blocked(&ip));
-        assert_eq!(f.record_failure(&ip), 2);
-        assert!(f.is_blocked(&ip));
-        assert!(!f.is_blocked(&other));
+        assert!(!f.is_blocked(&ip, t0));
+        assert_eq!(f.record_failure(&ip, t0), 1);
+        assert!(!f.is_blocked(&ip, t0));
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(f.record_failure(&ip, t1), 2);
+        assert!(f.is_blocked(&ip, t1));
+        assert!(!f.is_blocked(&other, t1));
         // At most `max` timestamps are kept.
-        assert_eq!(f.record_failure(&ip), 2);
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!f.is_blocked(&ip));
-        assert_eq!(f.recent(&ip), 0);
+        assert_eq!(f.record_failure(&ip, t1), 2);
+        // The first failure leaves the window at t0 + 50 ms, the others at t1 + 50 ms.
+        assert!(f.is_blocked(&ip, t0 + window));
+        assert_eq!(f.recent(&ip, t1 + window - Duration::from_millis(1)), 2);
+        assert!(!f.is_blocked(&ip, t1 + window));
+        assert_eq!(f.recent(&ip, t1 + window), 0);
     }
 
     #[test]
-    fn per_account_lockout_is_shared_by_all_addresses() {
-        // The loop records account failures under account_key(user), whatever the client IP,
-        // so failures from different addresses add up and case variants share the counter.
-        let accounts: FailedLogins<String> = FailedLogins::new(3, Duration::from_secs(60));
-        let ips = FailedLogins::new(3, Duration::from_secs(60));
-        for (i, user) in ["alice", "Alice", "ALICE"].iter().enumerate() {
-            let ip = IpAddr::from([192, 0, 2, i as u8 + 1]);
-            assert!(!accounts.is_blocked(&account_key(user)));
-            accounts.record_failure(&account_key(user));
-            ips.record_failure(&ip);
-            assert!(!ips.is_blocked(&ip));
-        }
-        assert!(accounts.is_blocked(&account_key("alice")));
-        assert!(accounts.is_blocked(&account_key("aLiCe")));
-        assert!(!accounts.is_blocked(&account_key("bob")));
-    }
-
-    #[test]
-    fn account_key_is_bounded_and_utf8_safe() {
-        let long = "é".repeat(300);
-        let k = account_key(&long);
-        assert!(k.len() <= MAX_ACCOUNT_KEY && k.starts_with('é'));
-        assert_eq!(account_key("Bob@Example.TEST"), "bob@example.test");
+    fn attempts_in_flight_count_toward_the_limit() {
+        let now = Instant::now();
+        let f: FailedLogins<u8> = FailedLogins::new(3, Duration::from_secs(60));
+        assert_eq!(f.try_reserve(&1, now), Ok(()));
+        assert_eq!(f.try_reserve(&1, now), Ok(()));
+        assert_eq!(f.try_reserve(&1, now), Ok(()));
+        assert_eq!(f.try_reserve(&1, now), Err(0), "three in flight");
+        assert!(f.is_blocked(&1, now));
+        f.release(&1);
+        assert_eq!(f.settle_failure(&1, now), 1);
+        assert_eq!(f.try_reserve(&1, now), Ok(()));
+        assert_eq!(f.try_reserve(&1, now), Err(1), "one failure, two in flight");
+        f.release(&1);
+        f.release(&1);
+        assert_eq!(f.recent(&1, now), 1);
+        assert_eq!(f.try_reserve(&2, now), Ok(()));
     }
 
     #[test]
     fn memory_is_bounded() {
+        let now = Instant::now();
         let f: FailedLogins<u32> = FailedLogins::new(5, Duration::from_secs(600));
         for k in 0..(MAX_KEYS as u32 + 1000) {
-            f.record_failure(&k);
+            f.record_failure(&k, now);
         }
         assert!(f.len() <= MAX_KEYS);
         // The newest keys are kept.
-        assert_eq!(f.recent(&(MAX_KEYS as u32 + 999)), 1);
+        assert_eq!(f.recent(&(MAX_KEYS as u32 + 999), now), 1);
+        // Keys with an attempt in flight are never evicted.
+        let g: FailedLogins<u32> = FailedLogins::new(5, Duration::from_secs(600));
+        g.try_reserve(&u32::MAX, now).unwrap();
+        for k in 0..(MAX_KEYS as u32 + 10) {
+            g.record_failure(&k, now);
+        }
+        assert_eq!(g.settle_failure(&u32::MAX, now), 1);
+        assert_eq!(g.try_reserve(&u32::MAX, now), Ok(()));
     }
 
     #[test]
