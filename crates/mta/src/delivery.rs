@@ -531,11 +531,11 @@ impl Delivery {
         all.extend_from_slice(parts);
         let mut written: Vec<(Maildir, std::path::PathBuf)> = Vec::new();
         for (n, (i, account)) in copies.iter().enumerate() {
-            let result = self
-                .copy_target(id, account, n, received, size)
-                .and_then(|(maildir, name)| {
-                    maildir.deliver(&name, &all).map(|path| (maildir, path))
-                });
+            let result =
+                self.copy_target(id, account, n, received, size)
+                    .and_then(|(maildir, name)| {
+                        maildir.deliver(&name, &all).map(|path| (maildir, path))
+                    });
             match result {
                 Ok(copy) => {
                     tracing::info!(

@@ -147,7 +147,12 @@ impl Disk for Recorder {
 /// Checks that `file` was made durable the Maildir/queue way before the note `ack`: a file
 /// fsync of `tmp`, then the rename of `tmp` to `dest`, then an fsync of `dest`'s directory, all
 /// before the note. Returns what is wrong, for an assertion message.
-pub fn check_durable_before(steps: &[Step], tmp: &Path, dest: &Path, ack: &str) -> Result<(), String> {
+pub fn check_durable_before(
+    steps: &[Step],
+    tmp: &Path,
+    dest: &Path,
+    ack: &str,
+) -> Result<(), String> {
     let pos = |want: &dyn Fn(&Step) -> bool| steps.iter().position(want);
     let synced = pos(&|s| matches!(s, Step::SyncFile(p) if p == tmp))
         .ok_or_else(|| format!("{} was never fsynced", tmp.display()))?;
