@@ -121,6 +121,15 @@ class Server:
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def wait_log(self, text, count=1, timeout=30.0):
+        """Waits until `text` appears `count` times in the server's log."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log_text().count(text) >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not {count}x in the log:\n{self.log_text()[-3000:]}")
+
     def maildir(self, address):
         local, domain = address.rsplit("@", 1)
         return self.data / "mail" / domain.lower() / local.lower() / "Maildir"

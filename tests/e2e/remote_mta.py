@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -35,9 +36,25 @@ class Dns:
         for r in raw:
             args.append(f"--dns-rr={r}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "dnsmasq.err", "ab"))
-        time.sleep(0.3)
-        if self.proc.poll() is not None:
-            raise RuntimeError((tmp / "dnsmasq.err").read_text())
+        self._wait_ready(tmp)
+
+    def _wait_ready(self, tmp, timeout=15.0):
+        """Until dnsmasq answers a query (any answer) on its port."""
+        query = bytes.fromhex("abcd01000001000000000000") + b"\x05ready\x04test\x00" + b"\x00\x01\x00\x01"
+        deadline = time.time() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(0.2)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((tmp / "dnsmasq.err").read_text())
+                u.sendto(query, ("127.0.0.1", self.port))
+                try:
+                    if u.recv(512)[:2] == b"\xab\xcd":
+                        return
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    raise TimeoutError("dnsmasq does not answer")
 
     @property
     def server(self):
@@ -176,8 +193,15 @@ smtpd_tls_key_file = {self.conf / 'key.pem'}
             self._run("start")
             wait_port(self.ip, self.port)
         else:
+            reloads = self.log().count("reload")
             self._run("reload")
-            time.sleep(0.5)
+            # master logs the reload once it has re-read main.cf; smtpd processes started
+            # after that read the new table.
+            deadline = time.time() + 15
+            while self.log().count("reload") <= reloads:
+                if time.time() > deadline:
+                    raise TimeoutError(f"postfix did not log its reload\n{self.log()[-2000:]}")
+                time.sleep(0.05)
 
     def maildir_messages(self, local):
         out = []
