@@ -12,6 +12,7 @@ pub mod forward_failures;
 pub mod policy;
 pub mod relay;
 pub mod smtpd;
+mod timed_io;
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {

@@ -3,7 +3,7 @@
 //! `250` go out.
 //!
 //! It owns what protocol logic cannot: the connection limit (`421 4.7.0`), the idle timeout
-//! (`421 4.4.2`, RFC 5321 §4.5.3.2), the shutdown (`421 4.3.2` after a grace period), TLS
+//! (`421 4.4.2`, RFC 5321 §4.5.3.2; writes get it too, see [`crate::timed_io`]), the shutdown (`421 4.3.2` after a grace period), TLS
 //! handshakes (implicit on port 465, after STARTTLS on 25 and 587), password checks through
 //! [`crate::auth::SmtpAuth`], and the log line per connection and per accepted message. It
 //! does not parse SMTP and does not deliver: accepted ids are handed to the queue runner
@@ -18,13 +18,14 @@ use proto::smtp::{
     CommitError, Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo,
 };
 use store::spool::Spool;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
+use crate::timed_io::{Clocks, Interrupt};
 
 use crate::stopped;
 
@@ -161,18 +162,26 @@ async fn handle(
     let ip = addr.ip().to_canonical();
     let Ok(_slot) = smtpd.slots.clone().try_acquire_owned() else {
         tracing::warn!("smtpd: connection from [{ip}] refused: too many connections");
-        let _ = stream
-            .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-            .await;
+        let limit = smtpd.config.command_timeout;
+        let _ = tokio::time::timeout(
+            limit,
+            stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n"),
+        )
+        .await;
         return;
     };
     let Some(_ip_slot) = smtpd.per_ip.enter(ip, smtpd.config.max_connections_per_ip) else {
         tracing::warn!(
             "smtpd: connection from [{ip}] refused: too many connections from this address"
         );
-        let _ = stream
-            .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
-            .await;
+        let limit = smtpd.config.command_timeout;
+        let _ = tokio::time::timeout(
+            limit,
+            stream.write_all(
+                b"421 4.7.0 Too many connections from your address, try again later\r\n",
+            ),
+        )
+        .await;
         return;
     };
     let _ = stream.set_nodelay(true);
@@ -384,36 +393,32 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<Exit> {
     let mut buf = vec![0u8; 64 * 1024];
     let stop = shutdown_after_grace(shutdown, smtpd.config.shutdown_grace);
-    tokio::pin!(stop);
-    let session_over = tokio::time::sleep(smtpd.config.max_session_time);
-    tokio::pin!(session_over);
+    let mut clocks = Clocks::new(
+        smtpd.config.command_timeout,
+        smtpd.config.max_session_time,
+        stop,
+    );
     // A large message streams into its spool file as it arrives.
     let mut draft: Option<Result<store::spool::Draft, std::io::Error>> = None;
     loop {
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
                 if conn.has_output() {
-                    stream.write_all(&conn.take_output()).await?;
+                    clocks.write(stream, &conn.take_output()).await?;
                 }
-                let n = tokio::select! {
-                    r = tokio::time::timeout(smtpd.config.command_timeout, stream.read(&mut buf)) => match r {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            let reply = conn.session().timed_out();
-                            conn.push_reply(&reply);
-                            stream.write_all(&conn.take_output()).await?;
-                            return Ok(Exit::Closed);
-                        }
-                    },
-                    _ = &mut stop => {
-                        let reply = conn.session().shutting_down();
+                let n = match clocks.read(stream, &mut buf).await? {
+                    Ok(n) => n,
+                    Err(why) => {
+                        let reply = match why {
+                            Interrupt::Idle => conn.session().timed_out(),
+                            Interrupt::Shutdown => conn.session().shutting_down(),
+                            Interrupt::SessionOver => proto::smtp::Reply::new(
+                                421,
+                                "4.4.2 Session time limit exceeded, closing connection",
+                            ),
+                        };
                         conn.push_reply(&reply);
-                        stream.write_all(&conn.take_output()).await?;
-                        return Ok(Exit::Closed);
-                    }
-                    _ = &mut session_over => {
-                        conn.push_reply(&proto::smtp::Reply::new(421, "4.4.2 Session time limit exceeded, closing connection"));
-                        stream.write_all(&conn.take_output()).await?;
+                        clocks.last_word(stream, &conn.take_output()).await?;
                         return Ok(Exit::Closed);
                     }
                 };
@@ -488,11 +493,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 conn.auth_result(account);
             }
             Event::StartTls => {
-                stream.write_all(&conn.take_output()).await?;
+                clocks.write(stream, &conn.take_output()).await?;
                 return Ok(Exit::StartTls);
             }
             Event::Close => {
-                stream.write_all(&conn.take_output()).await?;
+                clocks.last_word(stream, &conn.take_output()).await?;
                 return Ok(Exit::Closed);
             }
         }

@@ -3,7 +3,8 @@
 //! Covers: per-recipient delivered/deferred/failed, the PIPELINING batch, STARTTLS upgrade (a
 //! self-signed rcgen certificate, ring provider) and the plaintext retry after a failed
 //! handshake, EHLO->HELO fallback, SIZE pre-flight, connection reuse with RSET, moving on to the
-//! next host after a refused connection or a 4xx, and smarthost AUTH (TLS required). DNS
+//! next host after a refused connection or a 4xx, smarthost AUTH (TLS required), and a server
+//! that stops reading during DATA (deferred by the write timeout, under paused time). DNS
 //! routing is unit-tested in `relay::mx`; here hosts are given to `deliver_to_hosts`.
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ struct Script {
     end_reply: String,
     /// Close the connection right after the reply to the final dot.
     hangup_after_data: bool,
+    /// After `354`, never read again (and never close).
+    stall_after_data: bool,
 }
 
 impl Default for Script {
@@ -52,6 +55,7 @@ impl Default for Script {
             rcpt_reply: Arc::new(|_| "250 2.1.5 Ok".into()),
             end_reply: "250 2.0.0 Ok: queued as ABC".into(),
             hangup_after_data: false,
+            stall_after_data: false,
         }
     }
 }
@@ -176,6 +180,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             (script.rcpt_reply)(&cmd)
         } else if upper == "DATA" {
             io.get_mut().write_all(b"354 go\r\n").await.ok()?;
+            if script.stall_after_data {
+                std::future::pending::<()>().await;
+            }
             let mut body = Vec::new();
             loop {
                 let mut l = Vec::new();
@@ -620,4 +627,41 @@ async fn smarthost_auth_requires_tls() {
     assert!(tls_rec
         .log()
         .contains(&"[tls] AUTH PLAIN AHVzZXIAc2VjcmV0".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_that_stops_reading_during_data_gives_deferred() {
+    // 32 MiB, more than the socket buffers hold: the relay's writes block. Every write is
+    // under a timeout (RFC 5321 §4.5.3.2, 3 minutes per data block), so the delivery ends
+    // with "try later" instead of hanging. Time is paused: the timeouts pass at once.
+    let (addr, rec) = fake(Script {
+        stall_after_data: true,
+        ..Script::default()
+    })
+    .await;
+    let relay = Relay::new(config()).unwrap();
+    let mut message = b"Subject: big\r\n\r\n".to_vec();
+    while message.len() < 32 << 20 {
+        message.extend_from_slice(&[b'x'; 998]);
+        message.extend_from_slice(b"\r\n");
+    }
+    let to = rcpts(&["b@example.test"]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(3600),
+        relay.deliver_to_hosts(
+            "example.test",
+            &[dest(addr)],
+            "a@sender.test",
+            &to,
+            &message,
+        ),
+    )
+    .await
+    .expect("delivery hangs on a server that does not read");
+    assert_eq!(out.len(), 1);
+    assert!(
+        matches!(&out[0].result, RcptResult::Deferred { reply } if reply.contains("write timed out")),
+        "{out:?}"
+    );
+    assert!(rec.messages.lock().unwrap().is_empty());
 }

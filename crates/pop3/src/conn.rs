@@ -2,8 +2,11 @@
 //!
 //! What it does: reads lines (bounded by the session's current limit, each within the idle
 //! timeout), feeds them to the session and performs the returned actions: password checks
-//! and Maildir access on blocking threads, the shared login guard's delays and lockouts, streaming messages through the dot-stuffer in large writes, and the UPDATE
-//! state at QUIT. Replies are flushed when no pipelined input is pending. Logs logins with
+//! and Maildir access on blocking threads, the shared login guard's delays and lockouts,
+//! streaming messages through the dot-stuffer in large writes, and the UPDATE state at QUIT.
+//! Replies are flushed when no pipelined input is pending. Every write is bounded too: by the
+//! idle timeout, and after shutdown by a short grace period, so a client that asks for a large
+//! message and never reads it neither keeps its session nor holds up shutdown. Logs logins with
 //! `tls=yes/no`, failures with IP and account (never passwords), and QUIT counts.
 //!
 //! TLS: the loop is generic over the stream, so the same code serves plain TCP and
@@ -104,18 +107,52 @@ async fn read_line<R: AsyncRead + Unpin>(
     Ok(Some(line))
 }
 
-async fn send<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8], t: Duration) -> io::Result<()> {
-    match tokio::time::timeout(t, wr.write_all(data)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+/// Time a write may still take once shutdown is asked: a RETR to a client that reads finishes,
+/// one to a client that does not read ends.
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(5);
+
+/// The bounds on every write to the client: the idle timeout, and shutdown after
+/// [`SHUTDOWN_WRITE_GRACE`].
+#[derive(Clone)]
+struct WriteLimit {
+    timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+    /// When this connection first saw the shutdown.
+    stopping_since: Arc<std::sync::OnceLock<tokio::time::Instant>>,
+}
+
+impl WriteLimit {
+    /// Resolves when a write must give up because of shutdown.
+    async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            return std::future::pending().await;
+        }
+        let since = *self.stopping_since.get_or_init(tokio::time::Instant::now);
+        tokio::time::sleep_until(since + SHUTDOWN_WRITE_GRACE).await;
+    }
+
+    /// Runs a write under the limits.
+    async fn run(
+        &self,
+        write: impl std::future::Future<Output = io::Result<()>>,
+    ) -> io::Result<()> {
+        tokio::select! {
+            r = tokio::time::timeout(self.timeout, write) => match r {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+            },
+            _ = self.stopped() => Err(io::Error::other("shutdown while writing")),
+        }
     }
 }
 
-async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, t: Duration) -> io::Result<()> {
-    match tokio::time::timeout(t, wr.flush()).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-    }
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8], t: &WriteLimit) -> io::Result<()> {
+    t.run(wr.write_all(data)).await
+}
+
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, t: &WriteLimit) -> io::Result<()> {
+    t.run(wr.flush()).await
 }
 
 /// Runs `f` on the mailbox in a blocking thread and gives the mailbox back.
@@ -149,6 +186,11 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
         mailbox: None,
         ip,
         timeout: ctx.config.idle_timeout,
+        limit: WriteLimit {
+            timeout: ctx.config.idle_timeout,
+            shutdown: ctx.shutdown.clone(),
+            stopping_since: Arc::default(),
+        },
     };
     let stop = match tls {
         Some(acceptor) if ctx.implicit_tls => {
@@ -219,6 +261,7 @@ struct Conn {
     mailbox: Option<Mailbox>,
     ip: IpAddr,
     timeout: Duration,
+    limit: WriteLimit,
 }
 
 impl Conn {
@@ -270,7 +313,7 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let t = self.timeout;
+        let t = &self.limit.clone();
         if greet
             && (send(io, greeting(&ctx.config.hostname).as_bytes(), t)
                 .await
@@ -282,7 +325,7 @@ impl Conn {
         loop {
             let max = self.session.max_line_length();
             let line = tokio::select! {
-                r = tokio::time::timeout(t, read_line(io, max)) => match r {
+                r = tokio::time::timeout(self.timeout, read_line(io, max)) => match r {
                     Ok(Ok(Some(line))) => line,
                     Ok(Ok(None)) => return Stop::Abort("eof"),
                     Ok(Err(_)) => return Stop::Abort("read error"),
@@ -320,7 +363,7 @@ impl Conn {
         wr: &mut W,
         ctx: &Context,
     ) -> io::Result<Option<Stop>> {
-        let t = self.timeout;
+        let t = &self.limit.clone();
         match action {
             Action::Reply(s) => send(wr, s.as_bytes(), t).await?,
             Action::Close(s) => {
@@ -450,7 +493,7 @@ impl Conn {
         top_lines: Option<u64>,
         wr: &mut W,
     ) -> io::Result<()> {
-        let t = self.timeout;
+        let t = &self.limit.clone();
         let mut file = tokio::fs::File::from_std(file);
         let mut stuffer = DotStuffer::new(top_lines);
         let mut buf = vec![0u8; CHUNK];

@@ -7,8 +7,10 @@
 //! answered in order because lines are handled strictly one after another. Memory stays
 //! bounded: an unfinished command line is kept only up to the line limit (the rest of an
 //! over-long line is dropped and answered with `500 5.5.2`; the limit is the session's
-//! [`Session::max_line`]), and message bytes past the size
-//! limit are dropped as they arrive.
+//! [`Session::max_line`]), message bytes past the size limit are dropped as they arrive, and
+//! at most [`Connection::spill_at`] octets of a message stay in memory: the check runs
+//! whenever input runs out inside a DATA section or a chunk, and after every complete BDAT
+//! chunk (a chunk that arrives in the same read as its command never waits for input).
 
 use super::data::DataReader;
 
@@ -219,6 +221,14 @@ impl Connection {
                     if let Some(ev) = self.perform(action, policy) {
                         break ev;
                     }
+                    // A chunk that arrived whole with its BDAT line never waited for input:
+                    // check the spill size here too, or a message sent as many such chunks
+                    // would stay in memory up to the size limit.
+                    if self.session.in_transaction() {
+                        if let Some(ev) = self.maybe_spill(policy) {
+                            break ev;
+                        }
+                    }
                 }
             }
         };
@@ -307,7 +317,7 @@ impl Connection {
 
     /// Message bytes kept in memory before they go to disk: at least the largest header block
     /// allowed, so the header checks see it whole.
-    fn spill_at(&self) -> usize {
+    pub fn spill_at(&self) -> usize {
         self.session
             .max_header_size()
             .saturating_add(1)

@@ -21,6 +21,8 @@ pub mod session;
 pub mod submission;
 
 #[cfg(test)]
+mod spill_tests;
+#[cfg(test)]
 mod transcript_tests;
 
 pub use conn::{Connection, Event};
