@@ -71,7 +71,7 @@ class Postfix:
     `mail/<local part>/`. Recipients can be made to defer or fail through `access`."""
 
     def __init__(self, tmp: pathlib.Path, ip="127.0.0.20", domains=("remote.test",), sasl_user=None,
-                 users=("bob", "carol", "dave", "erin", "later", "nobody")):
+                 users=("bob", "carol", "dave", "erin", "later", "nobody"), main_extra=""):
         self.ip = ip
         self.port = free_port(ip)
         self.root = tmp / "postfix"
@@ -126,6 +126,7 @@ alias_database =
 biff = no
 smtputf8_enable = yes
 {extra}
+{main_extra}
 """
         )
         (self.conf / "master.cf").write_text(

@@ -113,13 +113,36 @@ def test_sigterm_exits_0_and_open_sessions_get_421(server):
     c.close()
 
 
-def test_mail_accepted_before_shutdown_is_delivered_after_restart(server):
-    # Stop the delivery side from finishing by killing right after acceptance is not
-    # deterministic; instead accept, stop gracefully, and check the mail arrived or is
-    # delivered at the next start.
-    with smtplib.SMTP(HOST, server.smtp_port) as c:
-        c.sendmail("s@remote.test", ["alice@example.test"], b"Subject: before stop\r\n\r\nx\r\n")
-    assert server.stop() == 0
-    server.start()
-    server.wait_messages("alice@example.test", 1)
-    server.wait_queue_empty()
+def test_mail_accepted_before_shutdown_is_delivered_after_restart(make_server):
+    """Through the spool (`direct_local = false`): the message is still in queue/msg/ when the
+    server stops (its Maildir is blocked, so the first delivery attempt is deferred), and is
+    delivered by the next start's recovery. Without spool recovery it would never arrive."""
+    s = make_server(extra="[delivery]\ndirect_local = false\n")
+    s.cli("domain", "add", "example.test")
+    s.add_user("alice@example.test")
+    s.start()
+    md = s.maildir("alice@example.test")
+    aside = md.with_name("Maildir.aside")
+    if md.exists():
+        md.rename(aside)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text("a file where the Maildir should be\n")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("s@remote.test", ["alice@example.test"], b"Subject: before stop\r\n\r\nkept in the spool\r\n")
+    deadline = time.time() + 20
+    while "to=<alice@example.test>" not in s.log_text() or "status=deferred" not in s.log_text():
+        assert time.time() < deadline, s.log_text()[-2000:]
+        time.sleep(0.05)
+    assert s.stop() == 0
+    [queued] = s.queue_files()
+    assert b"kept in the spool" in queued.read_bytes()
+    md.unlink()
+    if aside.exists():
+        aside.rename(md)
+    assert s.messages("alice@example.test") == []
+    s.start()
+    [raw] = s.wait_messages("alice@example.test", 1)
+    assert raw.endswith(b"Subject: before stop\r\n\r\nkept in the spool\r\n")
+    assert queued.name.encode() in raw  # the Received: names the queue id it was accepted as
+    s.wait_queue_empty()
+    assert s.stop() == 0

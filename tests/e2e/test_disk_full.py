@@ -23,8 +23,12 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)])
 
 
-def test_disk_full(make_server, small_fs):
-    s = make_server(trusted=("127.0.0.0/8",), extra='[relay]\nretry_schedule = ["1s"]\n')
+@pytest.mark.parametrize("direct_local", [True, False], ids=["direct", "spool"])
+def test_disk_full(make_server, small_fs, direct_local):
+    # direct_local = false: every message goes through the spool first (452 4.3.1 from the
+    # spool write, delivery from the queue).
+    extra = f'[delivery]\ndirect_local = {str(direct_local).lower()}\n[relay]\nretry_schedule = ["1s"]\n'
+    s = make_server(trusted=("127.0.0.0/8",), extra=extra)
     # Put data_dir on the small file system.
     s.data = small_fs / "data"
     text = s.config.read_text().replace(str(s.tmp / "data"), str(s.data))
@@ -82,4 +86,6 @@ def test_disk_full(make_server, small_fs):
     total_seen = count + len(got)
     assert total_seen >= acked + 1, (count, len(got), acked)
     assert any(m.endswith(b"space is back\r\n") for m in got)
+    # The variant took the path it names.
+    assert ("status=sent (direct)" in s.log_text()) == direct_local
     assert s.stop() == 0

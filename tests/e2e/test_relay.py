@@ -236,21 +236,25 @@ def raw_rcpt_replies(port, rcpts, source):
 
 
 def test_untrusted_client_cannot_relay_by_any_trick(world):
+    """Each trick gets the reply README ("How a recipient is resolved") promises, exactly."""
     s, pf, _ = world
+    unknown, denied, syntax = "550 5.1.1 ", "554 5.7.1 ", "501 5.1.3 "
     tricks = [
-        "bob@remote.test",
-        "bob%remote.test@example.test",
-        "@example.test:bob@remote.test",
-        "remote.test!bob@example.test",
-        '"bob@remote.test"@example.test',
-        '"bob%remote.test"@example.test',
-        "bob@remote.test@example.test",
-        "bob@[127.0.0.20]",
-        "bob@remote.test.",
+        ("bob@remote.test", denied),
+        ("bob%remote.test@example.test", unknown),
+        ("@example.test:bob@remote.test", denied),
+        ("remote.test!bob@example.test", unknown),
+        ('"bob@remote.test"@example.test', unknown),
+        ('"bob%remote.test"@example.test', unknown),
+        ("bob@remote.test@example.test", syntax),
+        ("bob@[127.0.0.20]", syntax),
+        ("bob@remote.test.", syntax),
     ]
-    replies = raw_rcpt_replies(s.smtp_port, tricks, "127.0.0.5")
-    for rcpt, reply in replies:
-        assert reply[:1] == "5", (rcpt, reply)
+    replies = raw_rcpt_replies(s.smtp_port, [t for t, _ in tricks], "127.0.0.5")
+    for (rcpt, reply), (_, want) in zip(replies, tricks):
+        assert reply.startswith(want), (rcpt, reply, want)
+        if want == denied:
+            assert reply.endswith("Relay access denied"), (rcpt, reply)
     # The null sender grants nothing either.
     with socket.create_connection((HOST, s.smtp_port), timeout=10, source_address=("127.0.0.5", 0)) as c:
         f = c.makefile("rb")
@@ -387,3 +391,39 @@ def test_queue_show_and_list_escape_terminal_controls(world):
         time.sleep(0.2)
     assert "attempts=1" in listing and "\x1b" not in listing, repr(listing)
     s.cli("queue", "remove", qid)
+
+
+def test_8bit_body_to_server_without_8bitmime_bounces_5_6_3(tmp_path, make_server):
+    """RFC 6152 §3: an 8-bit body is never sent to a server that did not offer 8BITMIME. Mailroom
+    does not convert it: the sender gets a DSN with 5.6.3 and the remote mailbox stays empty,
+    while a 7-bit message over the same route is delivered."""
+    pf = Postfix(tmp_path, ip="127.0.0.23", domains=("remote.test",),
+                 main_extra="smtpd_discard_ehlo_keywords = 8bitmime\n")
+    dns = Dns(tmp_path, mx=[("remote.test", "mx1.remote.test", 10)], a=[("mx1.remote.test", "127.0.0.23")])
+    extra = f'[relay]\ndns_servers = ["{dns.server}"]\nremote_port = {pf.port}\nretry_schedule = ["1s"]\n'
+    s = make_server(trusted=("127.0.0.1/32",), extra=extra)
+    s.cli("domain", "add", "example.test")
+    s.add_user("alice@example.test", "alice-pw")
+    s.start()
+    try:
+        with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+            c.sendmail("alice@example.test", ["carol@remote.test"],
+                       b"Subject: seven bit\r\n\r\nplain ascii\r\n")
+            c.sendmail("alice@example.test", ["bob@remote.test"],
+                       b"Subject: eight bit\r\nMIME-Version: 1.0\r\n"
+                       b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+                       b"\r\ncaf\xc3\xa9\r\n", mail_options=["BODY=8BITMIME"])
+        [carol] = pf.wait_messages("carol", 1)
+        assert b"plain ascii" in carol
+        [raw] = s.wait_messages("alice@example.test", 1)
+        _, parts = parse_dsn(raw)
+        status = parts[1].as_string()
+        assert "Final-Recipient: rfc822; bob@remote.test" in status, status
+        assert "Action: failed" in status and "Status: 5.6.3" in status, status
+        s.wait_queue_empty()
+        assert pf.maildir_messages("bob") == []
+        assert "bob@remote.test" not in pf.log()
+    finally:
+        s.stop()
+        pf.stop()
+        dns.stop()

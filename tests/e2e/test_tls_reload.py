@@ -1,10 +1,13 @@
 """TLS details: a configured certificate is served, reloaded on SIGHUP without dropping
 sessions, and only TLS 1.2 and 1.3 are spoken."""
 
+import poplib
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -63,19 +66,68 @@ def test_configured_certificate_reloads_on_sighup(make_server, tmp_path):
     assert s.stop() == 0
 
 
-def test_only_tls_12_and_13(make_server):
-    s = make_server()
-    s.start()
+def old_tls_client(version):
+    """A client that really offers only `version` (TLS 1.0 or 1.1): OpenSSL 3 refuses them at its
+    default security level, so the level is lowered to 0."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def handshake_with_local_old_tls_server(tmp_path, version):
+    """Proof that `old_tls_client(version)` can complete a handshake: against a local Python
+    server that speaks only that version. Returns the negotiated version."""
+    key, cert = tmp_path / "old.key", tmp_path / "old.crt"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=old.test", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    sctx.minimum_version = sctx.maximum_version = version
+    sctx.load_cert_chain(cert, key)
+    listener = socket.create_server((HOST, 0))
+    port = listener.getsockname()[1]
+    errors = []
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with sctx.wrap_socket(conn, server_side=True) as t:
+                t.sendall(b"hello\n")
+        except Exception as e:  # reported through the client's failure
+            errors.append(e)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
     try:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    except (ValueError, ssl.SSLError):
-        pytest.skip("this OpenSSL cannot even offer TLS 1.1")
-    with pytest.raises((ssl.SSLError, OSError)):
-        smtplib.SMTP_SSL(HOST, s.submissions_port, context=ctx, timeout=10).ehlo()
+        with socket.create_connection((HOST, port), timeout=10) as raw:
+            with old_tls_client(version).wrap_socket(raw) as t:
+                assert t.recv(6) == b"hello\n"
+                return t.version()
+    finally:
+        th.join(timeout=10)
+        listener.close()
+        assert not errors, errors
+
+
+def test_only_tls_12_and_13(make_server, tmp_path):
+    """TLS 1.0 and 1.1 are refused on 465, on 587 after STARTTLS and on 995, by a client that
+    is first shown to complete a TLS 1.0 / 1.1 handshake with a server that allows it."""
+    s = make_server()
+    s.start()
+    for version, name in ((ssl.TLSVersion.TLSv1, "TLSv1"), (ssl.TLSVersion.TLSv1_1, "TLSv1.1")):
+        assert handshake_with_local_old_tls_server(tmp_path, version) == name
+        with pytest.raises(ssl.SSLError):
+            smtplib.SMTP_SSL(HOST, s.submissions_port, context=old_tls_client(version), timeout=10)
+        with smtplib.SMTP(HOST, s.submission_port, timeout=10) as c:
+            with pytest.raises(ssl.SSLError):
+                c.starttls(context=old_tls_client(version))
+        with pytest.raises(ssl.SSLError):
+            poplib.POP3_SSL(HOST, s.pop3s_port, context=old_tls_client(version), timeout=10)
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False

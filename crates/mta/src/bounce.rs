@@ -18,6 +18,13 @@
 //! `message/delivery-status` part is kept 7-bit: non-ASCII characters are written as
 //! `\x{HHHH}` (the RFC 6533 escape). Only the human-readable part and the copied headers may
 //! carry 8-bit text, and are then labelled `8bit`.
+//!
+//! RFC 6533: when a recipient address (final or original) is not ASCII, the report is an
+//! internationalized one: the second part is `message/global-delivery-status` (8bit,
+//! `report-type=global-delivery-status`, the part's subtype as RFC 6522 §3 asks), and such an
+//! address is written in UTF-8 with the address type `utf-8` (`Final-Recipient: utf-8; ...`),
+//! never as `rfc822`, which allows ASCII only. Copied headers that are not ASCII go in a
+//! `message/global-headers` part (RFC 6533 §6.3) instead of `text/rfc822-headers`.
 
 use std::fmt::Write as _;
 
@@ -115,6 +122,12 @@ pub fn build(b: &Bounce<'_>) -> Option<Vec<u8>> {
     let any_failed = b.recipients.iter().any(|r| r.action == Action::Failed);
 
     let text = human_part(b, &host);
+    // RFC 6533 §3: a non-ASCII address needs the `utf-8` type, and in its UTF-8 form it may
+    // only appear in a `message/global-delivery-status` part.
+    let global = b
+        .recipients
+        .iter()
+        .any(|r| !r.recipient.is_ascii() || r.original.as_deref().is_some_and(|o| !o.is_ascii()));
     let status = status_part(b, &host);
     let headers = header_block(b.original_message);
 
@@ -152,17 +165,22 @@ pub fn build(b: &Bounce<'_>) -> Option<Vec<u8>> {
          Message-ID: <{now}.{qid}.{token:016x}@{host}>\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         Content-Type: multipart/report; report-type={report_type};\r\n\
          \tboundary=\"{boundary}\"\r\n\
          Content-Transfer-Encoding: {cte}\r\n\
          \r\n\
          This is a MIME-encapsulated delivery status notification.\r\n\
          \r\n",
+        report_type = if global {
+            "global-delivery-status"
+        } else {
+            "delivery-status"
+        },
         date = rfc5322_date(b.now),
         now = b.now,
         qid = id_token(b.queue_id),
         token = rand::random::<u64>(),
-        cte = if text_8bit || headers_8bit {
+        cte = if text_8bit || headers_8bit || global {
             "8bit"
         } else {
             "7bit"
@@ -177,17 +195,33 @@ pub fn build(b: &Bounce<'_>) -> Option<Vec<u8>> {
          \r\n\
          {text}\r\n\
          --{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
+         Content-Type: message/{status_type}\r\n\
          Content-Description: Delivery report\r\n\
+         {status_cte}\
          \r\n\
          {status}\r\n\
          --{boundary}\r\n\
-         Content-Type: text/rfc822-headers\r\n\
+         Content-Type: {headers_type}\r\n\
          Content-Description: Undelivered message headers\r\n\
          Content-Transfer-Encoding: {}\r\n\
          \r\n",
         if text_8bit { "8bit" } else { "7bit" },
         if headers_8bit { "8bit" } else { "7bit" },
+        status_type = if global {
+            "global-delivery-status"
+        } else {
+            "delivery-status"
+        },
+        status_cte = if global {
+            "Content-Transfer-Encoding: 8bit\r\n"
+        } else {
+            ""
+        },
+        headers_type = if headers_8bit {
+            "message/global-headers"
+        } else {
+            "text/rfc822-headers"
+        },
     );
     let mut out = out.into_bytes();
     out.extend_from_slice(&headers);
@@ -249,7 +283,8 @@ fn human_line(r: &RecipientStatus) -> String {
     line
 }
 
-/// The `message/delivery-status` part, ending without its last CRLF.
+/// The delivery-status part, ending without its last CRLF: 7-bit unless an address is not
+/// ASCII (then it goes in a `message/global-delivery-status` part).
 fn status_part(b: &Bounce<'_>, host: &str) -> String {
     let mut s = format!("Reporting-MTA: dns; {host}\r\n");
     let qid = clean(b.queue_id, MAX_HOST);
@@ -258,17 +293,18 @@ fn status_part(b: &Bounce<'_>, host: &str) -> String {
     }
     let _ = write!(s, "Arrival-Date: {}\r\n", rfc5322_date(b.arrival_date));
     for r in b.recipients {
-        let recipient = seven_bit(&clean(&r.recipient, MAX_ADDRESS));
+        let recipient = clean(&r.recipient, MAX_ADDRESS);
         s.push_str("\r\n");
         if let Some(original) = &r.original {
-            let original = seven_bit(&clean(original, MAX_ADDRESS));
+            let original = clean(original, MAX_ADDRESS);
             if !original.is_empty() && original != recipient {
-                let _ = write!(s, "Original-Recipient: rfc822; {original}\r\n");
+                let _ = write!(s, "Original-Recipient: {}\r\n", typed_address(&original));
             }
         }
         let _ = write!(
             s,
-            "Final-Recipient: rfc822; {recipient}\r\nAction: {}\r\nStatus: {}\r\n",
+            "Final-Recipient: {}\r\nAction: {}\r\nStatus: {}\r\n",
+            typed_address(&recipient),
             r.action.field(),
             status_code(r)
         );
@@ -292,6 +328,16 @@ fn status_part(b: &Bounce<'_>, host: &str) -> String {
     }
     s.truncate(s.len() - 2);
     s
+}
+
+/// `rfc822; addr` for an ASCII address; `utf-8; addr` in UTF-8 (the `utf-8-address` form of
+/// RFC 6533 §3) for any other, which only a `message/global-delivery-status` part may carry.
+fn typed_address(address: &str) -> String {
+    if address.is_ascii() {
+        format!("rfc822; {address}")
+    } else {
+        format!("utf-8; {address}")
+    }
 }
 
 /// The recipient's status code when it is well formed (`class.subject.detail`, RFC 3463),

@@ -49,10 +49,15 @@ fn bounce<'a>(recipients: &'a [RecipientStatus], original: &'a [u8]) -> Bounce<'
 
 /// The three parts' (content type, contents), after checking the report structure.
 fn parts(message: &Message<'_>) -> Vec<(String, String)> {
+    parts_of(message, "delivery-status")
+}
+
+/// As [`parts`], for a report whose `report-type` is `report_type`.
+fn parts_of(message: &Message<'_>, report_type: &str) -> Vec<(String, String)> {
     let ct = message.content_type().expect("content type");
     assert_eq!(ct.ctype(), "multipart");
     assert_eq!(ct.subtype(), Some("report"));
-    assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+    assert_eq!(ct.attribute("report-type"), Some(report_type));
     let ids = message.parts[0].sub_parts().expect("multipart").to_vec();
     assert_eq!(ids.len(), 3);
     ids.iter()
@@ -249,29 +254,77 @@ fn original_without_body_or_empty_line() {
 }
 
 #[test]
-fn original_recipient_and_non_ascii() {
+fn original_recipient_and_non_ascii_headers() {
     let mut r = failed("bob@remote.test");
     r.original = Some("info@example.test".into());
     let mut same = failed("carol@remote.test");
     same.original = Some("carol@remote.test".into());
-    let mut utf8 = failed("dörte@remote.test");
-    utf8.diagnostic = Some("550 5.1.1 unbekannt: dörte".into());
-    let recipients = [r, same, utf8];
+    let recipients = [r, same];
     let original = "Subject: Grüße\r\n\r\nbody".as_bytes();
     let raw = build(&bounce(&recipients, original)).expect("report");
     assert_crlf(&raw);
     let message = MessageParser::default().parse(&raw).expect("parses");
     let parts = parts(&message);
     let status = &parts[1].1;
+    assert_eq!(parts[1].0, "message/delivery-status");
     assert!(status.is_ascii());
     assert_eq!(status.matches("Original-Recipient:").count(), 1);
     assert!(status.contains(
         "\r\nOriginal-Recipient: rfc822; info@example.test\r\n\
          Final-Recipient: rfc822; bob@remote.test\r\n"
     ));
-    assert!(status.contains("Final-Recipient: rfc822; d\\x{F6}rte@remote.test"));
+    // RFC 6533 §6.3: header fields in UTF-8 are returned as message/global-headers.
+    assert_eq!(parts[2].0, "message/global-headers");
+    assert!(String::from_utf8_lossy(&raw).contains("\r\n\r\nSubject: Grüße\r\n"));
+}
+
+#[test]
+fn utf8_recipient_gets_the_utf8_address_type_in_a_global_report() {
+    // RFC 6533 §3: `rfc822` addresses are ASCII; a UTF-8 one is `utf-8; <address>`, and in
+    // UTF-8 it may only appear in message/global-delivery-status (§6), which is then the
+    // report's type (RFC 6522 §3: report-type is the second part's subtype).
+    let mut utf8 = failed("dörte@remote.test");
+    utf8.diagnostic = Some("550 5.1.1 unbekannt: dörte".into());
+    let mut aliased = failed("bob@remote.test");
+    aliased.original = Some("jürgen@example.test".into());
+    let recipients = [utf8, aliased, failed("carol@remote.test")];
+    let raw = build(&bounce(&recipients, ORIGINAL)).expect("report");
+    assert_crlf(&raw);
+    let text = String::from_utf8(raw.clone()).expect("UTF-8");
+    assert!(
+        text.contains("report-type=global-delivery-status;"),
+        "{text}"
+    );
+    let message = MessageParser::default().parse(&raw).expect("parses");
+    let parts = parts_of(&message, "global-delivery-status");
+    assert_eq!(parts[1].0, "message/global-delivery-status");
+    // The part is declared 8bit, since it carries UTF-8.
+    let status_part = message
+        .part(message.parts[0].sub_parts().unwrap()[1])
+        .unwrap();
+    assert_eq!(status_part.content_transfer_encoding(), Some("8bit"));
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(
+        lines.contains(&"Final-Recipient: utf-8; dörte@remote.test"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"Original-Recipient: utf-8; jürgen@example.test"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"Final-Recipient: rfc822; bob@remote.test"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"Final-Recipient: rfc822; carol@remote.test"),
+        "{text}"
+    );
+    assert!(!text.contains("rfc822; d"), "{text}");
+    assert!(!text.contains("rfc822; j"), "{text}");
     assert!(parts[0].1.contains("<dörte@remote.test>"));
-    assert!(parts[2].1.contains("Subject: Grüße"));
+    // ASCII headers stay text/rfc822-headers.
+    assert_eq!(parts[2].0, "text/rfc822-headers");
 }
 
 #[test]

@@ -618,7 +618,12 @@ impl Delivery {
                     account.address,
                     started.elapsed().as_secs_f64()
                 ),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Only when the copy really is there: EEXIST also comes from a Maildir path
+                // that is a file, and then nothing was delivered.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && maildir.contains(&name).unwrap_or(false) =>
+                {
                     tracing::info!(
                         "delivery: {id}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
                         account.address

@@ -54,7 +54,9 @@ pub fn check(address: &str) -> Result<(), AddressProblem> {
     if domain.len() > 255 {
         return Err(AddressProblem::DomainTooLong);
     }
-    if !valid_domain(domain) {
+    // RFC 5321 §4.1.2: `Domain = sub-domain *("." sub-domain)`; the absolute form with a
+    // trailing dot is not an address (and `u@remote.` must not read as a local user either).
+    if !valid_domain(domain) || domain.ends_with('.') {
         return Err(AddressProblem::BadDomain);
     }
     Ok(())
@@ -168,6 +170,7 @@ mod tests {
         assert_eq!(check("a@x..org"), Err(AddressProblem::BadDomain));
         assert_eq!(check("a@x;rm -rf.org"), Err(AddressProblem::BadDomain));
         assert_eq!(check("a@[1.2.3]"), Err(AddressProblem::BadDomain));
+        assert_eq!(check("a@remote.test."), Err(AddressProblem::BadDomain));
     }
 
     #[test]

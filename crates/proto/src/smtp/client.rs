@@ -6,7 +6,8 @@
 //!   2034).
 //! - [`dot_stuff`]: the DATA body with CRLF-only line ends and doubled leading dots.
 //! - [`plan`]: the MAIL FROM / RCPT TO lines and their pipelining grouping, after pre-flight
-//!   checks against the remote limits (SIZE, SMTPUTF8).
+//!   checks against the remote limits (SIZE, SMTPUTF8, 8BITMIME: 8-bit data to a server without
+//!   8BITMIME is refused with `5.6.3`, not converted).
 //! - [`outcomes`]: per-recipient results from the replies of one transaction.
 //!
 //! It does no I/O, keeps no timers and makes no routing decisions (which MX, retry when): the
@@ -409,13 +410,22 @@ pub fn plan(
             reason: "remote server does not support SMTPUTF8".into(),
         });
     }
+    if traits.eight_bit && !caps.eight_bit_mime {
+        // RFC 6152 §3: 8-bit data goes only to a server that offered 8BITMIME. We do not
+        // rewrite MIME parts to quoted-printable; the message is returned instead (RFC 3463
+        // 5.6.3: conversion required but not supported), never sent as is.
+        return Err(Refusal {
+            status: "5.6.3",
+            reason: "remote server does not support 8BITMIME and the message has 8-bit data".into(),
+        });
+    }
     // RFC 5321 §4.1.2: a local part that is not a Dot-string goes out quoted, so that
     // `"a b ORCPT=..."@x` cannot turn into parameters on the next server.
     let mut mail = format!("MAIL FROM:<{}>", super::address::quoted(sender));
     if caps.size.is_some() {
         mail.push_str(&format!(" SIZE={}", traits.size));
     }
-    if traits.eight_bit && caps.eight_bit_mime {
+    if traits.eight_bit {
         mail.push_str(" BODY=8BITMIME");
     }
     if traits.smtputf8 {

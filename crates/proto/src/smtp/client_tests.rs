@@ -223,7 +223,7 @@ fn planning() {
         &Capabilities::default(),
         "",
         &rcpts,
-        &traits(10, false, true),
+        &traits(10, false, false),
     )
     .unwrap();
     assert_eq!(
@@ -235,6 +235,37 @@ fn planning() {
             "DATA\r\n"
         ]
     );
+}
+
+#[test]
+fn eight_bit_body_never_goes_to_a_server_without_8bitmime() {
+    // RFC 6152 §3: without 8BITMIME in the EHLO reply, 8-bit data must not be sent as is. We
+    // bounce (RFC 3463 5.6.3, conversion required but not supported) rather than convert.
+    let rcpts = vec!["b@x.org".to_string()];
+    for caps in [
+        Capabilities::default(),
+        Capabilities {
+            pipelining: true,
+            size: Some(0),
+            ..Capabilities::default()
+        },
+    ] {
+        let e = plan(&caps, "a@y.org", &rcpts, &traits(10, false, true)).unwrap_err();
+        assert_eq!(e.status, "5.6.3", "{caps:?}");
+        // A 7-bit message goes to the same server, without BODY=.
+        let p = plan(&caps, "a@y.org", &rcpts, &traits(10, false, false)).unwrap();
+        assert!(!p.mail.contains("BODY="), "{}", p.mail);
+    }
+    // With 8BITMIME offered the body is declared 8-bit (RFC 6152 §2).
+    let caps = Capabilities {
+        eight_bit_mime: true,
+        ..Capabilities::default()
+    };
+    let p = plan(&caps, "a@y.org", &rcpts, &traits(10, false, true)).unwrap();
+    assert_eq!(p.mail, "MAIL FROM:<a@y.org> BODY=8BITMIME\r\n");
+    // The traits see an octet above 127 anywhere in the body.
+    let t = MessageTraits::of("a@y.org", &rcpts, b"Subject: x\r\n\r\nline\r\ncaf\xe9\r\n");
+    assert!(t.eight_bit && !t.smtputf8);
 }
 
 #[test]

@@ -284,8 +284,11 @@ impl Session {
         Reply::new(220, format!("{} ESMTP Mailroom", self.config.hostname))
     }
 
-    /// The reply for a command line longer than the limit (RFC 5321 §4.5.3.1.4).
-    pub fn line_too_long(&self) -> Action {
+    /// The reply for a command line longer than the limit (RFC 5321 §4.5.3.1.4). An AUTH
+    /// response that is too long ends the exchange: the client reads the 500 as AUTH's final
+    /// reply, so its next line is a command, not another response.
+    pub fn line_too_long(&mut self) -> Action {
+        self.sasl = None;
         reply(500, "5.5.2 Line too long")
     }
 

@@ -706,6 +706,38 @@ fn auth_plain_without_initial_response_and_login() {
 }
 
 #[test]
+fn auth_response_line_of_12288_octets_is_read_one_more_ends_the_exchange() {
+    // RFC 4954 §4: AUTH response lines up to 12,288 octets (with CRLF). A longer one gets
+    // `500 5.5.2` and ends the exchange, so the client's next command is a command again.
+    let fits = format!("{}\r\n", "A".repeat(12_286));
+    let over = format!("{}\r\n", "A".repeat(12_287));
+    let over = format!("{over}NOOP\r\n");
+    // The client waits for each 334 before its response, as RFC 4954 has it.
+    let r = run_service(
+        &[
+            b"EHLO c\r\nAUTH PLAIN\r\n",
+            fits.as_bytes(),
+            b"AUTH PLAIN\r\n",
+            over.as_bytes(),
+        ],
+        false,
+        config_for(Service::Submissions, true),
+        true,
+    );
+    let mut want = vec!["220"];
+    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(&[
+        "250 AUTH PLAIN LOGIN",
+        "334 ",
+        "501 5.5.2 Invalid base64",
+        "334 ",
+        "500 5.5.2 Line too long",
+        "250 2.0.0",
+    ]);
+    expect(&r, &want);
+}
+
+#[test]
 fn auth_errors() {
     let wrong = b64("\0alice@example.test\0nope");
     let other = b64("bob@example.test\0alice@example.test\0pw");
