@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 from conftest import free_port, wait_port
@@ -74,16 +75,20 @@ class Postfix:
                  users=("bob", "carol", "dave", "erin", "later", "nobody"), main_extra=""):
         self.ip = ip
         self.port = free_port(ip)
-        self.root = tmp / "postfix"
+        # Postfix's daemons run as the postfix user, so its directories live outside pytest's
+        # private (0700, and reset to 0700 by every pytest start) temporary tree; `tmp/postfix`
+        # links to them for a look after a failure.
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-postfix-"))
+        os.chmod(self.root, 0o755)
+        try:
+            (tmp / "postfix").symlink_to(self.root)
+        except OSError:
+            pass
         self.conf = self.root / "conf"
         self.mail = self.root / "mail"
         for d in (self.conf, self.mail, self.root / "queue", self.root / "data"):
             d.mkdir(parents=True, exist_ok=True)
-        # Postfix's daemons run as the postfix user: it must be able to reach its directories.
-        for parent in [self.root, *self.root.parents]:
-            if str(parent) in ("/", "/tmp"):
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o755)
+            os.chmod(d, 0o755)
         pw = __import__("pwd").getpwnam("postfix")
         os.chown(self.mail, pw.pw_uid, pw.pw_gid)
         os.chown(self.root / "data", pw.pw_uid, pw.pw_gid)
@@ -237,3 +242,4 @@ smtpd_tls_key_file = {self.conf / 'key.pem'}
                 os.kill(int(pid.read_text().strip()), signal.SIGKILL)
             except (ValueError, ProcessLookupError):
                 pass
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -59,6 +59,29 @@ enum Mode {
     Closed,
 }
 
+/// A scanner for bare CR and LF across BDAT chunks (DATA has its own in `data`).
+#[derive(Debug, Default)]
+struct LineEnds {
+    /// The last byte seen was a CR (it must be followed by LF).
+    after_cr: bool,
+    /// A bare CR or LF was seen.
+    bad: bool,
+}
+
+impl LineEnds {
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.after_cr && b != b'\n' {
+                self.bad = true;
+            }
+            if b == b'\n' && !self.after_cr {
+                self.bad = true;
+            }
+            self.after_cr = b == b'\r';
+        }
+    }
+}
+
 /// One SMTP connection's protocol state: session, input framing, pending output.
 #[derive(Debug)]
 pub struct Connection {
@@ -71,6 +94,8 @@ pub struct Connection {
     errors: u32,
     /// Part of the current message went out in [`Event::Spill`].
     spilled: bool,
+    /// Line ends seen so far in this transaction's BDAT chunks.
+    chunk_lines: LineEnds,
     /// The current message will be refused: its bytes are not kept.
     dropping: bool,
 }
@@ -88,6 +113,7 @@ impl Connection {
             mode: Mode::Command,
             errors: 0,
             spilled: false,
+            chunk_lines: LineEnds::default(),
             dropping: false,
         }
     }
@@ -206,7 +232,9 @@ impl Connection {
                     let avail = (self.input.len() - pos) as u64;
                     let take = avail.min(*left) as usize;
                     if *keep {
-                        self.message.extend_from_slice(&self.input[pos..pos + take]);
+                        let bytes = &self.input[pos..pos + take];
+                        self.chunk_lines.scan(bytes);
+                        self.message.extend_from_slice(bytes);
                     }
                     pos += take;
                     *left -= take as u64;
@@ -217,6 +245,14 @@ impl Connection {
                         break Event::NeedInput;
                     }
                     self.mode = Mode::Command;
+                    // RFC 5321 §2.3.8 holds for BDAT too: a bare CR or LF anywhere in the
+                    // message (a CR ending one chunk may pair with an LF starting the next,
+                    // but not end the message) refuses it like DATA does.
+                    if self.chunk_lines.bad
+                        || (self.chunk_lines.after_cr && self.session.pending_chunk_is_last())
+                    {
+                        self.session.refuse_bare_line_ending();
+                    }
                     let action = self.session.chunk_end(&self.message, policy);
                     if let Some(ev) = self.perform(action, policy) {
                         break ev;
@@ -244,6 +280,7 @@ impl Connection {
                 if !self.session.in_transaction() {
                     // RSET, a refused message, a new EHLO: drop any bytes kept.
                     self.message = Vec::new();
+                    self.chunk_lines = LineEnds::default();
                     self.dropping = false;
                     if self.spilled {
                         self.spilled = false;
@@ -275,6 +312,7 @@ impl Connection {
             Action::Commit(envelope) => {
                 self.mode = Mode::Paused;
                 self.spilled = false;
+                self.chunk_lines = LineEnds::default();
                 self.dropping = false;
                 Some(Event::Commit {
                     envelope,

@@ -602,6 +602,24 @@ impl Session {
         }
     }
 
+    /// Whether the BDAT chunk being read is the LAST one.
+    pub fn pending_chunk_is_last(&self) -> bool {
+        self.pending_chunk.is_some_and(|(_, last)| last)
+    }
+
+    /// The connection found a bare CR or LF in this transaction's BDAT data: the message is
+    /// refused like DATA's (`550 5.6.11`), this chunk and every later one of the transaction.
+    pub fn refuse_bare_line_ending(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            if tx.chunk_error.is_none() {
+                tx.chunk_error = Some(Reply::new(
+                    550,
+                    "5.6.11 Message refused: bare CR or LF in data; lines must end with CRLF",
+                ));
+            }
+        }
+    }
+
     /// After a BDAT chunk has been read; `message` holds every chunk kept so far.
     pub fn chunk_end(&mut self, message: &[u8], policy: &dyn Policy) -> Action {
         let Some((size, last)) = self.pending_chunk.take() else {

@@ -414,7 +414,8 @@ fn smuggling_sequences_are_refused_not_split() {
 
 #[test]
 fn bdat_chunks() {
-    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 5\r\nab\r\ncBDAT 3 LAST\r\nd\n.QUIT\r\n");
+    // A CRLF split across two chunks is a CRLF; BDAT has no dot handling.
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 5\r\nab\r\ncBDAT 6 LAST\r\nd\r\n.\r\nQUIT\r\n");
     expect(
         &r,
         &with_ehlo(&[
@@ -425,8 +426,50 @@ fn bdat_chunks() {
             "221",
         ]),
     );
-    // BDAT is binary-exact: no dot handling, bare LF kept.
-    assert_eq!(r.committed[0].1, b"ab\r\ncd\n.");
+    assert_eq!(r.committed[0].1, b"ab\r\ncd\r\n.\r\n");
+    let r = run(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3\r\nab\rBDAT 3 LAST\r\n\ncd");
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "250",
+            "250 2.0.0 3 octets",
+            "250 2.0.0 Ok: queued as ID1",
+        ]),
+    );
+    assert_eq!(r.committed[0].1, b"ab\r\ncd");
+}
+
+#[test]
+fn bdat_bare_line_endings_refused_like_data() {
+    // README promises CRLF line ends in the Maildir and RFC 5321 §2.3.8 forbids bare CR/LF:
+    // BDAT gets the same 550 5.6.11 as DATA, for the chunk where it shows and the rest of the
+    // transaction; the session goes on.
+    let r = run(
+        b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\n\
+BDAT 5\r\nab\r\ncBDAT 3\r\nd\n.BDAT 2 LAST\r\n\r\n\
+MAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3 LAST\r\nab\r\
+MAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 4 LAST\r\nok\r\nQUIT\r\n",
+    );
+    expect(
+        &r,
+        &with_ehlo(&[
+            "250",
+            "250",
+            "250 2.0.0 5 octets",
+            "550 5.6.11",
+            "550 5.6.11",
+            "250",
+            "250",
+            "550 5.6.11", // a CR ending the message
+            "250",
+            "250",
+            "250 2.0.0 Ok: queued as ID1",
+            "221",
+        ]),
+    );
+    assert_eq!(r.committed.len(), 1);
+    assert_eq!(r.committed[0].1, b"ok\r\n");
 }
 
 #[test]
