@@ -89,6 +89,7 @@ class Server:
 
     def start(self):
         started_before = self.log_text().count("mailroom started")
+        probes_before = self.log_text().count(f"smtpd: disconnect from [{HOST}]")
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [BIN, "--config", str(self.config), "serve"], stdout=logf, stderr=logf
@@ -101,6 +102,12 @@ class Server:
                 raise RuntimeError(f"server exited with {self.proc.returncode}\n{self.log_text()[-3000:]}")
             if time.time() >= deadline:
                 raise TimeoutError(f"server did not finish starting\n{self.log_text()[-3000:]}")
+            time.sleep(0.02)
+        # wait_port's probe connection holds a connection slot until the server sees it close:
+        # tests of connection limits must not count it.
+        while self.log_text().count(f"smtpd: disconnect from [{HOST}]") <= probes_before:
+            if time.time() >= deadline:
+                raise TimeoutError(f"the start-up probe was never seen closed\n{self.log_text()[-3000:]}")
             time.sleep(0.02)
         return self
 
