@@ -206,7 +206,7 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                 let Ok((env, message)) = spool.read(id) else {
                     continue;
                 };
-                let log = spool.attempts(id).unwrap_or_default();
+                let log = spool.log(id).unwrap_or_default();
                 let status = MessageStatus::from_log(env.recipients.len(), &log);
                 println!(
                     "{id}  age={}  size={}  from=<{}>",
@@ -215,10 +215,16 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                     safe(&env.sender)
                 );
                 for (r, st) in env.recipients.iter().zip(&status.recipients) {
-                    let last = if st.last.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  last: {}", safe(&st.last))
+                    let next = match &st.last {
+                        Some(store::outcome::Outcome::Deferred {
+                            next_attempt: Some(t),
+                            ..
+                        }) => format!("  next: in {}", age(t.saturating_sub(now))),
+                        _ => String::new(),
+                    };
+                    let last = match &st.last {
+                        None => String::new(),
+                        Some(_) => format!("  last: {}{next}", safe(&st.last_text())),
                     };
                     println!(
                         "    to=<{}>  {}  attempts={}{last}",
@@ -257,14 +263,18 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                 }
                 None => Vec::new(),
             };
-            mta::delivery::write_flush_marker(&config.data_dir, &ids).map_err(Failure::failed)
+            spool.request_flush(&ids).map_err(Failure::failed)
         }
         QueueCommand::Remove { id } => spool.remove(&id).map_err(|e| no_such_message(&id, e)),
         QueueCommand::Bounce { id } => {
             spool
-                .record_attempt(&id, 0, "bounce", "bounced by the administrator")
+                .record(
+                    &id,
+                    &store::outcome::Entry::Mark(store::outcome::Mark::BounceRequested),
+                )
                 .map_err(|e| no_such_message(&id, e))?;
-            mta::delivery::write_flush_marker(&config.data_dir, std::slice::from_ref(&id))
+            spool
+                .request_flush(std::slice::from_ref(&id))
                 .map_err(Failure::failed)
         }
     }

@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::auth::SmtpAuth;
-use mta::delivery::Delivery;
-use mta::policy::DirectoryPolicy;
+use mta::queue::{RetryPolicy, Runner};
 use mta::relay::{Relay, RelayConfig};
-use mta::smtpd::{Smtpd, SmtpdConfig};
 use proto::smtp::{Service, SessionConfig};
+use smtpd::auth::SmtpAuth;
+use smtpd::direct::Direct;
+use smtpd::policy::DirectoryPolicy;
+use smtpd::{Smtpd, SmtpdConfig};
 use store::directory::Directory;
 use store::login_guard::LoginGuard;
 use store::spool::Spool;
@@ -130,8 +131,8 @@ async fn serve(
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
 
     let relay = Arc::new(build_relay(&config)?);
-    let forward_failures = Arc::new(mta::forward_failures::ForwardFailures::default());
-    let delivery = Arc::new(Delivery {
+    let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
+    let runner = Arc::new(Runner {
         directory: directory.clone(),
         spool: spool.clone(),
         data_dir: config.data_dir.clone(),
@@ -139,26 +140,34 @@ async fn serve(
         postmaster: postmaster.clone(),
         concurrency: config.delivery.concurrency,
         relay: Some(relay),
-        retry_schedule: config
-            .relay
-            .retry_schedule
-            .iter()
-            .filter_map(|d| parse_duration(d))
-            .collect(),
-        max_queue_lifetime: parse_duration(&config.relay.max_queue_lifetime)
-            .unwrap_or(Duration::from_secs(5 * 86_400)),
-        delay_warning_after: parse_duration(&config.relay.delay_warning_after),
+        retry: RetryPolicy {
+            schedule: config
+                .relay
+                .retry_schedule
+                .iter()
+                .filter_map(|d| parse_duration(d))
+                .collect(),
+            max_lifetime: parse_duration(&config.relay.max_queue_lifetime)
+                .unwrap_or(Duration::from_secs(5 * 86_400)),
+            delay_warning_after: parse_duration(&config.relay.delay_warning_after),
+        },
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
+        clock: Arc::new(store::clock::SystemClock),
     });
-    let delivery_task = tokio::spawn(delivery.clone().run(queued_rx, shutdown_rx.clone()));
+    let direct = Arc::new(Direct {
+        directory: directory.clone(),
+        postmaster: postmaster.clone(),
+        mda: runner.mda(),
+    });
+    let delivery_task = tokio::spawn(runner.clone().run(queued_rx, shutdown_rx.clone()));
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
         DirectoryPolicy::new(directory.clone(), postmaster).with_forward_failures(forward_failures),
     );
     let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
-    let per_ip = Arc::new(mta::smtpd::PerIp::default());
+    let per_ip = Arc::new(smtpd::PerIp::default());
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
     let login_guard = Arc::new(LoginGuard::new(config.auth.limits()));
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
@@ -191,16 +200,12 @@ async fn serve(
             per_ip: per_ip.clone(),
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
-            direct: config.delivery.direct_local.then(|| delivery.clone()),
+            direct: config.delivery.direct_local.then(|| direct.clone()),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();
             tracing::info!("smtpd: {service:?} listening on {addr:?}");
-            servers.spawn(mta::smtpd::serve(
-                listener,
-                smtpd.clone(),
-                shutdown_rx.clone(),
-            ));
+            servers.spawn(smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
         }
     }
     drop(queued_tx);

@@ -1,18 +1,14 @@
-//! The mail transfer agent: SMTP listeners, the recipient policy over the directory, and the
-//! queue runner that delivers queued mail into local Maildirs.
+//! The mail transfer agent's sending side: the queue runner and its rooms ([`queue`]), the
+//! relay client that hands mail to other domains' MTAs ([`relay`]), and RFC 3464 reports
+//! ([`bounce`]).
 //!
-//! Mail flows one way: [`smtpd`] accepts and puts each message in the spool (the only door),
-//! then [`delivery`] takes it out and delivers it. `mta` never reads a Maildir and holds no
-//! protocol logic of its own: that lives in `proto`.
+//! Mail comes in through `smtpd` (another crate) and reaches this one only through the spool:
+//! `mta` does not depend on `smtpd` and never reads a client socket. Local copies are written
+//! by `mda`, shared with direct delivery. Protocol logic lives in `proto`.
 
-pub mod auth;
 pub mod bounce;
-pub mod delivery;
-pub mod forward_failures;
-pub mod policy;
+pub mod queue;
 pub mod relay;
-pub mod smtpd;
-mod timed_io;
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::delivery::{Delivery, Outcome};
+use mta::queue::{RetryPolicy, Runner, Verdict};
 use store::directory::Directory;
 use store::durable::Recorder;
 use store::spool::{Origin, Spool};
@@ -17,7 +17,7 @@ struct World {
     data: PathBuf,
     spool: Arc<Spool>,
     recorder: Arc<Recorder>,
-    delivery: Arc<Delivery>,
+    delivery: Arc<Runner>,
 }
 
 fn world() -> World {
@@ -39,7 +39,7 @@ fn world() -> World {
         Arc::new(Spool::open_and_recover_with_disk(&data, recorder.clone()).expect("spool"));
     let (resubmit, _rx) = mpsc::unbounded_channel();
     // The receiver is dropped: nothing here makes new messages (no forwarding, no DSN).
-    let delivery = Arc::new(Delivery {
+    let delivery = Arc::new(Runner {
         directory,
         spool: spool.clone(),
         data_dir: data.clone(),
@@ -47,11 +47,14 @@ fn world() -> World {
         postmaster: None,
         concurrency: 2,
         relay: None,
-        retry_schedule: vec![Duration::from_secs(60)],
-        max_queue_lifetime: Duration::from_secs(86_400),
-        delay_warning_after: None,
+        retry: RetryPolicy {
+            schedule: vec![Duration::from_secs(60)],
+            max_lifetime: Duration::from_secs(86_400),
+            delay_warning_after: None,
+        },
         resubmit,
         forward_failures: Arc::default(),
+        clock: Arc::new(store::clock::SystemClock),
     });
     World {
         _dir: dir,
@@ -117,13 +120,13 @@ async fn spool_removal_lost_in_a_crash_delivers_nothing_twice() {
     let id = enqueue(&w).await;
     let record = w.data.join("queue/msg").join(&id);
     let saved = std::fs::read(&record).expect("spool file");
-    assert_eq!(w.delivery.attempt(&id, false).await, Outcome::Done);
+    assert_eq!(w.delivery.attempt(&id, false).await, Verdict::Done);
     assert_one_copy_each(&w);
     assert!(!record.exists(), "delivered message left the spool");
     // The crash: every copy was written, the spool removal was not on disk yet.
     std::fs::write(&record, &saved).expect("restore");
     assert_eq!(w.spool.list().expect("list"), vec![id.clone()]);
-    assert_eq!(w.delivery.attempt(&id, true).await, Outcome::Done);
+    assert_eq!(w.delivery.attempt(&id, true).await, Verdict::Done);
     assert_one_copy_each(&w);
     assert!(w.spool.list().expect("list").is_empty());
 }
@@ -135,20 +138,24 @@ async fn one_failed_copy_is_retried_alone() {
     // bob's disk fails once: alice and carol get theirs, bob waits.
     w.recorder.fail_next_file_sync("/bob/Maildir/tmp/");
     let first = w.delivery.attempt(&id, false).await;
-    assert!(matches!(first, Outcome::Deferred(_)), "{first:?}");
+    assert!(matches!(first, Verdict::Deferred(_)), "{first:?}");
     assert_eq!(copies(&w.data, "alice").len(), 1);
     assert_eq!(copies(&w.data, "carol").len(), 1);
     assert!(copies(&w.data, "bob").is_empty());
     // `queue list`'s view: bob deferred, the others done.
-    let log = w.spool.attempts(&id).expect("state");
-    let states: Vec<(usize, &str)> = log.iter().map(|(i, s, _)| (*i, s.as_str())).collect();
-    assert!(states.contains(&(1, "deferred")), "{states:?}");
+    let log = w.spool.log(&id).expect("state");
+    let st = store::queue_status::MessageStatus::from_log(RCPTS.len(), &log);
+    let states: Vec<&str> = st.recipients.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, vec!["done", "pending", "done", "done"]);
     assert!(
-        states.contains(&(0, "done")) && states.contains(&(3, "done")),
-        "{states:?}"
+        st.recipients[1]
+            .last_text()
+            .contains("local delivery failed"),
+        "{:?}",
+        st.recipients[1]
     );
     // The retry (as after a restart: everything in the spool is due) finishes the job.
-    assert_eq!(w.delivery.attempt(&id, true).await, Outcome::Done);
+    assert_eq!(w.delivery.attempt(&id, true).await, Verdict::Done);
     assert_one_copy_each(&w);
 }
 
@@ -162,12 +169,12 @@ async fn a_copy_written_before_a_crash_is_found_not_rewritten() {
     w.recorder.fail_next_file_sync("/carol/Maildir/tmp/");
     assert!(matches!(
         w.delivery.attempt(&id, false).await,
-        Outcome::Deferred(_)
+        Verdict::Deferred(_)
     ));
     assert_eq!(copies(&w.data, "bob").len(), 1);
     // Forget the state log too (a crash before it was written): only the Maildir names can
     // tell that bob's copy exists.
     let _ = std::fs::remove_file(w.data.join("queue/msg").join(format!("{id}.state")));
-    assert_eq!(w.delivery.attempt(&id, true).await, Outcome::Done);
+    assert_eq!(w.delivery.attempt(&id, true).await, Verdict::Done);
     assert_one_copy_each(&w);
 }

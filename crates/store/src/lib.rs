@@ -2,12 +2,15 @@
 //! aliases (SQLite), the spool (the durable queue of accepted messages), Maildir delivery, and the
 //! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
 
+pub mod clock;
 pub mod directory;
 pub mod durable;
+pub mod forward_failures;
 pub mod login_guard;
 pub mod login_limits;
 pub mod mailbox;
 pub mod maildir;
+pub mod outcome;
 pub mod password_check;
 pub mod queue_status;
 pub mod spool;

@@ -2,8 +2,10 @@
 //! pending, done or failed, how many attempts were made and the last reply; per message,
 //! whether the delay warning went out and whether the admin asked to bounce it.
 //!
-//! Pure interpretation of [`Spool::attempts`](crate::spool::Spool::attempts) lines; it writes
+//! Pure interpretation of [`Spool::log`](crate::spool::Spool::log) entries; it writes
 //! nothing.
+
+use crate::outcome::{Entry, Mark, Outcome};
 
 /// Where one recipient stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -12,8 +14,15 @@ pub struct RcptStatus {
     pub state: RcptState,
     /// Attempts recorded (deferrals and the final result).
     pub attempts: u32,
-    /// The last recorded reply or reason.
-    pub last: String,
+    /// The last recorded outcome, if any.
+    pub last: Option<Outcome>,
+}
+
+impl RcptStatus {
+    /// The last reply or reason, for `queue list` (empty before the first attempt).
+    pub fn last_text(&self) -> String {
+        self.last.as_ref().map(Outcome::text).unwrap_or_default()
+    }
 }
 
 /// A recipient's state.
@@ -49,26 +58,26 @@ pub struct MessageStatus {
 impl MessageStatus {
     /// Interprets the state log of a message with `n` recipients. Lines for indexes out of
     /// range are ignored.
-    pub fn from_log(n: usize, log: &[(usize, String, String)]) -> MessageStatus {
+    pub fn from_log(n: usize, log: &[Entry]) -> MessageStatus {
         let mut st = MessageStatus {
             recipients: vec![RcptStatus::default(); n],
             ..MessageStatus::default()
         };
-        for (index, state, detail) in log {
-            match state.as_str() {
-                "warned" => st.warned = true,
-                "bounce" => st.bounce_requested = true,
-                s => {
+        for entry in log {
+            match entry {
+                Entry::Mark(Mark::Warned) => st.warned = true,
+                Entry::Mark(Mark::BounceRequested) => st.bounce_requested = true,
+                Entry::Rcpt(index, outcome) => {
                     let Some(r) = st.recipients.get_mut(*index) else {
                         continue;
                     };
                     r.attempts += 1;
-                    r.last = detail.clone();
-                    r.state = match s {
-                        "done" => RcptState::Done,
-                        "failed" => RcptState::Failed,
-                        _ => RcptState::Pending,
+                    r.state = match outcome {
+                        Outcome::Delivered { .. } => RcptState::Done,
+                        Outcome::Failed { .. } => RcptState::Failed,
+                        Outcome::Deferred { .. } => RcptState::Pending,
                     };
+                    r.last = Some(outcome.clone());
                 }
             }
         }
@@ -96,26 +105,37 @@ impl MessageStatus {
 mod tests {
     use super::*;
 
-    fn line(i: usize, s: &str, d: &str) -> (usize, String, String) {
-        (i, s.to_string(), d.to_string())
+    fn rcpt(i: usize, o: Outcome) -> Entry {
+        Entry::Rcpt(i, o)
     }
 
     #[test]
     fn interprets_log() {
         let log = vec![
-            line(0, "deferred", "451 try later"),
-            line(1, "done", "250 ok"),
-            line(0, "deferred", "451 again"),
-            line(2, "failed", "550 no"),
-            line(0, "warned", ""),
-            line(9, "done", "ignored"),
+            rcpt(0, Outcome::deferred("451 try later")),
+            rcpt(
+                1,
+                Outcome::Delivered {
+                    detail: "250 ok".into(),
+                },
+            ),
+            rcpt(0, Outcome::deferred("451 again")),
+            rcpt(2, Outcome::failed("5.1.1", "550 no")),
+            Entry::Mark(Mark::Warned),
+            rcpt(
+                9,
+                Outcome::Delivered {
+                    detail: "ignored".into(),
+                },
+            ),
         ];
         let st = MessageStatus::from_log(3, &log);
         assert_eq!(st.recipients[0].state, RcptState::Pending);
         assert_eq!(st.recipients[0].attempts, 2);
-        assert_eq!(st.recipients[0].last, "451 again");
+        assert_eq!(st.recipients[0].last_text(), "451 again");
         assert_eq!(st.recipients[1].state, RcptState::Done);
         assert_eq!(st.recipients[2].state, RcptState::Failed);
+        assert_eq!(st.recipients[2].last_text(), "5.1.1 550 no");
         assert!(st.warned && !st.bounce_requested);
         assert_eq!(st.pending(), vec![0]);
         assert_eq!(st.attempts(), 2);

@@ -19,7 +19,8 @@
 //!
 //! Values are percent-escaped (`%`, bytes below 0x20 and 0x7F become `%XX`), so a hostile
 //! address containing CR, LF or NUL can never add or end an envelope line. Per-recipient
-//! delivery attempts are appended to `msg/<id>.state`, one escaped line each.
+//! delivery outcomes are appended to `msg/<id>.state`, one escaped line each
+//! ([`crate::outcome::Entry`]).
 //!
 //! Group commit: each `enqueue` writes and fsyncs `tmp/<id>` on the blocking pool (so
 //! concurrent sessions fsync in parallel), then hands the id to one committer thread, which
@@ -42,6 +43,7 @@ use tokio::sync::oneshot;
 
 use crate::durable::Disk;
 use crate::maildir::ensure_dir;
+use crate::outcome::Entry;
 
 const MAGIC_LINE: &str = "MAILROOM-QUEUE 1\n";
 const MAGIC: &[u8] = MAGIC_LINE.as_bytes();
@@ -49,10 +51,6 @@ const STATE_SUFFIX: &str = ".state";
 const ID_LEN: usize = 16;
 /// Base32 alphabet whose ASCII order is its numeric order, so ids sort by time.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHIJKLMNOPQRSTUV";
-/// The per-recipient states [`Spool::record_attempt`] accepts.
-/// Per-recipient states (`done`, `deferred`, `failed`), and message-level marks (index 0):
-/// `warned` (the delay DSN went out), `bounce` (the admin asked to bounce it).
-const STATES: [&str; 5] = ["done", "deferred", "failed", "warned", "bounce"];
 
 /// The envelope of a queued message (RFC 5321 section 2.3.1 envelope plus bookkeeping).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,7 +198,7 @@ pub fn new_id() -> String {
 }
 
 /// Percent-escapes `%`, control bytes and DEL so the value fits on one record line.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '%' || (c as u32) < 0x20 || c == '\x7f' {
@@ -213,7 +211,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Reverses [`escape`]. Malformed escapes, raw control bytes and non-UTF-8 are errors.
-fn unescape(s: &[u8]) -> io::Result<String> {
+pub(crate) fn unescape(s: &[u8]) -> io::Result<String> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -616,6 +614,48 @@ impl Spool {
         Ok(())
     }
 
+    /// Asks the running queue runner to retry these messages now (all of them when `ids` is
+    /// empty): `mailroom queue flush` and `queue bounce`, which may run in another process,
+    /// append to `queue/flush`; the runner takes the requests every half second.
+    pub fn request_flush(&self, ids: &[String]) -> io::Result<()> {
+        let text = if ids.is_empty() {
+            "*\n".to_string()
+        } else {
+            for id in ids {
+                check_id(id)?;
+            }
+            ids.join("\n") + "\n"
+        };
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.flush_path())?;
+        f.write_all(text.as_bytes())
+    }
+
+    /// Takes the pending flush requests: `Some(ids)`, with an empty list meaning "all", or
+    /// `None` when there are none.
+    pub fn take_flush_requests(&self) -> Option<Vec<String>> {
+        let path = self.flush_path();
+        let text = fs::read_to_string(&path).ok()?;
+        let _ = fs::remove_file(&path);
+        if text.lines().any(|l| l.trim() == "*") {
+            return Some(Vec::new());
+        }
+        Some(
+            text.lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| is_id(l))
+                .collect(),
+        )
+    }
+
+    fn flush_path(&self) -> PathBuf {
+        self.msg.with_file_name("flush")
+    }
+
     /// Ids of every message in msg/ (recovery on start, and the queue runner), oldest first.
     pub fn list(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
@@ -655,24 +695,11 @@ impl Spool {
         self.msg.join(format!("{id}{STATE_SUFFIX}"))
     }
 
-    /// Appends one line `<rcpt_index> <state> <escaped detail>` to `msg/<id>.state` (created
-    /// on demand; the file, and the directory when the file is new, are fsynced). `state` is
-    /// `done`, `deferred` or `failed`, or a message-level mark `warned` or `bounce`; the
-    /// message must exist.
-    pub fn record_attempt(
-        &self,
-        id: &str,
-        rcpt_index: usize,
-        state: &str,
-        detail: &str,
-    ) -> io::Result<()> {
+    /// Appends one entry to the message's state log (`msg/<id>.state`), fsynced (and its
+    /// directory too when the file is new): a recipient's [`Outcome`](crate::outcome::Outcome)
+    /// after an attempt, or a message-level mark. The message must exist.
+    pub fn record(&self, id: &str, entry: &Entry) -> io::Result<()> {
         check_id(id)?;
-        if !STATES.contains(&state) {
-            return Err(invalid_input(format!(
-                "bad recipient state: {}",
-                state.escape_debug()
-            )));
-        }
         fs::metadata(self.msg.join(id))?;
         let path = self.state_path(id);
         let (mut file, created) = match OpenOptions::new()
@@ -687,7 +714,8 @@ impl Spool {
             }
             Err(e) => return Err(e),
         };
-        let line = format!("{rcpt_index} {state} {}\n", escape(detail));
+        let mut line = entry.to_line();
+        line.push('\n');
         file.write_all(line.as_bytes())?;
         self.disk.sync_file(&file, &path)?;
         if created {
@@ -696,37 +724,26 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads back every recorded attempt `(rcpt_index, state, detail)`, in order. No state
-    /// file means no attempts; a torn last line (crash while appending) is ignored; any other
-    /// malformed line is `InvalidData`.
-    pub fn attempts(&self, id: &str) -> io::Result<Vec<(usize, String, String)>> {
+    /// Reads back the state log, in order. No state file means no entries; a torn last line
+    /// (crash while appending) is ignored; any other malformed line is `InvalidData`. Lines of
+    /// the first format are read too ([`Entry::parse`]).
+    pub fn log(&self, id: &str) -> io::Result<Vec<Entry>> {
         check_id(id)?;
         let data = match fs::read(self.state_path(id)) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
         let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
         // The piece after the last '\n' is empty, or a torn line.
         lines.pop();
-        for line in lines {
-            let bad = || invalid_data(format!("{id}: malformed state line"));
-            let mut fields = line.splitn(3, |&b| b == b' ');
-            let index = fields
-                .next()
-                .and_then(|f| std::str::from_utf8(f).ok())
-                .and_then(|f| f.parse::<usize>().ok())
-                .ok_or_else(bad)?;
-            let state = fields
-                .next()
-                .and_then(|f| std::str::from_utf8(f).ok())
-                .filter(|s| STATES.contains(s))
-                .ok_or_else(bad)?;
-            let detail = unescape(fields.next().ok_or_else(bad)?)?;
-            out.push((index, state.to_string(), detail));
-        }
-        Ok(out)
+        lines
+            .into_iter()
+            .map(|line| {
+                Entry::parse(line)
+                    .ok_or_else(|| invalid_data(format!("{id}: malformed state line")))
+            })
+            .collect()
     }
 
     /// How many times the committer has fsynced `msg/` (one per batch). With group commit

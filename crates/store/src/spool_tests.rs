@@ -1,5 +1,6 @@
 //! Unit tests of `spool` (kept in their own file so `spool.rs` stays readable).
 use super::*;
+use crate::outcome::Outcome;
 
 impl Spool {
     /// The old one-call form: a fresh id, one part.
@@ -202,28 +203,22 @@ async fn attempts_and_remove() {
         .enqueue_new("s@x.org", &s(&["a@b.c", "d@e.f"]), "c", 1, b"m")
         .await
         .expect("enqueue");
-    assert!(spool.attempts(&id).expect("attempts").is_empty());
-    spool
-        .record_attempt(&id, 1, "deferred", "451 4.4.1 no answer\r\nfrom host")
-        .expect("record");
-    spool.record_attempt(&id, 0, "done", "").expect("record");
-    spool
-        .record_attempt(&id, 1, "failed", "550 5.1.1 gone")
-        .expect("record");
-    assert!(spool.record_attempt(&id, 0, "bogus", "x").is_err());
-    assert!(spool.record_attempt(&new_id(), 0, "done", "x").is_err());
-    assert_eq!(
-        spool.attempts(&id).expect("attempts"),
-        vec![
-            (
-                1,
-                "deferred".into(),
-                "451 4.4.1 no answer\r\nfrom host".into()
-            ),
-            (0, "done".into(), String::new()),
-            (1, "failed".into(), "550 5.1.1 gone".into()),
-        ]
-    );
+    assert!(spool.log(&id).expect("log").is_empty());
+    let entries = vec![
+        Entry::Rcpt(1, Outcome::deferred("451 4.4.1 no answer\r\nfrom host")),
+        Entry::Rcpt(
+            0,
+            Outcome::Delivered {
+                detail: String::new(),
+            },
+        ),
+        Entry::Rcpt(1, Outcome::failed("5.1.1", "550 5.1.1 gone")),
+    ];
+    for e in &entries {
+        spool.record(&id, e).expect("record");
+    }
+    assert!(spool.record(&new_id(), &entries[1]).is_err());
+    assert_eq!(spool.log(&id).expect("log"), entries);
     // list() does not show the state file.
     assert_eq!(spool.list().expect("list"), vec![id.clone()]);
     // A torn last line is ignored; a malformed full line is an error.
@@ -233,10 +228,10 @@ async fn attempts_and_remove() {
         .expect("open");
     f.write_all(b"0 do").expect("write");
     drop(f);
-    assert_eq!(spool.attempts(&id).expect("attempts").len(), 3);
+    assert_eq!(spool.log(&id).expect("log").len(), 3);
     fs::write(spool.state_path(&id), b"x done y\n").expect("write");
     assert_eq!(
-        spool.attempts(&id).expect_err("bad").kind(),
+        spool.log(&id).expect_err("bad").kind(),
         io::ErrorKind::InvalidData
     );
     spool.remove(&id).expect("remove");

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
+use crate::direct::DirectResult;
 use crate::timed_io::{Clocks, Interrupt};
 
 use crate::stopped;
@@ -95,8 +96,8 @@ pub struct Smtpd {
     /// Password checks and brute-force limits, shared by all SMTP listeners.
     pub auth: Arc<SmtpAuth>,
     /// When set, mail for local accounts only is delivered at commit time
-    /// ([`crate::delivery::Delivery::deliver_direct`]) instead of through the spool.
-    pub direct: Option<Arc<crate::delivery::Delivery>>,
+    /// ([`crate::direct::Direct::deliver`]) instead of through the spool.
+    pub direct: Option<Arc<crate::direct::Direct>>,
 }
 
 /// How long a TLS handshake may take.
@@ -321,16 +322,21 @@ async fn store_message(
     let id = store::spool::new_id();
     let headers = conn.trace_headers(&id, received as i64);
     let message = Arc::new(message);
-    if let Some(delivery) = &smtpd.direct {
+    let origin_text = client_text(conn, ip);
+    let env_origin = origin(conn, &origin_text);
+    let mut delivered_directly: Vec<usize> = Vec::new();
+    let mut written = Vec::new();
+    let mut direct_error = None;
+    if let Some(direct) = &smtpd.direct {
         let (d, id2, env, h, m) = (
-            delivery.clone(),
+            direct.clone(),
             id.clone(),
             envelope.clone(),
             headers.clone(),
             message.clone(),
         );
-        let direct = tokio::task::spawn_blocking(move || {
-            d.deliver_direct(
+        let result = tokio::task::spawn_blocking(move || {
+            d.deliver(
                 &id2,
                 &env.sender,
                 &env.recipients,
@@ -338,26 +344,79 @@ async fn store_message(
                 &[h.as_bytes(), &m],
             )
         })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        match direct {
-            Ok(true) => return (id, Ok(Stored::Delivered)),
-            Ok(false) => {}
-            Err(e) => return (id, Err(e)),
+        .await;
+        match result {
+            Ok(DirectResult::Delivered) => return (id, Ok(Stored::Delivered)),
+            Ok(DirectResult::NeedsQueue) => {}
+            Ok(DirectResult::Partly {
+                pending,
+                written: w,
+                error,
+            }) => {
+                // Keep what was written; the queue takes the rest (issue: one broken mailbox
+                // never makes the sender retry for everybody).
+                delivered_directly = (0..envelope.recipients.len())
+                    .filter(|i| !pending.contains(i))
+                    .collect();
+                written = w;
+                direct_error = Some(error);
+            }
+            Err(e) => return (id, Err(std::io::Error::other(e.to_string()))),
         }
     }
-    let r = smtpd
+    let queued = smtpd
         .spool
         .enqueue(
             &id,
             &envelope.sender,
             &envelope.recipients,
-            &origin(conn, &client_text(conn, ip)),
+            &env_origin,
             received,
             &[headers.as_bytes(), &message],
         )
         .await;
-    (id, r.map(|()| Stored::Queued))
+    let queued = match queued {
+        Ok(()) if !delivered_directly.is_empty() => {
+            // The runner must not write those copies again: say so in the state log, durably,
+            // before the 250. (A crash before this only means the runner finds the copies by
+            // their names.)
+            let (spool, id2) = (smtpd.spool.clone(), id.clone());
+            let done = delivered_directly.clone();
+            tokio::task::spawn_blocking(move || {
+                for i in done {
+                    let entry = store::outcome::Entry::Rcpt(
+                        i,
+                        store::outcome::Outcome::Delivered {
+                            detail: "delivered (direct)".into(),
+                        },
+                    );
+                    spool.record(&id2, &entry)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .inspect_err(|_| {
+                let _ = smtpd.spool.remove(&id);
+            })
+        }
+        other => other,
+    };
+    match queued {
+        Ok(()) => (id, Ok(Stored::Queued)),
+        Err(e) => {
+            // Nothing may stay visible of a message the client is told to send again.
+            if let Some(direct) = &smtpd.direct {
+                direct.withdraw(&id, written);
+            }
+            // A full disk is what the client should hear about, whichever write found it.
+            let e = match direct_error {
+                Some(d) if d.kind() == std::io::ErrorKind::StorageFull => d,
+                _ => e,
+            };
+            (id, Err(e))
+        }
+    }
 }
 
 /// What the envelope records about where the message came from: the client text, and

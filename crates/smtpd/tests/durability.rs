@@ -1,8 +1,10 @@
 //! No `250` before the message is on stable storage, seen from the outside: a real `smtpd` on
 //! 127.0.0.1 writes through a `store::durable::Recorder`, a raw SMTP client notes when the
 //! `250` arrives, and the recorded steps must read "file fsync -> rename -> directory fsync ->
-//! 250" for the spool copy, and for every Maildir copy of a direct delivery. A failed fsync
-//! must give `451` and leave nothing visible (no file in `queue/msg/` or in any `new/`).
+//! 250" for the spool copy, and for every Maildir copy of a direct delivery. A failed spool
+//! fsync must give `451` and leave nothing visible (no file in `queue/msg/` or in any `new/`);
+//! a failed direct copy keeps the other copies and queues the message for the rest, durably,
+//! before the `250`.
 //!
 //! A SIGKILL keeps the page cache, so the crash tests cannot see a missing fsync; these can:
 //! remove any `sync_file`/`sync_dir` call in `store::maildir` or `store::spool` and a test here
@@ -12,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::delivery::Delivery;
-use mta::policy::DirectoryPolicy;
-use mta::smtpd::{PerIp, Smtpd, SmtpdConfig};
+use mda::Mda;
 use proto::smtp::{Service, SessionConfig};
+use smtpd::direct::Direct;
+use smtpd::policy::DirectoryPolicy;
+use smtpd::{PerIp, Smtpd, SmtpdConfig};
 use store::directory::Directory;
 use store::durable::{check_durable_before, Recorder, Step};
 use store::login_guard::{LoginGuard, LoginLimits};
@@ -32,7 +35,7 @@ struct World {
     _shutdown: watch::Sender<bool>,
 }
 
-async fn world(direct: bool) -> World {
+async fn world(direct_on: bool) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
     let directory = Arc::new(Directory::open(&data).expect("directory"));
@@ -45,19 +48,10 @@ async fn world(direct: bool) -> World {
     let spool =
         Arc::new(Spool::open_and_recover_with_disk(&data, recorder.clone()).expect("spool"));
     let (queued_tx, _queued_rx) = mpsc::unbounded_channel();
-    let delivery = Arc::new(Delivery {
+    let direct = Arc::new(Direct {
         directory: directory.clone(),
-        spool: spool.clone(),
-        data_dir: data.clone(),
-        hostname: "mx.example.test".into(),
         postmaster: None,
-        concurrency: 4,
-        relay: None,
-        retry_schedule: vec![Duration::from_secs(60)],
-        max_queue_lifetime: Duration::from_secs(86_400),
-        delay_warning_after: None,
-        resubmit: queued_tx.clone(),
-        forward_failures: Arc::default(),
+        mda: Mda::new(&data, "mx.example.test", spool.disk()),
     });
     let guard = Arc::new(LoginGuard::new(LoginLimits::default()));
     let smtpd = Arc::new(Smtpd {
@@ -75,13 +69,13 @@ async fn world(direct: bool) -> World {
         slots: Arc::new(Semaphore::new(10)),
         per_ip: Arc::new(PerIp::default()),
         tls: None,
-        auth: Arc::new(mta::auth::SmtpAuth::new(directory, guard)),
-        direct: direct.then_some(delivery),
+        auth: Arc::new(smtpd::auth::SmtpAuth::new(directory, guard)),
+        direct: direct_on.then_some(direct),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (shutdown, rx) = watch::channel(false);
-    tokio::spawn(mta::smtpd::serve(listener, smtpd, rx));
+    tokio::spawn(smtpd::serve(listener, smtpd, rx));
     World {
         _dir: dir,
         data,
@@ -233,10 +227,59 @@ async fn failed_spool_fsyncs_give_451_and_leave_nothing() {
 }
 
 #[tokio::test]
-async fn failed_direct_copy_rolls_back_the_others_and_gives_451() {
+async fn failed_direct_copy_is_queued_and_the_others_kept() {
     let w = world(true).await;
-    // bob's copy is the second: alice's is written and must be taken back.
+    // bob's copy fails: alice's stays, bob's recipient goes to the queue; the sender gets 250
+    // (one broken mailbox never makes it retry for everybody).
     w.recorder.fail_next_file_sync("/bob/Maildir/tmp/");
+    let reply = send(&w, &["alice@example.test", "bob@example.test"]).await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let id = queue_id(&reply);
+    let steps = w.recorder.steps();
+    let alice = maildir(&w, "alice");
+    let names = files(&alice.join("new"));
+    assert_eq!(names.len(), 1, "{names:?}");
+    check_durable_before(
+        &steps,
+        &alice.join("tmp").join(&names[0]),
+        &alice.join("new").join(&names[0]),
+        "ack",
+    )
+    .unwrap_or_else(|e| panic!("alice: {e}"));
+    assert!(files(&maildir(&w, "bob").join("new")).is_empty());
+    // The queue copy and its state log ("alice done") are durable before the 250.
+    let q = w.data.join("queue");
+    check_durable_before(
+        &steps,
+        &q.join("tmp").join(&id),
+        &q.join("msg").join(&id),
+        "ack",
+    )
+    .unwrap_or_else(|e| panic!("queue: {e}"));
+    let state = q.join("msg").join(format!("{id}.state"));
+    let synced = steps
+        .iter()
+        .position(|s| matches!(s, Step::SyncFile(p) if *p == state))
+        .expect("state log fsynced");
+    let acked = steps
+        .iter()
+        .position(|s| matches!(s, Step::Note(n) if n == "ack"))
+        .expect("ack");
+    assert!(synced < acked, "{steps:#?}");
+    let spool = Spool::open(&w.data).expect("spool");
+    let log = spool.log(&id).expect("log");
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(matches!(
+        &log[0],
+        store::outcome::Entry::Rcpt(0, store::outcome::Outcome::Delivered { .. })
+    ));
+}
+
+#[tokio::test]
+async fn failed_direct_copy_and_failed_queue_give_451_and_leave_nothing() {
+    let w = world(true).await;
+    w.recorder.fail_next_file_sync("/bob/Maildir/tmp/");
+    w.recorder.fail_next_file_sync("queue/tmp");
     let reply = send(&w, &["alice@example.test", "bob@example.test"]).await;
     assert!(reply.starts_with("451 4.3.0"), "{reply}");
     for user in ["alice", "bob"] {
@@ -252,12 +295,13 @@ async fn failed_direct_copy_rolls_back_the_others_and_gives_451() {
             files(&md.join("tmp"))
         );
     }
+    assert!(files(&w.data.join("queue/msg")).is_empty());
     // alice's withdrawn copy: unlinked, then her new/ fsynced, before the 451.
     let steps = w.recorder.steps();
     let alice_new = maildir(&w, "alice").join("new");
     let failed = steps
         .iter()
-        .position(|s| matches!(s, Step::Failed(_)))
+        .rposition(|s| matches!(s, Step::Failed(_)))
         .expect("a failed step");
     let resynced = steps
         .iter()

@@ -17,7 +17,7 @@ use std::time::Instant;
 use proto::smtp::{Policy, RcptVerdict};
 use store::directory::{Directory, DirectoryError, Resolution};
 
-use crate::forward_failures::ForwardFailures;
+use store::forward_failures::ForwardFailures;
 
 /// The recipient policy over the directory.
 pub struct DirectoryPolicy {

@@ -1,0 +1,311 @@
+//! One attempt at one queued message: read it, route its pending recipients
+//! (`mda::router`), write the local copies (`mda::Mda`), queue forwarded copies as new
+//! messages, hand each remote domain's recipients to the relay, and record what happened to
+//! each recipient as an [`Outcome`] in the spool's state log. Expiry turns old deferrals into
+//! failures; [`super::dsn`] tells the sender.
+//!
+//! Exactly once, locally: copy names come from the queue id and copy number, and a message
+//! with any history (a retry, a restart, a direct delivery that was partly done) looks for
+//! each copy before writing it. Not here: when attempts happen ([`super::runner`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mda::mda::CopyResult;
+use store::outcome::{Entry, Outcome};
+use store::queue_status::MessageStatus;
+use store::spool::{Envelope, Origin};
+
+use super::runner::{Runner, Verdict};
+use crate::relay::RcptResult;
+
+/// Per recipient (envelope index), what this attempt did.
+pub type Results = BTreeMap<usize, Outcome>;
+
+impl Runner {
+    /// One attempt at one message. `retry`: an earlier attempt may have written some copies
+    /// already, so look before writing (also done whenever the state log has entries).
+    pub async fn attempt(self: &Arc<Self>, id: &str, retry: bool) -> Verdict {
+        let started = Instant::now();
+        let this = self.clone();
+        let id2 = id.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let (env, msg) = this.spool.read(&id2)?;
+            let log = this.spool.log(&id2)?;
+            Ok::<_, std::io::Error>((env, msg, log))
+        })
+        .await;
+        let (env, message, log) = match loaded {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Done,
+            Ok(Err(e)) => {
+                tracing::error!("delivery: {id}: cannot read queue file: {e}");
+                return Verdict::Deferred(self.retry.pause_after(1));
+            }
+            Err(e) => {
+                tracing::error!("delivery: {id}: reader failed: {e}");
+                return Verdict::Deferred(self.retry.pause_after(1));
+            }
+        };
+        let retry = retry || !log.is_empty();
+        let message = Arc::new(message);
+        let status = MessageStatus::from_log(env.recipients.len(), &log);
+        let now = self.clock.unix();
+        let age = Duration::from_secs(now.saturating_sub(env.received));
+        let pending = status.pending();
+        let mut results = Results::new();
+
+        if status.bounce_requested {
+            for &i in &pending {
+                results.insert(
+                    i,
+                    Outcome::failed("5.0.0", "message bounced by the administrator"),
+                );
+            }
+        } else {
+            self.route_and_deliver(id, &env, &message, &pending, retry, &mut results)
+                .await;
+        }
+
+        // Temporary failures past the queue lifetime become permanent (RFC 5321 §4.5.4.1).
+        if self.retry.expired(age) {
+            for r in results.values_mut() {
+                if let Outcome::Deferred { reply, .. } = r {
+                    *r = Outcome::failed(
+                        "4.4.7",
+                        format!(
+                            "message expired after {}s in the queue: {reply}",
+                            age.as_secs()
+                        ),
+                    );
+                }
+            }
+        }
+        let deferred_left = results.values().any(Outcome::is_deferred);
+        self.send_dsn(id, &env, &message, &results, &status, age, now)
+            .await;
+
+        if !deferred_left {
+            // Finished: nothing to record, the message leaves the queue.
+            let spool = self.spool.clone();
+            let id2 = id.to_string();
+            match tokio::task::spawn_blocking(move || spool.remove(&id2)).await {
+                Ok(Ok(())) | Ok(Err(_)) => {}
+                Err(e) => tracing::error!("delivery: {id}: remover failed: {e}"),
+            }
+            tracing::info!(
+                "delivery: {id}: removed from queue ({:.3}s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Verdict::Done;
+        }
+        // Partly finished: keep every result in the state log, deferrals with their time.
+        let after = self.retry.pause_after(status.attempts() + 1);
+        let next = now + after.as_secs();
+        let entries: Vec<Entry> = results
+            .into_iter()
+            .map(|(i, o)| match o {
+                Outcome::Deferred { reply, .. } => Entry::Rcpt(
+                    i,
+                    Outcome::Deferred {
+                        reply,
+                        next_attempt: Some(next),
+                    },
+                ),
+                o => Entry::Rcpt(i, o),
+            })
+            .collect();
+        let spool = self.spool.clone();
+        let id2 = id.to_string();
+        let _ = tokio::task::spawn_blocking(move || {
+            for e in entries {
+                if let Err(err) = spool.record(&id2, &e) {
+                    tracing::error!("delivery: {id2}: cannot record state: {err}");
+                }
+            }
+        })
+        .await;
+        tracing::info!(
+            "delivery: {id}: deferred, next attempt in {}s",
+            after.as_secs()
+        );
+        Verdict::Deferred(after)
+    }
+
+    /// Routes each pending recipient and delivers: locally, by forwarding, or by relay.
+    async fn route_and_deliver(
+        self: &Arc<Self>,
+        id: &str,
+        env: &Envelope,
+        message: &Arc<Vec<u8>>,
+        pending: &[usize],
+        retry: bool,
+        results: &mut Results,
+    ) {
+        let route = mda::route(
+            &env.recipients,
+            |i| pending.contains(&i),
+            |r| self.directory.resolve(r, self.postmaster.as_deref()),
+        );
+        for (i, outcome) in route.settled {
+            if let Outcome::Deferred { reply, .. } = &outcome {
+                tracing::error!(
+                    "delivery: {id}: to=<{}> status=deferred ({reply})",
+                    env.recipients[i]
+                );
+            }
+            results.insert(i, outcome);
+        }
+        // Every pending recipient with a local copy or a forward is delivered unless one of
+        // its copies or forwards fails below.
+        for copy in &route.copies {
+            for &i in &copy.rcpts {
+                results.insert(
+                    i,
+                    Outcome::Delivered {
+                        detail: "delivered".into(),
+                    },
+                );
+            }
+        }
+        for (i, _) in &route.forwards {
+            results.entry(*i).or_insert(Outcome::Delivered {
+                detail: "forwarded".into(),
+            });
+        }
+
+        // Local copies (blocking file I/O, one thread for the lot).
+        if !route.copies.is_empty() {
+            let mda = self.mda();
+            let (env2, msg, id2) = (env.clone(), message.clone(), id.to_string());
+            let copies = route.copies.clone();
+            let failed: Vec<(Vec<usize>, String)> = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let return_path = proto::smtp::received::return_path_header(&env2.sender);
+                let mut failed = Vec::new();
+                for copy in copies {
+                    let rcpt = &env2.recipients[copy.rcpts[0]];
+                    let parts: [&[u8]; 2] = [return_path.as_bytes(), &msg];
+                    match mda.write(&id2, &copy.account, copy.n, env2.received, &parts, retry) {
+                        Ok(CopyResult::Written(_)) => tracing::info!(
+                            "delivery: {id2}: to=<{rcpt}> mailbox={} status=sent delay={:.3}s",
+                            copy.account.address,
+                            started.elapsed().as_secs_f64()
+                        ),
+                        Ok(CopyResult::AlreadyThere) => tracing::info!(
+                            "delivery: {id2}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
+                            copy.account.address
+                        ),
+                        Err(e) => {
+                            tracing::error!(
+                                "delivery: {id2}: to=<{rcpt}> mailbox={} status=deferred ({e})",
+                                copy.account.address
+                            );
+                            failed.push((copy.rcpts, format!("local delivery failed: {e}")));
+                        }
+                    }
+                }
+                failed
+            })
+            .await
+            .unwrap_or_default();
+            for (rcpts, why) in failed {
+                for i in rcpts {
+                    results.insert(i, Outcome::deferred(why.clone()));
+                }
+            }
+        }
+
+        // Forwarding: a new message through the queue, same sender, for the remote targets.
+        // A sender we have not verified gets no DSN about the forwarded copy: the address may
+        // be forged, and the bounce would be backscatter.
+        for (i, targets) in route.forwards {
+            let new_id = store::spool::new_id();
+            let client = format!("forward of {id}");
+            let origin = Origin {
+                client: &client,
+                sender_verified: env.sender_verified,
+                notify_never: env.notify_never || !env.sender_verified,
+            };
+            let res = self
+                .spool
+                .enqueue(
+                    &new_id,
+                    &env.sender,
+                    &targets,
+                    &origin,
+                    self.clock.unix(),
+                    &[message],
+                )
+                .await;
+            match res {
+                Ok(()) => {
+                    tracing::info!(
+                        "delivery: {id}: to=<{}> status=forwarded as {new_id} to {}",
+                        env.recipients[i],
+                        targets.join(", ")
+                    );
+                    let _ = self.resubmit.send(new_id);
+                }
+                Err(e) => {
+                    results.insert(
+                        i,
+                        Outcome::deferred(format!("cannot queue forwarded copy: {e}")),
+                    );
+                }
+            }
+        }
+
+        // Other domains, one relay transaction per domain.
+        for (domain, indexes) in route.remote {
+            let Some(relay) = &self.relay else {
+                for i in indexes {
+                    results.insert(i, Outcome::deferred("relay to other domains is disabled"));
+                }
+                continue;
+            };
+            let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
+            let attempt_started = Instant::now();
+            let outcomes = relay.deliver(&domain, &env.sender, &rcpts, message).await;
+            // delay: since the message arrived; attempt: this delivery attempt alone.
+            let delay = self.clock.unix().saturating_sub(env.received);
+            let took = attempt_started.elapsed().as_secs_f64();
+            for (&i, rcpt) in indexes.iter().zip(&rcpts) {
+                let outcome = outcomes.iter().find(|o| &o.recipient == rcpt);
+                let r = match outcome {
+                    Some(o) => {
+                        let mx = o.mx.clone().unwrap_or_else(|| "-".into());
+                        match &o.result {
+                            RcptResult::Delivered { reply } => {
+                                tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({reply})", o.tls);
+                                Outcome::Delivered {
+                                    detail: format!("{mx}: {reply}"),
+                                }
+                            }
+                            RcptResult::Deferred { reply } => {
+                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
+                                Outcome::deferred(reply.clone())
+                            }
+                            RcptResult::Failed { status, reply } => {
+                                if store::forward_failures::ForwardFailures::is_address_failure(
+                                    status,
+                                ) {
+                                    self.forward_failures.record(rcpt, reply, Instant::now());
+                                }
+                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
+                                Outcome::Failed {
+                                    status: status.clone(),
+                                    reply: reply.clone(),
+                                    remote_mta: o.mx.clone(),
+                                }
+                            }
+                        }
+                    }
+                    None => Outcome::deferred("no result from relay"),
+                };
+                results.insert(i, r);
+            }
+        }
+    }
+}
