@@ -20,13 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::directory::{Account, Directory, DirectoryError, Resolution};
 use store::maildir::{maildir_path, Maildir};
 use store::queue_status::MessageStatus;
-use store::spool::{Envelope, Origin, Spool};
+use store::spool::{Body, Envelope, Origin, Spool};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::bounce;
 use crate::forward_failures::ForwardFailures;
-use crate::relay::{RcptResult, Relay};
+use crate::relay::{MessageBody, RcptResult, Relay};
 use crate::stopped;
 
 /// The queue runner's settings and handles.
@@ -198,7 +198,8 @@ impl Delivery {
         let this = self.clone();
         let id2 = id.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            let (env, msg) = this.spool.read(&id2)?;
+            // The envelope only: the message is streamed from the file by each delivery.
+            let (env, msg) = this.spool.open_message(&id2)?;
             let log = this.spool.attempts(&id2)?;
             Ok::<_, std::io::Error>((env, msg, log))
         })
@@ -215,7 +216,6 @@ impl Delivery {
                 return Outcome::Deferred(self.retry_after(1));
             }
         };
-        let message = Arc::new(message);
         let status = MessageStatus::from_log(env.recipients.len(), &log);
         let now = unix_now();
         let age = Duration::from_secs(now.saturating_sub(env.received));
@@ -305,7 +305,7 @@ impl Delivery {
         self: &Arc<Self>,
         id: &str,
         env: &Envelope,
-        message: &Arc<Vec<u8>>,
+        message: &Body,
         pending: &[usize],
         retry: bool,
         results: &mut BTreeMap<usize, Result1>,
@@ -414,13 +414,14 @@ impl Delivery {
             };
             let res = self
                 .spool
-                .enqueue(
+                .enqueue_body(
                     &new_id,
                     &env.sender,
                     &targets,
                     &origin,
                     unix_now(),
-                    &[message],
+                    b"",
+                    message,
                 )
                 .await;
             match res {
@@ -454,7 +455,8 @@ impl Delivery {
             };
             let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
             let attempt_started = Instant::now();
-            let outcomes = relay.deliver(&domain, &env.sender, &rcpts, message).await;
+            let body = MessageBody::from(message.clone());
+            let outcomes = relay.deliver_body(&domain, &env.sender, &rcpts, &body).await;
             // delay: since the message arrived; attempt: this delivery attempt alone.
             let delay = unix_now().saturating_sub(env.received);
             let took = attempt_started.elapsed().as_secs_f64();
@@ -588,13 +590,13 @@ impl Delivery {
         &self,
         id: &str,
         env: &Envelope,
-        message: &[u8],
+        message: &Body,
         copies: &[(usize, Account, usize)],
         retry: bool,
     ) -> Vec<(usize, String)> {
         let started = Instant::now();
         let return_path = proto::smtp::received::return_path_header(&env.sender);
-        let size = (return_path.len() + message.len()) as u64;
+        let size = return_path.len() as u64 + message.len();
         let mut failed = Vec::new();
         for (i, account, n) in copies {
             let rcpt = &env.recipients[*i];
@@ -612,7 +614,8 @@ impl Delivery {
                 );
                 continue;
             }
-            match maildir.deliver(&name, &[return_path.as_bytes(), message]) {
+            let mut copy = std::io::Read::chain(return_path.as_bytes(), message.reader());
+            match maildir.deliver_from(&name, &mut copy) {
                 Ok(_) => tracing::info!(
                     "delivery: {id}: to=<{rcpt}> mailbox={} status=sent delay={:.3}s",
                     account.address,
@@ -647,7 +650,7 @@ impl Delivery {
         &self,
         id: &str,
         env: &Envelope,
-        message: &[u8],
+        message: &Body,
         results: &BTreeMap<usize, Result1>,
         status: &MessageStatus,
         age: Duration,
@@ -721,10 +724,24 @@ impl Delivery {
         &self,
         id: &str,
         env: &Envelope,
-        message: &[u8],
+        message: &Body,
         rcpts: &[bounce::RecipientStatus],
         now: u64,
     ) {
+        // The report copies only the header block: read no more than it can hold.
+        let body = message.clone();
+        let head = tokio::task::spawn_blocking(move || body.head(bounce::MAX_HEADERS + 4))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let message = match head {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::error!("delivery: {id}: cannot read the headers for a DSN: {e}");
+                Vec::new()
+            }
+        };
+        let message = &message[..];
         let report = bounce::build(&bounce::Bounce {
             reporting_mta: &self.hostname,
             queue_id: id,
