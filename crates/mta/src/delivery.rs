@@ -456,7 +456,9 @@ impl Delivery {
             let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
             let attempt_started = Instant::now();
             let body = MessageBody::from(message.clone());
-            let outcomes = relay.deliver_body(&domain, &env.sender, &rcpts, &body).await;
+            let outcomes = relay
+                .deliver_body(&domain, &env.sender, &rcpts, &body)
+                .await;
             // delay: since the message arrived; attempt: this delivery attempt alone.
             let delay = unix_now().saturating_sub(env.received);
             let took = attempt_started.elapsed().as_secs_f64();
