@@ -865,3 +865,40 @@ async fn a_refused_chunk_ends_the_sending_and_fails_the_recipients() {
     );
     assert!(rec.messages.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_queue_file_that_cannot_be_read_defers_without_sending() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["PIPELINING".into(), "CHUNKING".into(), "8BITMIME".into()],
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = store::spool::Spool::open(dir.path()).unwrap();
+    let id = store::spool::new_id();
+    let to = rcpts(&["x@example.test"]);
+    let origin = store::spool::Origin::client("test");
+    spool
+        .enqueue(&id, "a@s.test", &to, &origin, 1, &[&large_message()])
+        .await
+        .unwrap();
+    let (_, body) = spool.open_message(&id).unwrap();
+    // The file shrinks under the open body (a broken disk, say): never send a cut message.
+    let path = dir.path().join("queue/msg").join(&id);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let relay = Relay::new(config()).unwrap();
+    let out = relay
+        .deliver_body_to_hosts("example.test", &[dest(addr)], "a@s.test", &to, &body.into())
+        .await;
+    assert!(
+        matches!(&out[0].result, RcptResult::Deferred { reply } if reply.contains("cannot read")),
+        "{out:?}"
+    );
+    assert!(rec.messages.lock().unwrap().is_empty());
+    assert!(bdat_commands(&rec).is_empty());
+}
