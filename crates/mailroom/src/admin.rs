@@ -196,6 +196,9 @@ fn no_such_message(id: &str, e: std::io::Error) -> Failure {
     }
 }
 
+/// Octets of a message `queue show` reads for its header block.
+const SHOW_HEADERS: usize = 1 << 20;
+
 pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
     let spool = Spool::open(&config.data_dir).map_err(Failure::failed)?;
     match cmd {
@@ -203,7 +206,7 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
             let now = unix_now();
             let ids = spool.list().map_err(Failure::failed)?;
             for id in &ids {
-                let Ok((env, message)) = spool.read(id) else {
+                let Ok((env, message)) = spool.open_message(id) else {
                     continue;
                 };
                 let log = spool.log(id).unwrap_or_default();
@@ -238,7 +241,13 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
             Ok(())
         }
         QueueCommand::Show { id } => {
-            let (env, message) = spool.read(&id).map_err(|e| no_such_message(&id, e))?;
+            let (env, body) = spool
+                .open_message(&id)
+                .map_err(|e| no_such_message(&id, e))?;
+            // The header block only: a large message is not loaded to show it.
+            let message = body
+                .head(SHOW_HEADERS)
+                .map_err(|e| no_such_message(&id, e))?;
             println!("id: {}", env.id);
             println!(
                 "received: {} ({}s ago)",
@@ -258,7 +267,9 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
         QueueCommand::Flush { id } => {
             let ids = match id {
                 Some(id) => {
-                    spool.read(&id).map_err(|e| no_such_message(&id, e))?;
+                    spool
+                        .open_message(&id)
+                        .map_err(|e| no_such_message(&id, e))?;
                     vec![id]
                 }
                 None => Vec::new(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use store::directory::Account;
 use store::durable::Disk;
 use store::maildir::{maildir_path, Maildir};
+use store::spool::Body;
 
 /// Writes Maildir copies for one server.
 #[derive(Clone)]
@@ -38,6 +39,16 @@ impl Written {
     }
 }
 
+/// Which copy: copy `n` of message `id` (received at `received`, unix seconds) for
+/// `account`. Its Maildir file name follows from these alone.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyOf<'a> {
+    pub id: &'a str,
+    pub account: &'a Account,
+    pub n: usize,
+    pub received: u64,
+}
+
 /// How a copy turned out.
 #[derive(Debug)]
 pub enum CopyResult {
@@ -57,34 +68,28 @@ impl Mda {
         }
     }
 
-    /// The Maildir and file name of copy `n` of message `id` for `account`.
-    pub fn target(
-        &self,
-        id: &str,
-        account: &Account,
-        n: usize,
-        received: u64,
-        size: u64,
-    ) -> io::Result<(Maildir, String)> {
-        let name = Maildir::file_name(received, &format!("Q{id}R{n}"), &self.hostname, size)?;
-        let maildir = Maildir::with_disk(maildir_path(&self.data_dir, account), self.disk.clone());
+    /// The Maildir and file name of a copy of `size` octets.
+    pub fn target(&self, copy: &CopyOf, size: u64) -> io::Result<(Maildir, String)> {
+        let unique = format!("Q{}R{}", copy.id, copy.n);
+        let name = Maildir::file_name(copy.received, &unique, &self.hostname, size)?;
+        let maildir = Maildir::with_disk(
+            maildir_path(&self.data_dir, copy.account),
+            self.disk.clone(),
+        );
         Ok((maildir, name))
     }
 
-    /// Writes copy `n` of message `id` (`parts` concatenated, `Return-Path:` first). With
+    /// Writes a copy (`parts` concatenated, `Return-Path:` first). With
     /// `look_first` (a retry: an earlier attempt may have written it, and a POP3 client may have
     /// moved it to `cur/` since), an existing copy is found and not written again.
     pub fn write(
         &self,
-        id: &str,
-        account: &Account,
-        n: usize,
-        received: u64,
+        copy: &CopyOf,
         parts: &[&[u8]],
         look_first: bool,
     ) -> io::Result<CopyResult> {
         let size = parts.iter().map(|p| p.len() as u64).sum();
-        let (maildir, name) = self.target(id, account, n, received, size)?;
+        let (maildir, name) = self.target(copy, size)?;
         if look_first && maildir.contains(&name)? {
             return Ok(CopyResult::AlreadyThere);
         }
@@ -92,6 +97,30 @@ impl Mda {
             Ok(path) => Ok(CopyResult::Written(Written { maildir, path })),
             // Only a copy really in the Maildir counts: "exists" can also mean the Maildir
             // path is a file, and then nothing was delivered.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && maildir.contains(&name)? => {
+                Ok(CopyResult::AlreadyThere)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Mda::write`] for a queued message read from the spool: `Return-Path:` then `body`,
+    /// copied in bounded blocks (memory per copy is one block, whatever the message size).
+    pub fn write_body(
+        &self,
+        copy: &CopyOf,
+        return_path: &[u8],
+        body: &Body,
+        look_first: bool,
+    ) -> io::Result<CopyResult> {
+        let size = return_path.len() as u64 + body.len();
+        let (maildir, name) = self.target(copy, size)?;
+        if look_first && maildir.contains(&name)? {
+            return Ok(CopyResult::AlreadyThere);
+        }
+        let mut copy = std::io::Read::chain(return_path, body.reader());
+        match maildir.deliver_from(&name, &mut copy) {
+            Ok(path) => Ok(CopyResult::Written(Written { maildir, path })),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && maildir.contains(&name)? => {
                 Ok(CopyResult::AlreadyThere)
             }

@@ -4,7 +4,9 @@
 //! self-signed rcgen certificate, ring provider) and the plaintext retry after a failed
 //! handshake, EHLO->HELO fallback, SIZE pre-flight, connection reuse with RSET, moving on to the
 //! next host after a refused connection or a 4xx, smarthost AUTH (TLS required), and a server
-//! that stops reading during DATA (deferred by the write timeout, under paused time). DNS
+//! that stops reading during DATA (deferred by the write timeout, under paused time), and
+//! CHUNKING: BDAT chunks (pipelined, exact bytes, LAST on the last; a refused chunk stops the
+//! sending) from a message streamed out of a real spool file, DATA with dot-stuffing without it. DNS
 //! routing is unit-tested in `relay::mx`; here hosts are given to `deliver_to_hosts`.
 
 use std::net::SocketAddr;
@@ -42,6 +44,11 @@ struct Script {
     hangup_after_data: bool,
     /// After `354`, never read again (and never close).
     stall_after_data: bool,
+    /// BDAT: replies are held back until this many chunks arrived (or the LAST one), so a
+    /// client that waits for each reply before the next chunk hangs.
+    bdat_hold: usize,
+    /// BDAT: the chunk (counted from 0) that gets `552 5.3.4`; later ones get `503`.
+    bdat_refuse: Option<usize>,
 }
 
 impl Default for Script {
@@ -56,6 +63,8 @@ impl Default for Script {
             end_reply: "250 2.0.0 Ok: queued as ABC".into(),
             hangup_after_data: false,
             stall_after_data: false,
+            bdat_hold: 0,
+            bdat_refuse: None,
         }
     }
 }
@@ -131,6 +140,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Option<S> {
     let mut io = BufReader::new(stream);
     let tag = if tls { "[tls] " } else { "" };
+    // BDAT state: the message so far, chunks seen, replies held back.
+    let (mut chunks, mut chunk_no, mut held) = (Vec::new(), 0usize, Vec::<String>::new());
     loop {
         let mut line = String::new();
         if io.read_line(&mut line).await.ok()? == 0 {
@@ -201,7 +212,34 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             script.end_reply.clone()
+        } else if upper.starts_with("BDAT ") {
+            let mut words = upper.split(' ').skip(1);
+            let n: usize = words.next()?.parse().ok()?;
+            let last = words.next() == Some("LAST");
+            let mut octets = vec![0u8; n];
+            io.read_exact(&mut octets).await.ok()?;
+            chunks.extend_from_slice(&octets);
+            let reply = match script.bdat_refuse {
+                Some(k) if chunk_no == k => "552 5.3.4 message too big".to_string(),
+                Some(k) if chunk_no > k => "503 5.5.1 transaction failed".to_string(),
+                _ if last => script.end_reply.clone(),
+                _ => format!("250 2.0.0 {n} octets"),
+            };
+            chunk_no += 1;
+            if last {
+                rec.messages
+                    .lock()
+                    .unwrap()
+                    .push(std::mem::take(&mut chunks));
+            }
+            held.push(reply);
+            if held.len() < script.bdat_hold && !last {
+                continue;
+            }
+            std::mem::take(&mut held).join("\r\n")
         } else if upper == "RSET" {
+            chunks.clear();
+            chunk_no = 0;
             "250 2.0.0 Ok".into()
         } else if upper == "QUIT" {
             let _ = io.get_mut().write_all(b"221 2.0.0 Bye\r\n").await;
@@ -664,4 +702,203 @@ async fn server_that_stops_reading_during_data_gives_deferred() {
         "{out:?}"
     );
     assert!(rec.messages.lock().unwrap().is_empty());
+}
+
+// --- CHUNKING (RFC 3030) ------------------------------------------------------------------
+
+/// A message of several relay blocks in CRLF form, with lines a DATA section would stuff.
+fn large_message() -> Vec<u8> {
+    let mut m = b"Subject: big\r\n\r\n.starts with a dot\r\n.\r\n".to_vec();
+    let mut i = 0;
+    while m.len() < 3 * mta::relay::BLOCK + 5000 {
+        m.extend_from_slice(format!("line {i} of the body\r\n..two\r\n").as_bytes());
+        i += 1;
+    }
+    m.extend_from_slice(b"the end\r\n");
+    m
+}
+
+/// The `BDAT` commands the fake received, in order.
+fn bdat_commands(rec: &Record) -> Vec<String> {
+    rec.log()
+        .into_iter()
+        .filter(|l| l.starts_with("BDAT"))
+        .collect()
+}
+
+#[tokio::test]
+async fn chunking_sends_the_exact_bytes_in_bdat_chunks_from_the_spool() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["PIPELINING".into(), "CHUNKING".into(), "8BITMIME".into()],
+        // Replies come only after 3 chunks: the client must pipeline them.
+        bdat_hold: 3,
+        ..Script::default()
+    })
+    .await;
+    // The message comes from a real spool file, read in blocks.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = store::spool::Spool::open(dir.path()).unwrap();
+    let message = large_message();
+    let id = store::spool::new_id();
+    let origin = store::spool::Origin::client("test");
+    let to = rcpts(&["x@example.test"]);
+    spool
+        .enqueue(&id, "a@sender.test", &to, &origin, 1, &[&message])
+        .await
+        .unwrap();
+    let (_, body) = spool.open_message(&id).unwrap();
+    let relay = Relay::new(config()).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        relay.deliver_body_to_hosts(
+            "example.test",
+            &[dest(addr)],
+            "a@sender.test",
+            &to,
+            &body.into(),
+        ),
+    )
+    .await
+    .expect("delivery hangs: BDAT chunks not pipelined?");
+    assert!(delivered(&out[0]), "{out:?}");
+    let log = rec.log();
+    assert!(!log.iter().any(|l| l == "DATA"), "{log:?}");
+    // Not dot-stuffed, nothing added: the very bytes of the message.
+    assert_eq!(rec.messages.lock().unwrap().clone(), vec![message.clone()]);
+    let bdats = bdat_commands(&rec);
+    assert!(bdats.len() >= 4, "{bdats:?}");
+    let (last, rest) = bdats.split_last().unwrap();
+    assert!(last.ends_with(" LAST"), "{bdats:?}");
+    assert!(rest.iter().all(|c| !c.contains("LAST")), "{bdats:?}");
+    let sizes: Vec<usize> = bdats
+        .iter()
+        .map(|c| c.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        sizes.iter().all(|&n| n <= 2 * mta::relay::BLOCK),
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<usize>(), message.len());
+}
+
+#[tokio::test]
+async fn chunking_without_pipelining_waits_for_each_reply() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["CHUNKING".into(), "8BITMIME".into()],
+        ..Script::default()
+    })
+    .await;
+    let relay = Relay::new(config()).unwrap();
+    let message = large_message();
+    let out = relay
+        .deliver_to_hosts(
+            "example.test",
+            &[dest(addr)],
+            "a@s.test",
+            &rcpts(&["x@example.test"]),
+            &message,
+        )
+        .await;
+    assert!(delivered(&out[0]), "{out:?}");
+    assert_eq!(rec.messages.lock().unwrap().clone(), vec![message]);
+    assert!(bdat_commands(&rec).last().unwrap().ends_with(" LAST"));
+}
+
+#[tokio::test]
+async fn a_server_without_chunking_gets_dot_stuffed_data() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["PIPELINING".into(), "8BITMIME".into()],
+        ..Script::default()
+    })
+    .await;
+    let relay = Relay::new(config()).unwrap();
+    let message = large_message();
+    let out = relay
+        .deliver_to_hosts(
+            "example.test",
+            &[dest(addr)],
+            "a@s.test",
+            &rcpts(&["x@example.test"]),
+            &message,
+        )
+        .await;
+    assert!(delivered(&out[0]), "{out:?}");
+    assert!(bdat_commands(&rec).is_empty());
+    assert!(rec.log().iter().any(|l| l == "DATA"));
+    // What arrived before the terminating dot is the dot-stuffed message.
+    let stuffed = proto::smtp::client::dot_stuff(&message);
+    let got = rec.messages.lock().unwrap().clone();
+    assert_eq!(got, vec![stuffed[..stuffed.len() - 3].to_vec()]);
+}
+
+#[tokio::test]
+async fn a_refused_chunk_ends_the_sending_and_fails_the_recipients() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["PIPELINING".into(), "CHUNKING".into(), "8BITMIME".into()],
+        bdat_refuse: Some(1),
+        ..Script::default()
+    })
+    .await;
+    let relay = Relay::new(config()).unwrap();
+    let mut message = Vec::new();
+    while message.len() < 20 * mta::relay::BLOCK {
+        message.extend_from_slice(&large_message());
+    }
+    let out = relay
+        .deliver_to_hosts(
+            "example.test",
+            &[dest(addr)],
+            "a@s.test",
+            &rcpts(&["x@example.test"]),
+            &message,
+        )
+        .await;
+    assert!(
+        matches!(&out[0].result, RcptResult::Failed { status, .. } if status == "5.3.4"),
+        "{out:?}"
+    );
+    // Sending stopped at the refusal (at most the pipelining window later): no LAST.
+    let bdats = bdat_commands(&rec);
+    assert!(
+        bdats.len() < 20 && !bdats.iter().any(|c| c.contains("LAST")),
+        "{bdats:?}"
+    );
+    assert!(rec.messages.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_queue_file_that_cannot_be_read_defers_without_sending() {
+    let (addr, rec) = fake(Script {
+        caps: vec!["PIPELINING".into(), "CHUNKING".into(), "8BITMIME".into()],
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = store::spool::Spool::open(dir.path()).unwrap();
+    let id = store::spool::new_id();
+    let to = rcpts(&["x@example.test"]);
+    let origin = store::spool::Origin::client("test");
+    spool
+        .enqueue(&id, "a@s.test", &to, &origin, 1, &[&large_message()])
+        .await
+        .unwrap();
+    let (_, body) = spool.open_message(&id).unwrap();
+    // The file shrinks under the open body (a broken disk, say): never send a cut message.
+    let path = dir.path().join("queue/msg").join(&id);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let relay = Relay::new(config()).unwrap();
+    let out = relay
+        .deliver_body_to_hosts("example.test", &[dest(addr)], "a@s.test", &to, &body.into())
+        .await;
+    assert!(
+        matches!(&out[0].result, RcptResult::Deferred { reply } if reply.contains("cannot read")),
+        "{out:?}"
+    );
+    assert!(rec.messages.lock().unwrap().is_empty());
+    assert!(bdat_commands(&rec).is_empty());
 }

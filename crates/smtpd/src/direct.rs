@@ -11,7 +11,7 @@
 use std::io;
 use std::sync::Arc;
 
-use mda::mda::{CopyResult, Written};
+use mda::mda::{CopyOf, CopyResult, Written};
 use mda::Mda;
 use store::directory::Directory;
 
@@ -67,10 +67,13 @@ impl Direct {
         let mut first_error = None;
         for copy in &route.copies {
             let owner = &recipients[copy.rcpts[0]];
-            match self
-                .mda
-                .write(id, &copy.account, copy.n, received, &all, false)
-            {
+            let which = CopyOf {
+                id,
+                account: &copy.account,
+                n: copy.n,
+                received,
+            };
+            match self.mda.write(&which, &all, false) {
                 Ok(CopyResult::Written(w)) => {
                     tracing::info!(
                         "delivery: {id}: to=<{owner}> mailbox={} status=sent (direct)",

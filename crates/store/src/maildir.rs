@@ -3,13 +3,16 @@
 //! `new/`. Only then is the delivery done. The fsyncs and the rename go through the
 //! [`Disk`] seam given at [`Maildir::with_disk`], so tests can watch their order.
 //!
+//! [`Maildir::deliver`] takes the message as byte slices, [`Maildir::deliver_from`] from a
+//! reader, copied in bounded blocks.
+//!
 //! Layout: `<data_dir>/mail/<domain>/<local part lowercased>/Maildir/{tmp,new,cur}`.
 //!
 //! This module does not read or list messages for POP3 (see `mailbox`), does not resolve
 //! recipients and does not decide file names beyond [`Maildir::file_name`]'s format.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +74,21 @@ fn check_name(name: &str) -> io::Result<()> {
             "bad maildir file name: {}",
             name.escape_debug()
         )));
+    }
+    Ok(())
+}
+
+/// Octets copied at a time by [`Maildir::deliver_from`].
+const COPY_BLOCK: usize = 64 * 1024;
+
+/// The `S=` of `name`, when it has one, must be `total`.
+fn check_size(name: &str, total: u64) -> io::Result<()> {
+    if let Some(s) = size_field(name) {
+        if s.parse::<u64>().ok() != Some(total) {
+            return Err(invalid_input(format!(
+                "maildir name {name} says S={s} but the message is {total} octets"
+            )));
+        }
     }
     Ok(())
 }
@@ -148,13 +166,44 @@ impl Maildir {
     pub fn deliver(&self, name: &str, parts: &[&[u8]]) -> io::Result<PathBuf> {
         check_name(name)?;
         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        if let Some(s) = size_field(name) {
-            if s.parse::<u64>().ok() != Some(total) {
-                return Err(invalid_input(format!(
-                    "maildir name {name} says S={s} but the message is {total} octets"
-                )));
+        check_size(name, total)?;
+        self.deliver_with(name, |file| {
+            for p in parts {
+                file.write_all(p)?;
             }
-        }
+            Ok(())
+        })
+    }
+
+    /// [`Maildir::deliver`] for a message read from `message` to its end, copied in bounded
+    /// blocks (a large message is never held in memory): the same tmp/ -> fsync -> rename ->
+    /// fsync new/ steps. The `S=` of the name must match the octets read; if not, nothing is
+    /// delivered (`InvalidInput`).
+    pub fn deliver_from(&self, name: &str, message: &mut dyn Read) -> io::Result<PathBuf> {
+        check_name(name)?;
+        self.deliver_with(name, |file| {
+            let mut block = vec![0u8; COPY_BLOCK];
+            let mut total = 0u64;
+            loop {
+                let n = match message.read(&mut block) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                file.write_all(&block[..n])?;
+                total += n as u64;
+            }
+            check_size(name, total)
+        })
+    }
+
+    /// The steps of a delivery around `write`, which fills the open tmp file.
+    fn deliver_with(
+        &self,
+        name: &str,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> io::Result<PathBuf> {
         self.create()?;
         let tmp = self.root.join("tmp").join(name);
         let new = self.root.join("new").join(name);
@@ -175,9 +224,7 @@ impl Maildir {
             other => other?,
         };
         let result = (|| {
-            for p in parts {
-                file.write_all(p)?;
-            }
+            write(&mut file)?;
             self.disk.sync_file(&file, &tmp)?;
             drop(file);
             if fs::symlink_metadata(&new).is_ok() {
@@ -322,6 +369,38 @@ mod tests {
         let err = md.deliver("1.a.h,S=5", &[b"1234"]).expect_err("size");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         md.deliver("1.a.h,S=4", &[b"12", b"34"]).expect("ok");
+        assert_eq!(count(&md.root().join("tmp")), 0);
+    }
+
+    #[test]
+    fn deliver_from_a_reader_copies_in_blocks_and_checks_the_size() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let md = Maildir::new(t.path().join("Maildir"));
+        // Larger than one block, and not a multiple of it.
+        let body: Vec<u8> = (0..3 * COPY_BLOCK + 17).map(|i| (i % 251) as u8).collect();
+        let head: &[u8] = b"Return-Path: <a@b>\r\n";
+        let size = (head.len() + body.len()) as u64;
+        let name = Maildir::file_name(1, "Q1R0", "h", size).expect("name");
+        let path = md
+            .deliver_from(&name, &mut head.chain(&body[..]))
+            .expect("deliver");
+        assert_eq!(fs::read(&path).expect("read"), [head, &body[..]].concat());
+        // A reader that gives fewer octets than S= says: nothing delivered, nothing left.
+        let short = Maildir::file_name(2, "Q1R1", "h", size).expect("name");
+        let err = md.deliver_from(&short, &mut &body[..10]).expect_err("size");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(!md.contains(&short).expect("contains"));
+        assert_eq!(count(&md.root().join("tmp")), 0);
+        // A failing reader: nothing delivered either.
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk gone"))
+            }
+        }
+        let broken = Maildir::file_name(3, "Q1R2", "h", 0).expect("name");
+        assert!(md.deliver_from(&broken, &mut Broken).is_err());
+        assert!(!md.contains(&broken).expect("contains"));
         assert_eq!(count(&md.root().join("tmp")), 0);
     }
 

@@ -27,6 +27,9 @@
 //! renames every pending file into `msg/` and fsyncs `msg/` once per batch; arrivals during
 //! that fsync form the next batch.
 //!
+//! A message is delivered from its file without loading it: [`Spool::open_message`] gives
+//! the envelope and a [`Body`] to read in blocks ([`body`]).
+//!
 //! This module does not deliver, schedule retries or decide bounces; it only stores. It
 //! assumes one server process owns the spool (`open` deletes whatever is in `tmp/`).
 
@@ -44,6 +47,9 @@ use tokio::sync::oneshot;
 use crate::durable::Disk;
 use crate::maildir::ensure_dir;
 use crate::outcome::Entry;
+
+mod body;
+pub use body::{Body, BodyReader, BLOCK};
 
 const MAGIC_LINE: &str = "MAILROOM-QUEUE 1\n";
 const MAGIC: &[u8] = MAGIC_LINE.as_bytes();
@@ -256,6 +262,13 @@ fn encode_header(sender: &str, recipients: &[String], origin: &Origin, received:
 
 /// Parses a record. Any deviation from the format is an `InvalidData` error.
 fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> {
+    let (envelope, end) = parse_envelope(id, &data)?;
+    data.drain(..end);
+    Ok((envelope, data))
+}
+
+/// Parses the envelope at the start of a record; returns it and where the message starts.
+fn parse_envelope(id: &str, data: &[u8]) -> io::Result<(Envelope, usize)> {
     if !data.starts_with(MAGIC) {
         return Err(invalid_data(format!("{id}: not a queue record")));
     }
@@ -314,7 +327,6 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
     if recipients.is_empty() {
         return Err(invalid_data(format!("{id}: no recipients")));
     }
-    data.drain(..pos);
     Ok((
         Envelope {
             id: id.to_string(),
@@ -325,7 +337,7 @@ fn parse_record(id: &str, mut data: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> 
             sender_verified,
             notify_never,
         },
-        data,
+        pos,
     ))
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of `spool` (kept in their own file so `spool.rs` stays readable).
 use super::*;
 use crate::outcome::Outcome;
+use std::io::Read;
 
 impl Spool {
     /// The old one-call form: a fresh id, one part.
@@ -161,6 +162,10 @@ fn malformed_files_are_errors() {
     for (i, data) in cases.iter().enumerate() {
         fs::write(spool.msg.join(&id), data).expect("write");
         let err = spool.read(&id).expect_err(&format!("case {i} should fail"));
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "case {i}: {err}");
+        let err = spool
+            .open_message(&id)
+            .expect_err(&format!("case {i} should fail to open"));
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "case {i}: {err}");
     }
     fs::write(
@@ -341,4 +346,57 @@ async fn origin_flags_round_trip_and_old_records_read() {
     ] {
         assert!(parse_record_bytes("0123456789ABCDEF", bad).is_err());
     }
+}
+
+#[tokio::test]
+async fn open_message_streams_the_body_and_enqueue_body_copies_it() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    // Several blocks, a tail that is not a whole block, and envelope-like bytes inside.
+    let mut msg = b"Subject: big\r\n\r\n".to_vec();
+    msg.extend((0..2 * BLOCK + 999).map(|i| b"ab\n\nMAILROOM-QUEUE 1\n"[i % 20]));
+    let rcpts = s(&["a@example.org"]);
+    let id = spool
+        .enqueue_new("s@x.org", &rcpts, "c", 7, &msg)
+        .await
+        .expect("enqueue");
+    let (env, body) = spool.open_message(&id).expect("open_message");
+    assert_eq!(env, spool.read(&id).expect("read").0);
+    assert_eq!(body.len(), msg.len() as u64);
+    let mut all = Vec::new();
+    body.reader().read_to_end(&mut all).expect("read body");
+    assert_eq!(all, msg);
+    assert_eq!(body.head(12).expect("head"), &msg[..12]);
+    let mut block = [0u8; 10];
+    assert_eq!(
+        body.read_at(body.len() - 3, &mut block).expect("read_at"),
+        3
+    );
+    assert_eq!(body.read_at(body.len(), &mut block).expect("read_at"), 0);
+    // A forwarded copy: a prefix, then the body, durable and committed.
+    let copy = new_id();
+    let origin = Origin::client("forward");
+    spool
+        .enqueue_body(
+            &copy,
+            "s@x.org",
+            &s(&["f@remote.net"]),
+            &origin,
+            8,
+            b"X: 1\r\n",
+            &body,
+        )
+        .await
+        .expect("enqueue_body");
+    let (env2, got) = spool.read(&copy).expect("read copy");
+    assert_eq!(env2.recipients, s(&["f@remote.net"]));
+    assert_eq!(got, [&b"X: 1\r\n"[..], &msg].concat());
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+    // The body stays readable after the message leaves the queue (the file is open).
+    spool.remove(&id).expect("remove");
+    assert_eq!(body.head(7).expect("head"), b"Subject");
+    assert_eq!(
+        spool.open_message(&id).expect_err("gone").kind(),
+        io::ErrorKind::NotFound
+    );
 }

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mda::mda::CopyResult;
+use mda::mda::{CopyOf, CopyResult};
 use store::outcome::{Entry, Outcome};
 use store::queue_status::MessageStatus;
-use store::spool::{Envelope, Origin};
+use store::spool::{Body, Envelope, Origin};
 
 use super::runner::{Runner, Verdict};
-use crate::relay::RcptResult;
+use crate::relay::{MessageBody, RcptResult};
 
 /// Per recipient (envelope index), what this attempt did.
 pub type Results = BTreeMap<usize, Outcome>;
@@ -31,7 +31,8 @@ impl Runner {
         let this = self.clone();
         let id2 = id.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            let (env, msg) = this.spool.read(&id2)?;
+            // The envelope only: the message is streamed from the file by each delivery.
+            let (env, msg) = this.spool.open_message(&id2)?;
             let log = this.spool.log(&id2)?;
             Ok::<_, std::io::Error>((env, msg, log))
         })
@@ -49,7 +50,6 @@ impl Runner {
             }
         };
         let retry = retry || !log.is_empty();
-        let message = Arc::new(message);
         let status = MessageStatus::from_log(env.recipients.len(), &log);
         let now = self.clock.unix();
         let age = Duration::from_secs(now.saturating_sub(env.received));
@@ -138,7 +138,7 @@ impl Runner {
         self: &Arc<Self>,
         id: &str,
         env: &Envelope,
-        message: &Arc<Vec<u8>>,
+        message: &Body,
         pending: &[usize],
         retry: bool,
         results: &mut Results,
@@ -186,8 +186,14 @@ impl Runner {
                 let mut failed = Vec::new();
                 for copy in copies {
                     let rcpt = &env2.recipients[copy.rcpts[0]];
-                    let parts: [&[u8]; 2] = [return_path.as_bytes(), &msg];
-                    match mda.write(&id2, &copy.account, copy.n, env2.received, &parts, retry) {
+                    let rp = return_path.as_bytes();
+                    let which = CopyOf {
+                        id: &id2,
+                        account: &copy.account,
+                        n: copy.n,
+                        received: env2.received,
+                    };
+                    match mda.write_body(&which, rp, &msg, retry) {
                         Ok(CopyResult::Written(_)) => tracing::info!(
                             "delivery: {id2}: to=<{rcpt}> mailbox={} status=sent delay={:.3}s",
                             copy.account.address,
@@ -230,13 +236,14 @@ impl Runner {
             };
             let res = self
                 .spool
-                .enqueue(
+                .enqueue_body(
                     &new_id,
                     &env.sender,
                     &targets,
                     &origin,
                     self.clock.unix(),
-                    &[message],
+                    b"",
+                    message,
                 )
                 .await;
             match res {
@@ -267,7 +274,10 @@ impl Runner {
             };
             let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
             let attempt_started = Instant::now();
-            let outcomes = relay.deliver(&domain, &env.sender, &rcpts, message).await;
+            let body = MessageBody::from(message.clone());
+            let outcomes = relay
+                .deliver_body(&domain, &env.sender, &rcpts, &body)
+                .await;
             // delay: since the message arrived; attempt: this delivery attempt alone.
             let delay = self.clock.unix().saturating_sub(env.received);
             let took = attempt_started.elapsed().as_secs_f64();

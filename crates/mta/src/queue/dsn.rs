@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use store::outcome::{Entry, Mark, Outcome};
 use store::queue_status::MessageStatus;
-use store::spool::{Envelope, Origin};
+use store::spool::{Body, Envelope, Origin};
 
 use super::attempt::Results;
 use super::runner::Runner;
@@ -71,7 +71,7 @@ impl Runner {
         &self,
         id: &str,
         env: &Envelope,
-        message: &[u8],
+        message: &Body,
         results: &Results,
         status: &MessageStatus,
         age: Duration,
@@ -118,10 +118,24 @@ impl Runner {
         &self,
         id: &str,
         env: &Envelope,
-        message: &[u8],
+        message: &Body,
         rcpts: &[bounce::RecipientStatus],
         now: u64,
     ) {
+        // The report copies only the header block: read no more than it can hold.
+        let body = message.clone();
+        let head = tokio::task::spawn_blocking(move || body.head(bounce::MAX_HEADERS + 4))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let message = match head {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::error!("delivery: {id}: cannot read the headers for a DSN: {e}");
+                Vec::new()
+            }
+        };
+        let message = &message[..];
         let report = bounce::build(&bounce::Bounce {
             reporting_mta: &self.hostname,
             queue_id: id,

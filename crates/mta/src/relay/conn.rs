@@ -4,15 +4,15 @@
 //!
 //! Protocol rules (reply parsing, capabilities, command lines, dot-stuffing, per-recipient
 //! outcomes) come from [`proto::smtp::client`]; this file only moves bytes and decides what to
-//! send next. It does not choose hosts, retry, or pool: that is [`super`].
+//! send next; the message itself is streamed by [`send`] (DATA or BDAT). It does not choose
+//! hosts, retry, or pool: that is [`super`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proto::smtp::client::{
-    self, dot_stuff, outcomes, plan, reply_text, Capabilities, MessageTraits, Outcome, Replies,
-    ReplyParser,
+    self, outcomes, plan, reply_text, Capabilities, MessageTraits, Outcome, Replies, ReplyParser,
 };
 use proto::smtp::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +21,11 @@ use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::body::MessageBody;
 use super::Destination;
+
+mod send;
+use send::Sent;
 
 // RFC 5321 §4.5.3.2.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -32,8 +36,6 @@ const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// TLS handshake, RSET on a pooled connection, QUIT: short, nothing waits on the server's disk.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(60);
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Octets per write of the DATA section (each under [`DATA_BLOCK_TIMEOUT`]).
-const DATA_BLOCK: usize = 64 * 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -58,6 +60,10 @@ pub(crate) enum TxEnd {
     /// Nothing was delivered (4xx to MAIL, 421, the connection failed before the final `.`):
     /// try another host. `io` when the connection itself failed rather than the server refusing.
     TryNext { reason: String, io: bool },
+    /// The queued message could not be read halfway through sending it: every recipient is
+    /// deferred and the connection must be dropped at once (no QUIT, no final `.`), so that
+    /// the server discards the partial message.
+    Abort { reason: String },
 }
 
 /// An established SMTP session, ready for MAIL.
@@ -262,7 +268,7 @@ impl Conn {
         &mut self,
         sender: &str,
         recipients: &[String],
-        message: &[u8],
+        message: &MessageBody,
         traits: &MessageTraits,
     ) -> TxEnd {
         let plan = match plan(&self.caps, sender, recipients, traits) {
@@ -281,15 +287,17 @@ impl Conn {
         self.messages += 1;
         let io = |reason: String| TxEnd::TryNext { reason, io: true };
         let (mail, rcpts, data) = if plan.pipelining {
-            // RFC 2920 §3.1: MAIL, RCPTs and DATA in one write, then every reply in order.
+            // RFC 2920 §3.1: MAIL, RCPTs and DATA in one write, then every reply in order
+            // (with CHUNKING there is no DATA: the BDAT chunks follow the RCPT replies).
             if let Err(e) = self
                 .write(plan.writes().concat().as_bytes(), COMMAND_TIMEOUT)
                 .await
             {
                 return io(e);
             }
+            let data_replies = usize::from(!plan.chunking);
             let mut replies = Vec::with_capacity(recipients.len() + 2);
-            for i in 0..recipients.len() + 2 {
+            for i in 0..recipients.len() + 1 + data_replies {
                 let limit = if i == recipients.len() + 1 {
                     DATA_INIT_TIMEOUT
                 } else {
@@ -300,7 +308,7 @@ impl Conn {
                     Err(e) => return io(e),
                 }
             }
-            let data = replies.pop();
+            let data = if plan.chunking { None } else { replies.pop() };
             let mail = replies.remove(0);
             (mail, replies, data)
         } else {
@@ -324,7 +332,7 @@ impl Conn {
                 }
             }
             let accepted = rcpts.iter().any(|r| r.code / 100 == 2);
-            let data = if accepted {
+            let data = if accepted && !plan.chunking {
                 match self.command("DATA\r\n", DATA_INIT_TIMEOUT).await {
                     Ok(r) => Some(r),
                     Err(e) => return io(e),
@@ -351,36 +359,33 @@ impl Conn {
             };
         }
         let accepted = mail.code == 250 && rcpts.iter().any(|r| r.code / 100 == 2);
-        let mut end = None;
-        if data.as_ref().is_some_and(|d| d.code == 354) {
+        let sent = if data.as_ref().is_some_and(|d| d.code == 354) {
             // With no accepted recipient (pipelined) there is nothing to send: an empty DATA.
-            let body = if accepted {
-                dot_stuff(message)
-            } else {
-                b".\r\n".to_vec()
-            };
-            for block in body.chunks(DATA_BLOCK) {
-                if let Err(e) = self.write(block, DATA_BLOCK_TIMEOUT).await {
-                    return io(e);
-                }
+            Some(self.send_data(message, !accepted).await)
+        } else if plan.chunking && accepted {
+            Some(self.send_chunks(message, plan.pipelining).await)
+        } else {
+            None
+        };
+        let end = match sent {
+            None => None,
+            Some(Sent::Reply(r)) => Some(r),
+            Some(Sent::Io(e)) => return io(e),
+            Some(Sent::Local(reason)) => return TxEnd::Abort { reason },
+            Some(Sent::IoAfterEnd(e)) => {
+                // The message may or may not have been taken: try again later.
+                let replies = Replies {
+                    mail: &mail,
+                    rcpts: &rcpts,
+                    data: Some(&Reply::new(451, format!("4.4.2 {e} after end of data"))),
+                    end: None,
+                };
+                return TxEnd::Done {
+                    outcomes: outcomes(&replies),
+                    reusable: false,
+                };
             }
-            match self.read_reply(DATA_END_TIMEOUT).await {
-                Ok(r) => end = Some(r),
-                Err(e) => {
-                    // The message may or may not have been taken: try again later.
-                    let replies = Replies {
-                        mail: &mail,
-                        rcpts: &rcpts,
-                        data: Some(&Reply::new(451, format!("4.4.2 {e} after end of data"))),
-                        end: None,
-                    };
-                    return TxEnd::Done {
-                        outcomes: outcomes(&replies),
-                        reusable: false,
-                    };
-                }
-            }
-        }
+        };
         let reusable = end.as_ref().is_none_or(|r| r.code != 421);
         let replies = Replies {
             mail: &mail,

@@ -3,13 +3,16 @@
 //! [`Relay::deliver`] takes one message and the recipients of one domain, finds where the mail
 //! goes ([`mx`]: MX in preference order, implicit MX, null MX, loops back to us; or the
 //! smarthost), and tries the addresses in order until one takes the transaction ([`conn`]:
-//! opportunistic STARTTLS with a plaintext retry when the handshake fails, PIPELINING, SIZE).
+//! opportunistic STARTTLS with a plaintext retry when the handshake fails, PIPELINING, SIZE,
+//! CHUNKING). The message is read in blocks ([`MessageBody`]) and streamed: dot-stuffed on
+//! the fly for DATA, or as `BDAT` chunks; its size never decides the memory used.
 //! Connections are reused from an idle pool and limited per destination ([`pool`]). Every
 //! recipient gets an outcome: delivered, deferred (try later) or failed (bounce now).
 //!
 //! It does not queue, retry later or write bounces: the queue runner decides what to do with
 //! each outcome. Protocol details live in [`proto::smtp::client`].
 
+mod body;
 mod conn;
 pub mod mx;
 mod pool;
@@ -28,6 +31,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 use proto::smtp::client::{MessageTraits, Outcome};
 use tokio_rustls::TlsConnector;
 
+pub use body::{MessageBody, BLOCK};
 use conn::{Conn, OpenError, Setup, TxEnd};
 use pool::Pool;
 
@@ -144,14 +148,27 @@ impl Relay {
         })
     }
 
-    /// Delivers one message to recipients that all share `domain`. Never panics; every
-    /// recipient gets an outcome, in the order given.
+    /// [`Relay::deliver_body`] for a message in memory (tests, small callers).
     pub async fn deliver(
         &self,
         domain: &str,
         sender: &str,
         recipients: &[String],
         message: &[u8],
+    ) -> Vec<RcptOutcome> {
+        self.deliver_body(domain, sender, recipients, &message.into())
+            .await
+    }
+
+    /// Delivers one message to recipients that all share `domain`, reading it in blocks
+    /// (a queued message is never loaded whole). Never panics; every recipient gets an
+    /// outcome, in the order given.
+    pub async fn deliver_body(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
     ) -> Vec<RcptOutcome> {
         if recipients.is_empty() {
             return Vec::new();
@@ -170,7 +187,7 @@ impl Relay {
         };
         match route {
             Ok(hosts) => {
-                self.deliver_to_hosts(domain, &hosts, sender, recipients, message)
+                self.deliver_body_to_hosts(domain, &hosts, sender, recipients, message)
                     .await
             }
             Err(result) => {
@@ -181,10 +198,7 @@ impl Relay {
         }
     }
 
-    /// Delivers to the first of `hosts` that takes the transaction (the lower half of
-    /// [`deliver`](Self::deliver), without DNS). A connection failure, a 4xx greeting, EHLO or
-    /// MAIL, or a 421 moves on to the next host; after the last, every recipient is deferred
-    /// with the last error.
+    /// [`Relay::deliver_body_to_hosts`] for a message in memory (tests, small callers).
     pub async fn deliver_to_hosts(
         &self,
         domain: &str,
@@ -193,10 +207,34 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
+        self.deliver_body_to_hosts(domain, hosts, sender, recipients, &message.into())
+            .await
+    }
+
+    /// Delivers to the first of `hosts` that takes the transaction (the lower half of
+    /// [`deliver_body`](Self::deliver_body), without DNS). A connection failure, a 4xx
+    /// greeting, EHLO or MAIL, or a 421 moves on to the next host; after the last, every
+    /// recipient is deferred with the last error.
+    pub async fn deliver_body_to_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+    ) -> Vec<RcptOutcome> {
         if recipients.is_empty() {
             return Vec::new();
         }
-        let traits = MessageTraits::of(sender, recipients, message);
+        let traits: MessageTraits = match message.traits(sender, recipients).await {
+            Ok(traits) => traits,
+            Err(e) => {
+                let reply = format!("cannot read the queued message: {e}");
+                let outcomes = all(recipients, RcptResult::Deferred { reply }, None, false);
+                log(domain, sender, &outcomes);
+                return outcomes;
+            }
+        };
         let mut last_error = format!("no host to deliver mail for {domain} to");
         for dest in hosts {
             let Some(_slot) = self
@@ -249,6 +287,20 @@ impl Relay {
                                 tls,
                             })
                             .collect();
+                        log(domain, sender, &outcomes);
+                        return outcomes;
+                    }
+                    TxEnd::Abort { reason } => {
+                        // Dropped without QUIT: the partial message must not be taken.
+                        let label = conn.label.clone();
+                        drop(conn);
+                        tracing::warn!("relay: {domain}: {label}: {reason}");
+                        let outcomes = all(
+                            recipients,
+                            RcptResult::Deferred { reply: reason },
+                            Some(label),
+                            false,
+                        );
                         log(domain, sender, &outcomes);
                         return outcomes;
                     }

@@ -4,7 +4,9 @@
 //!   bounded line length and line count, malformed input is an error, never a panic).
 //! - [`Capabilities`]: the EHLO keywords we use (RFC 2920, 1870, 6152, 6531, 3207, 4954, 3030,
 //!   2034).
-//! - [`dot_stuff`]: the DATA body with CRLF-only line ends and doubled leading dots.
+//! - [`dot_stuff`]: the DATA body with CRLF-only line ends and doubled leading dots;
+//!   [`DotStuffer`] does the same (or line ends only, for BDAT) over a message read in chunks,
+//!   and [`TraitsScanner`] finds its [`MessageTraits`] the same way.
 //! - [`plan`]: the MAIL FROM / RCPT TO lines and their pipelining grouping, after pre-flight
 //!   checks against the remote limits (SIZE, SMTPUTF8, 8BITMIME: 8-bit data to a server without
 //!   8BITMIME is refused with `5.6.3`, not converted).
@@ -16,6 +18,9 @@
 use base64::Engine as _;
 
 use super::reply::Reply;
+
+mod stream;
+pub use stream::{DotStuffer, TraitsScanner};
 
 /// RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer ones, so we
 /// accept up to this many octets (without CRLF) before calling the reply malformed.
@@ -319,27 +324,9 @@ pub struct MessageTraits {
 
 impl MessageTraits {
     pub fn of(sender: &str, recipients: &[String], message: &[u8]) -> MessageTraits {
-        let header_end = message
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
-            .unwrap_or(message.len());
-        let smtputf8 = !sender.is_ascii()
-            || recipients.iter().any(|r| !r.is_ascii())
-            || !message[..header_end].is_ascii();
-        let bare = message
-            .iter()
-            .enumerate()
-            .filter(|&(i, &b)| {
-                (b == b'\n' && (i == 0 || message[i - 1] != b'\r'))
-                    || (b == b'\r' && message.get(i + 1) != Some(&b'\n'))
-            })
-            .count();
-        MessageTraits {
-            smtputf8,
-            eight_bit: !message.is_ascii(),
-            size: message.len() as u64 + bare as u64,
-        }
+        let mut scanner = TraitsScanner::new();
+        scanner.feed(message);
+        scanner.finish(sender, recipients)
     }
 }
 
@@ -352,16 +339,22 @@ pub struct Plan {
     pub rcpts: Vec<String>,
     /// RFC 2920: MAIL, all RCPTs and DATA go in one write, then the replies are read in order.
     pub pipelining: bool,
+    /// RFC 3030: the server offered CHUNKING, so the message goes as `BDAT` chunks (not
+    /// dot-stuffed) instead of DATA; [`Plan::writes`] then ends with the last RCPT.
+    pub chunking: bool,
 }
 
 impl Plan {
     /// The writes in order: one holding MAIL, the RCPTs and DATA with PIPELINING, else one
-    /// command per write (each waits for its reply).
+    /// command per write (each waits for its reply). With CHUNKING there is no DATA: the
+    /// `BDAT` commands follow once the RCPT replies are in ([`bdat`]).
     pub fn writes(&self) -> Vec<String> {
         let mut commands = Vec::with_capacity(self.rcpts.len() + 2);
         commands.push(self.mail.clone());
         commands.extend(self.rcpts.iter().cloned());
-        commands.push("DATA\r\n".to_string());
+        if !self.chunking {
+            commands.push("DATA\r\n".to_string());
+        }
         if self.pipelining {
             vec![commands.concat()]
         } else {
@@ -439,7 +432,17 @@ pub fn plan(
             .map(|r| format!("RCPT TO:<{}>\r\n", super::address::quoted(r)))
             .collect(),
         pipelining: caps.pipelining,
+        chunking: caps.chunking,
     })
+}
+
+/// `BDAT <size>` or `BDAT <size> LAST` CRLF (RFC 3030 §2); the `size` octets follow it.
+pub fn bdat(size: usize, last: bool) -> String {
+    if last {
+        format!("BDAT {size} LAST\r\n")
+    } else {
+        format!("BDAT {size}\r\n")
+    }
 }
 
 /// The result for one recipient.
@@ -470,7 +473,8 @@ impl Outcome {
 
 /// The replies of one transaction. `rcpts` has one reply per recipient, in order; `data` and
 /// `end` are `None` when the transaction stopped before them (MAIL refused, no recipient
-/// accepted).
+/// accepted). With BDAT (RFC 3030) `data` is `None` and `end` is the reply to the `LAST`
+/// chunk, or to the first chunk that was refused.
 #[derive(Clone, Debug)]
 pub struct Replies<'a> {
     pub mail: &'a Reply,
@@ -488,7 +492,7 @@ pub fn outcomes(replies: &Replies<'_>) -> Vec<Outcome> {
     } else {
         match (replies.data, replies.end) {
             (Some(data), _) if data.code != 354 => Outcome::of(data),
-            (Some(_), Some(end)) => Outcome::of(end),
+            (_, Some(end)) => Outcome::of(end),
             _ => Outcome::Deferred {
                 reply: "transaction did not complete".into(),
             },

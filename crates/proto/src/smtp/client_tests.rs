@@ -413,3 +413,36 @@ fn quoted_local_parts_are_quoted_again_on_the_wire() {
         ]
     );
 }
+
+#[test]
+fn chunking_plan_has_no_data_and_bdat_replies_decide() {
+    let caps = Capabilities {
+        pipelining: true,
+        chunking: true,
+        ..Capabilities::default()
+    };
+    let rcpts = vec!["b@x.org".to_string()];
+    let p = plan(&caps, "a@y.org", &rcpts, &traits(10, false, false)).unwrap();
+    assert!(p.chunking);
+    assert_eq!(
+        p.writes(),
+        vec!["MAIL FROM:<a@y.org>\r\nRCPT TO:<b@x.org>\r\n"]
+    );
+    assert_eq!(bdat(65536, false), "BDAT 65536\r\n");
+    assert_eq!(bdat(7, true), "BDAT 7 LAST\r\n");
+    let ok = Reply::new(250, "2.0.0 ok");
+    let rcpt_replies = [ok.clone()];
+    for (end, want) in [
+        (Reply::new(250, "2.0.0 queued"), "Delivered"),
+        (Reply::new(452, "4.3.1 full"), "Deferred"),
+        (Reply::new(554, "5.6.0 no"), "Failed"),
+    ] {
+        let out = outcomes(&Replies {
+            mail: &ok,
+            rcpts: &rcpt_replies,
+            data: None,
+            end: Some(&end),
+        });
+        assert!(format!("{:?}", out[0]).starts_with(want), "{out:?}");
+    }
+}
