@@ -7,7 +7,8 @@
 //! Passwords are never put in a reply or a log line.
 
 use super::reply::Reply;
-use super::session::{reply, Action, Sasl, Service, Session};
+use super::session::{reply, Sasl, Session};
+use super::types::{Action, Service};
 use crate::sasl::{self, SaslError};
 
 // RFC 4954 §4: base64 "Username:" and "Password:" prompts used by the LOGIN mechanism.
