@@ -11,7 +11,6 @@
 //! Command parsing itself is done by the `smtp-proto` crate.
 
 pub mod address;
-mod auth;
 pub mod client;
 pub mod conn;
 pub mod data;
