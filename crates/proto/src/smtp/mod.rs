@@ -4,7 +4,8 @@
 //! - [`session`]: the state machine that turns command lines into replies and actions.
 //! - `types`: the vocabulary the parts share (settings, policy, actions), re-exported here.
 //! - [`data`]: the DATA section decoder (dot-unstuffing, bare CR/LF detection, size limit).
-//! - [`address`]: checks on envelope addresses.
+//! - [`address`]: envelope addresses on the wire and in logs (the syntax check is
+//!   [`crate::address`], re-exported there).
 //! - [`reply`]: reply codes and their wire form.
 //! - [`received`]: the trace headers added to accepted mail.
 //!
