@@ -1,20 +1,21 @@
 //! One POP3 connection: the I/O loop around `proto::pop3::Session`.
 //!
-//! What it does: reads lines (bounded by the session's current limit, each within the idle
-//! timeout), feeds them to the session and performs the returned actions: password checks
-//! and Maildir access on blocking threads, the shared login guard's delays and lockouts,
-//! streaming messages through the dot-stuffer in large writes, and the UPDATE state at QUIT.
-//! Replies are flushed when no pipelined input is pending. Every write is bounded too: by the
-//! idle timeout, and after shutdown by a short grace period, so a client that asks for a large
-//! message and never reads it neither keeps its session nor holds up shutdown. Logs logins with
-//! `tls=yes/no`, failures with IP and account (never passwords), and QUIT counts.
+//! What it does: reads the socket into `proto::pop3::LineFramer` (which cuts lines, bounded by
+//! the session's current limit; each line must arrive within the idle timeout), feeds them to
+//! the session and performs the returned actions: password checks and Maildir access on
+//! blocking threads, the shared login guard's delays and lockouts, streaming messages through
+//! the dot-stuffer in large writes, and the UPDATE state at QUIT. Replies are flushed when no
+//! pipelined input is pending. Every write is bounded too: by the idle timeout, and after
+//! shutdown by a short grace period, so a client that asks for a large message and never reads
+//! it neither keeps its session nor holds up shutdown. Logs logins with `tls=yes/no`, failures
+//! with IP and account (never passwords), and QUIT counts.
 //!
 //! TLS: the loop is generic over the stream, so the same code serves plain TCP and
 //! `tokio_rustls` streams. Implicit TLS (RFC 8314) runs the handshake, with a timeout, before
-//! the greeting. After `+OK` to STLS (RFC 2595 §4) the loop throws away every octet the client
-//! sent after the STLS line and that is already buffered (CVE-2011-0411: clear-text commands
-//! must never run inside TLS), runs the handshake with a timeout, and continues with a fresh
-//! reader; a failed handshake closes the connection.
+//! the greeting. After `+OK` to STLS (RFC 2595 §4) the loop has the framer throw away every
+//! octet the client sent after the STLS line and that is already buffered (CVE-2011-0411:
+//! clear-text commands must never run inside TLS), runs the handshake with a timeout, and
+//! continues reading inside TLS; a failed handshake closes the connection.
 //!
 //! What it does not do: build TLS configurations or check certificates. A connection that
 //! times out, drops, or is shut down never runs UPDATE, so nothing is deleted (RFC 1939 §6).
@@ -24,10 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::pop3::{greeting, Action, AuthOutcome, DotStuffer, Session, SessionFlags};
+use proto::pop3::{greeting, Action, AuthOutcome, DotStuffer, LineFramer, Session, SessionFlags};
 use store::mailbox::{Mailbox, MailboxError};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::io::{BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -50,12 +50,14 @@ pub(crate) struct Context {
     pub implicit_tls: bool,
 }
 
-/// The connection's buffered stream: reads go through the `BufReader`, writes through the
-/// `BufWriter` (the `BufReader` passes them on).
-type Io<S> = BufReader<BufWriter<S>>;
+/// Octets asked of the socket per read; the framer holds at most this much unframed input.
+const READ_SIZE: usize = 4096;
+
+/// The connection's stream: writes are buffered, reads go straight to the [`LineFramer`].
+type Io<S> = BufWriter<S>;
 
 fn buffered<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Io<S> {
-    BufReader::with_capacity(4096, BufWriter::with_capacity(CHUNK, stream))
+    BufWriter::with_capacity(CHUNK, stream)
 }
 
 /// Why the loop stops.
@@ -68,43 +70,25 @@ enum Stop {
     StartTls,
 }
 
-/// Reads one line of at most `max` octets (without CRLF). A longer line is consumed up to
-/// its LF and returned truncated to `max + 1` octets so the session rejects it. `None` on EOF
-/// (a partial last line is dropped).
+/// Reads until the framer has a complete line of at most `max` octets (without CRLF; a longer
+/// line comes out as `max + 1` octets so the session rejects it). `None` on EOF (a partial last
+/// line is dropped).
 async fn read_line<R: AsyncRead + Unpin>(
-    rd: &mut BufReader<R>,
+    rd: &mut R,
+    lines: &mut LineFramer,
     max: usize,
 ) -> io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    let mut truncated = false;
+    let mut buf = [0u8; READ_SIZE];
     loop {
-        let buf = rd.fill_buf().await?;
-        if buf.is_empty() {
+        if let Some(line) = lines.next_line(max) {
+            return Ok(Some(line));
+        }
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
             return Ok(None);
         }
-        let (part, used, end) = match buf.iter().position(|&b| b == b'\n') {
-            Some(p) => (&buf[..p], p + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        // Keep max + 2 octets: room for a CR to strip while still detecting overflow.
-        let room = (max + 2).saturating_sub(line.len());
-        if part.len() > room {
-            truncated = true;
-        }
-        line.extend_from_slice(&part[..part.len().min(room)]);
-        rd.consume(used);
-        if end {
-            break;
-        }
+        lines.receive(&buf[..n]);
     }
-    if line.last() == Some(&b'\r') && !truncated {
-        line.pop();
-    }
-    if truncated || line.len() > max {
-        line.truncate(max + 1);
-        line.resize(max + 1, b'x');
-    }
-    Ok(Some(line))
 }
 
 /// Time a write may still take once shutdown is asked: a RETR to a client that reads finishes,
@@ -183,6 +167,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
             tls_available: tls.is_some() && !ctx.implicit_tls,
             tls_active: false,
         }),
+        lines: LineFramer::new(),
         mailbox: None,
         ip,
         timeout: ctx.config.idle_timeout,
@@ -258,6 +243,8 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut io: Io<S>, t: Duration) {
 
 struct Conn {
     session: Session,
+    /// Received octets cut into lines; emptied at STLS.
+    lines: LineFramer,
     mailbox: Option<Mailbox>,
     ip: IpAddr,
     timeout: Duration,
@@ -276,12 +263,12 @@ impl Conn {
         let ip = self.ip;
         // RFC 2595 §4 / CVE-2011-0411: whatever the client sent after STLS before seeing our
         // +OK was sent in clear text; it is dropped here, never read inside TLS.
-        let pending = io.buffer().len();
+        let pending = self.lines.discard_buffered();
         if pending > 0 {
             tracing::warn!(%ip, octets = pending, "pop3: discarding clear-text input sent after STLS");
         }
-        // `into_inner` drops the read buffer; the write buffer is empty (the +OK was flushed).
-        let stream = io.into_inner().into_inner();
+        // The write buffer is empty (the +OK was flushed).
+        let stream = io.into_inner();
         match handshake(acceptor, stream, ip, ctx).await {
             Ok(tls) => {
                 self.session.tls_started();
@@ -325,7 +312,7 @@ impl Conn {
         loop {
             let max = self.session.max_line_length();
             let line = tokio::select! {
-                r = tokio::time::timeout(self.timeout, read_line(io, max)) => match r {
+                r = tokio::time::timeout(self.timeout, read_line(io, &mut self.lines, max)) => match r {
                     Ok(Ok(Some(line))) => line,
                     Ok(Ok(None)) => return Stop::Abort("eof"),
                     Ok(Err(_)) => return Stop::Abort("read error"),
@@ -351,7 +338,7 @@ impl Conn {
                 Err(_) => return Stop::Abort("write error"),
             }
             // RFC 2449 §6.6 PIPELINING: answer a batch with as few writes as possible.
-            if io.buffer().is_empty() && flush(io, t).await.is_err() {
+            if !self.lines.has_buffered() && flush(io, t).await.is_err() {
                 return Stop::Abort("write error");
             }
         }
@@ -512,34 +499,5 @@ impl Conn {
         }
         stuffer.finish(&mut out);
         send(wr, &out, t).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn lines(input: &[u8], max: usize) -> Vec<Vec<u8>> {
-        let mut rd = BufReader::with_capacity(7, input);
-        let mut v = Vec::new();
-        while let Some(l) = read_line(&mut rd, max).await.unwrap() {
-            v.push(l);
-        }
-        v
-    }
-
-    #[tokio::test]
-    async fn bounded_lines() {
-        let got = lines(b"STAT\r\nLIST 1\nabcdefghijklmnop\r\nNOOP\r\npartial", 10).await;
-        assert_eq!(got[0], b"STAT");
-        assert_eq!(got[1], b"LIST 1");
-        assert_eq!(got[2].len(), 11);
-        assert_eq!(got[3], b"NOOP");
-        assert_eq!(got.len(), 4);
-        // Exactly max octets plus CRLF is fine; max + 1 octets is too long even if the
-        // truncation point falls on the CR.
-        let got = lines(b"0123456789\r\n0123456789a\r\n", 10).await;
-        assert_eq!(got[0], b"0123456789");
-        assert_eq!(got[1].len(), 11);
     }
 }

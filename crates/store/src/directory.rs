@@ -6,8 +6,9 @@
 //! with a 5 s busy timeout and nothing read from it is cached: every call goes to SQLite and sees
 //! whatever another process has committed.
 //!
-//! Addresses: the domain is compared case-insensitively and stored lowercase (no IDNA
-//! conversion); the local part keeps its case for display but is compared case-insensitively
+//! Addresses: the syntax is `proto::address::check`, the one the SMTP session applies at MAIL
+//! and RCPT, plus the rules for names of our own mailboxes (`directory_address.rs`). The domain
+//! is compared case-insensitively and stored lowercase (no IDNA conversion); the local part keeps its case for display but is compared case-insensitively
 //! through a lookup key (the whole address lowercased). RFC 5321 section 2.4 lets a server treat
 //! local parts case-sensitively; we deliberately do not, as almost every site does.
 //!
@@ -23,6 +24,12 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+#[path = "directory_address.rs"]
+mod address;
+
+pub use address::login_key;
+use address::{invalid, parse_address, parse_alias, parse_domain, parse_lookup, Addr};
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -116,92 +123,6 @@ pub struct Directory {
     conn: Mutex<Connection>,
     /// argon2 concurrency limit and success cache.
     checks: crate::password_check::PasswordCheck,
-}
-
-/// A parsed, validated address: local part as given, domain lowercase.
-struct Addr {
-    local: String,
-    domain: String,
-}
-
-impl Addr {
-    fn display(&self) -> String {
-        format!("{}@{}", self.local, self.domain)
-    }
-    fn key(&self) -> String {
-        format!("{}@{}", self.local.to_lowercase(), self.domain)
-    }
-}
-
-fn invalid(input: &str, why: &str) -> DirectoryError {
-    DirectoryError::InvalidAddress(format!("{} ({why})", input.escape_debug()))
-}
-
-/// Validates a domain name (1..=255 octets, labels of ASCII letters, digits, `-` or non-ASCII
-/// alphanumerics, no empty label) and returns it lowercased.
-fn parse_domain(input: &str, whole: &str) -> Result<String, DirectoryError> {
-    if input.is_empty() || input.len() > 255 {
-        return Err(invalid(whole, "domain must be 1 to 255 octets"));
-    }
-    for label in input.split('.') {
-        if label.is_empty() {
-            return Err(invalid(whole, "empty domain label"));
-        }
-        let ok = label.chars().all(|c| {
-            c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
-        });
-        if !ok {
-            return Err(invalid(whole, "bad character in domain"));
-        }
-    }
-    Ok(input.to_lowercase())
-}
-
-/// Validates an address: split at the last `@`, local part 1..=64 octets (RFC 5321 4.5.3.1.1)
-/// that is safe as a directory name, domain as [`parse_domain`].
-fn parse_address(input: &str) -> Result<Addr, DirectoryError> {
-    let Some((local, domain)) = input.rsplit_once('@') else {
-        return Err(invalid(input, "no @"));
-    };
-    if local.is_empty() || local.len() > 64 {
-        return Err(invalid(input, "local part must be 1 to 64 octets"));
-    }
-    if local.contains('@') {
-        return Err(invalid(input, "more than one @"));
-    }
-    if local.starts_with('.') {
-        return Err(invalid(input, "local part starts with a dot"));
-    }
-    if local
-        .chars()
-        .any(|c| c == '/' || c == '\0' || c.is_control() || c.is_whitespace())
-    {
-        return Err(invalid(input, "bad character in local part"));
-    }
-    let domain = parse_domain(domain, input)?;
-    Ok(Addr {
-        local: local.to_string(),
-        domain,
-    })
-}
-
-/// The key an account is looked up by for a login name (`verify_password`, `account`): the
-/// whole address folded with Unicode `to_lowercase`, so every spelling that logs in as one
-/// account (`Kate@`, `KATE@`, `\u{212A}ate@` with the KELVIN SIGN) gives that account's key.
-/// `None` when the name is not an address and so cannot name an account.
-pub fn login_key(name: &str) -> Option<String> {
-    parse_address(name).ok().map(|a| a.key())
-}
-
-/// An alias name: either an address or `@domain` (catch-all). Returns (display, key, domain).
-fn parse_alias(input: &str) -> Result<(String, String, String), DirectoryError> {
-    if let Some(domain) = input.strip_prefix('@') {
-        let domain = parse_domain(domain, input)?;
-        let name = format!("@{domain}");
-        return Ok((name.clone(), name, domain));
-    }
-    let a = parse_address(input)?;
-    Ok((a.display(), a.key(), a.domain))
 }
 
 fn hash_password(password: &str) -> Result<String, DirectoryError> {
@@ -745,10 +666,16 @@ impl Directory {
         postmaster: Option<&str>,
         any_domain_fallback: bool,
     ) -> Result<Resolution, DirectoryError> {
-        let a = parse_address(address)?;
+        // Every address the SMTP session accepts gets an answer here, never `InvalidAddress`:
+        // the syntax check is the session's own, and a local part that cannot name a mailbox
+        // of ours is simply unknown in our domains (and none of our business in others).
+        let a = parse_lookup(address)?;
         let conn = self.lock()?;
         if !domain_exists(&conn, &a.domain)? {
             return Ok(Resolution::NotLocal);
+        }
+        if !a.may_be_mailbox() {
+            return Ok(Resolution::Unknown);
         }
         let key = a.key();
         if let Some(r) = resolve_exact(&conn, &key)? {

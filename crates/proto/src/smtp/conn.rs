@@ -17,7 +17,8 @@ use super::data::DataReader;
 /// Below this many octets a message stays in memory; above, it streams to disk.
 pub const SPILL_AT: usize = 256 * 1024;
 use super::reply::Reply;
-use super::session::{Action, CommitError, Envelope, Policy, Session};
+use super::session::Session;
+use super::types::{Action, CommitError, Envelope, Policy, TlsInfo};
 
 /// What the network loop must do after [`Connection::advance`].
 #[derive(Debug, PartialEq, Eq)]
@@ -368,7 +369,7 @@ impl Connection {
     }
 
     /// The TLS handshake after [`Event::StartTls`] succeeded.
-    pub fn tls_started(&mut self, info: super::session::TlsInfo) {
+    pub fn tls_started(&mut self, info: TlsInfo) {
         self.input.clear();
         self.message = Vec::new();
         self.session.tls_started(info);

@@ -2,15 +2,16 @@
 //!
 //! - [`conn`]: framing of one connection (lines, DATA, BDAT chunks) around a session.
 //! - [`session`]: the state machine that turns command lines into replies and actions.
+//! - `types`: the vocabulary the parts share (settings, policy, actions), re-exported here.
 //! - [`data`]: the DATA section decoder (dot-unstuffing, bare CR/LF detection, size limit).
-//! - [`address`]: checks on envelope addresses.
+//! - [`address`]: envelope addresses on the wire and in logs (the syntax check is
+//!   [`crate::address`], re-exported there).
 //! - [`reply`]: reply codes and their wire form.
 //! - [`received`]: the trace headers added to accepted mail.
 //!
 //! Command parsing itself is done by the `smtp-proto` crate.
 
 pub mod address;
-mod auth;
 pub mod client;
 pub mod conn;
 pub mod data;
@@ -19,6 +20,7 @@ pub mod received;
 pub mod reply;
 pub mod session;
 pub mod submission;
+mod types;
 
 #[cfg(test)]
 mod spill_tests;
@@ -28,7 +30,7 @@ mod transcript_tests;
 pub use conn::{Connection, Event};
 pub use data::{DataEnd, DataReader};
 pub use reply::Reply;
-pub use session::{
-    Action, CommitError, Envelope, Peer, Policy, RcptVerdict, Service, Session, SessionConfig,
-    TlsInfo,
+pub use session::Session;
+pub use types::{
+    Action, CommitError, Envelope, Peer, Policy, RcptVerdict, Service, SessionConfig, TlsInfo,
 };

@@ -22,7 +22,7 @@ pub struct Trace<'a> {
     /// Seconds since the Unix epoch.
     pub unix_secs: i64,
     /// TLS version and cipher, when the session used TLS.
-    pub tls: Option<&'a super::session::TlsInfo>,
+    pub tls: Option<&'a super::types::TlsInfo>,
     /// The client authenticated (the account name is not recorded, nor ever the password).
     pub authenticated: bool,
 }

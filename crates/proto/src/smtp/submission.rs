@@ -10,7 +10,7 @@
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use super::reply::Reply;
-use super::session::Policy;
+use super::types::Policy;
 
 /// Headers the message lacks and the server must add.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,20 +1,34 @@
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954) for the SMTP session: which service offers what,
-//! the PLAIN (RFC 4616) and LOGIN exchanges, and their reply codes.
+//! what a finished TLS handshake resets, the PLAIN (RFC 4616) and LOGIN exchanges, and their
+//! reply codes.
 //!
 //! AUTH is offered only on the submission services and only over TLS; port 25 never offers
 //! it. Credentials are decoded here and handed to the network loop
 //! ([`Action::Authenticate`]); checking them, delays and lockouts are the loop's business.
 //! Passwords are never put in a reply or a log line.
 
-use super::reply::Reply;
-use super::session::{reply, Action, Sasl, Service, Session};
+use super::{reply, Hello, Sasl, Session};
 use crate::sasl::{self, SaslError};
+use crate::smtp::reply::Reply;
+use crate::smtp::types::{Action, Service, TlsInfo};
 
 // RFC 4954 §4: base64 "Username:" and "Password:" prompts used by the LOGIN mechanism.
 const LOGIN_USER_PROMPT: &str = "VXNlcm5hbWU6";
 const LOGIN_PASSWORD_PROMPT: &str = "UGFzc3dvcmQ6";
 
 impl Session {
+    /// The TLS handshake finished (STARTTLS, or before the greeting on port 465). RFC 3207
+    /// §4.2: everything learnt before is forgotten; the client starts again with EHLO.
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.hello = Hello::None;
+        self.helo_name.clear();
+        self.tx = None;
+        self.user = None;
+        self.sasl = None;
+        self.pending_chunk = None;
+    }
+
     /// STARTTLS is advertised: a certificate is loaded, TLS is not active yet, and the
     /// service is not implicit TLS.
     pub(super) fn starttls_offered(&self) -> bool {
