@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod forward_failures;
 pub mod policy;
 pub mod relay;
+pub mod schedule;
 pub mod smtpd;
 mod timed_io;
 
