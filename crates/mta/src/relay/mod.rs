@@ -31,6 +31,8 @@ use tokio_rustls::TlsConnector;
 use conn::{Conn, OpenError, Setup, TxEnd};
 use pool::Pool;
 
+use crate::schedule::Feedback;
+
 /// Settings of the relay client.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -48,7 +50,54 @@ pub struct RelayConfig {
     pub per_destination_limit: usize,
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
-    pub connect_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// How long the relay waits on a remote server. The defaults are RFC 5321 §4.5.3.2's
+/// minimums, which a client should not go below.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The TCP connection.
+    pub connect: Duration,
+    /// The `220` greeting (§4.5.3.2.1), and the replies to EHLO/HELO, STARTTLS and AUTH.
+    pub greeting: Duration,
+    /// The reply to MAIL (§4.5.3.2.2).
+    pub mail: Duration,
+    /// Each reply to RCPT (§4.5.3.2.3).
+    pub rcpt: Duration,
+    /// The `354` to DATA (§4.5.3.2.4).
+    pub data_init: Duration,
+    /// Each block of message data written (§4.5.3.2.5).
+    pub data_block: Duration,
+    /// The reply to the final dot (§4.5.3.2.6).
+    pub data_end: Duration,
+    /// A whole [`Relay::deliver`] call (all hosts, DNS and waiting for a connection slot
+    /// included): past it every recipient still waiting is deferred.
+    pub attempt: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        const MIN: u64 = 60;
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: Duration::from_secs(5 * MIN),
+            mail: Duration::from_secs(5 * MIN),
+            rcpt: Duration::from_secs(5 * MIN),
+            data_init: Duration::from_secs(2 * MIN),
+            data_block: Duration::from_secs(3 * MIN),
+            data_end: Duration::from_secs(10 * MIN),
+            attempt: Duration::from_secs(30 * MIN),
+        }
+    }
+}
+
+/// What [`Relay::attempt`] returns: every recipient's outcome, and what the attempt says about
+/// the destination's health, for [`crate::schedule::Scheduler::finished`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub outcomes: Vec<RcptOutcome>,
+    pub feedback: Feedback,
 }
 
 /// The result for one recipient of [`Relay::deliver`].
@@ -153,38 +202,61 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
+        self.attempt(domain, sender, recipients, message)
+            .await
+            .outcomes
+    }
+
+    /// [`deliver`](Self::deliver), also saying whether a host took a session (for the
+    /// scheduler's dead-destination count). The whole call is under `timeouts.attempt`.
+    pub async fn attempt(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Attempt {
         if recipients.is_empty() {
-            return Vec::new();
+            return Attempt {
+                outcomes: Vec::new(),
+                feedback: Feedback::Neutral,
+            };
         }
-        let route = match &self.config.smarthost {
-            Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
-            None => {
-                mx::route(
-                    &self.resolver,
-                    domain,
-                    self.config.remote_port,
-                    &self.config.local_addresses,
-                )
-                .await
+        let work = async {
+            let route = match &self.config.smarthost {
+                Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
+                None => {
+                    mx::route(
+                        &self.resolver,
+                        domain,
+                        self.config.remote_port,
+                        &self.config.local_addresses,
+                    )
+                    .await
+                }
+            };
+            match route {
+                Ok(hosts) => {
+                    self.try_hosts(domain, &hosts, sender, recipients, message)
+                        .await
+                }
+                Err(result) => {
+                    let outcomes = all(recipients, result, None, false);
+                    log(domain, sender, &outcomes);
+                    Attempt {
+                        outcomes,
+                        feedback: Feedback::Neutral,
+                    }
+                }
             }
         };
-        match route {
-            Ok(hosts) => {
-                self.deliver_to_hosts(domain, &hosts, sender, recipients, message)
-                    .await
-            }
-            Err(result) => {
-                let outcomes = all(recipients, result, None, false);
-                log(domain, sender, &outcomes);
-                outcomes
-            }
-        }
+        self.under_deadline(domain, sender, recipients, work).await
     }
 
     /// Delivers to the first of `hosts` that takes the transaction (the lower half of
-    /// [`deliver`](Self::deliver), without DNS). A connection failure, a 4xx greeting, EHLO or
-    /// MAIL, or a 421 moves on to the next host; after the last, every recipient is deferred
-    /// with the last error.
+    /// [`deliver`](Self::deliver), without DNS, under the same deadline). A connection failure,
+    /// a 4xx greeting, EHLO or MAIL, or a 421 moves on to the next host; after the last, every
+    /// recipient is deferred with the last error.
     pub async fn deliver_to_hosts(
         &self,
         domain: &str,
@@ -193,11 +265,80 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
+        self.attempt_hosts(domain, hosts, sender, recipients, message)
+            .await
+            .outcomes
+    }
+
+    /// [`deliver_to_hosts`](Self::deliver_to_hosts) with the destination's health, like
+    /// [`attempt`](Self::attempt).
+    pub async fn attempt_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Attempt {
         if recipients.is_empty() {
-            return Vec::new();
+            return Attempt {
+                outcomes: Vec::new(),
+                feedback: Feedback::Neutral,
+            };
         }
+        let work = self.try_hosts(domain, hosts, sender, recipients, message);
+        self.under_deadline(domain, sender, recipients, work).await
+    }
+
+    /// `work`, or every recipient deferred when it outlasts `timeouts.attempt`. Cancelling
+    /// drops the connection (never pooled half-way); a message cut after its final dot may
+    /// arrive twice, as after any lost reply to the dot (RFC 5321 §6.1).
+    async fn under_deadline(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        work: impl std::future::Future<Output = Attempt>,
+    ) -> Attempt {
+        let limit = self.config.timeouts.attempt;
+        match tokio::time::timeout(limit, work).await {
+            Ok(attempt) => attempt,
+            Err(_) => {
+                let error = format!(
+                    "4.4.2 delivery attempt to {domain} timed out after {}s (relay.attempt_timeout)",
+                    limit.as_secs()
+                );
+                tracing::info!("relay: {domain}: {error}");
+                let outcomes = all(
+                    recipients,
+                    RcptResult::Deferred {
+                        reply: error.clone(),
+                    },
+                    None,
+                    false,
+                );
+                log(domain, sender, &outcomes);
+                Attempt {
+                    outcomes,
+                    feedback: Feedback::TimedOut(error),
+                }
+            }
+        }
+    }
+
+    async fn try_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Attempt {
         let traits = MessageTraits::of(sender, recipients, message);
         let mut last_error = format!("no host to deliver mail for {domain} to");
+        // Whether any host took a session: then the destination is alive, whatever it said.
+        let mut connected = false;
+        let mut timed_out = false;
         for dest in hosts {
             let Some(_slot) = self
                 .pool
@@ -224,12 +365,15 @@ impl Relay {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
+                                // Our own wording (conn.rs): "timed out" marks every wait.
+                                timed_out = e.contains("timed out");
                                 last_error = e;
                                 break;
                             }
                         }
                     }
                 };
+                connected = true;
                 match conn.transact(sender, recipients, message, &traits).await {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
@@ -250,7 +394,10 @@ impl Relay {
                             })
                             .collect();
                         log(domain, sender, &outcomes);
-                        return outcomes;
+                        return Attempt {
+                            outcomes,
+                            feedback: Feedback::Connected,
+                        };
                     }
                     TxEnd::TryNext { reason, io } => {
                         let label = conn.label.clone();
@@ -269,6 +416,13 @@ impl Relay {
                 }
             }
         }
+        let feedback = if connected {
+            Feedback::Connected
+        } else if timed_out {
+            Feedback::TimedOut(last_error.clone())
+        } else {
+            Feedback::Failed(last_error.clone())
+        };
         let outcomes = all(
             recipients,
             RcptResult::Deferred { reply: last_error },
@@ -276,7 +430,7 @@ impl Relay {
             false,
         );
         log(domain, sender, &outcomes);
-        outcomes
+        Attempt { outcomes, feedback }
     }
 
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
@@ -289,7 +443,7 @@ impl Relay {
             .and(self.config.smarthost_auth.as_ref());
         let mut setup = Setup {
             helo_name: &self.config.hostname,
-            connect_timeout: self.config.connect_timeout,
+            timeouts: &self.config.timeouts,
             tls: Some(&self.tls),
             auth,
         };
