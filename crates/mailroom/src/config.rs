@@ -75,11 +75,19 @@ pub struct RelayConfig {
     pub data_end_timeout: String,
     /// One whole delivery attempt to one domain (all its MX hosts).
     pub attempt_timeout: String,
+    /// Per-destination scheduler (`mta::schedule`): connections a new destination starts with.
+    pub initial_destination_concurrency: usize,
+    /// Failed pseudo-cohorts (a window's worth of failed connections) before a destination is
+    /// dead.
+    pub destination_failed_cohort_limit: u32,
+    /// How long a dead destination is left alone the first time; doubles per death.
+    pub dead_destination_backoff: String,
+    pub max_dead_destination_backoff: String,
 }
 
 impl RelayConfig {
-    /// The `*_timeout` keys with their names, in file order.
-    pub fn timeout_keys(&self) -> [(&'static str, &str); 8] {
+    /// The duration keys (`*_timeout`, `*_backoff`) with their names, in file order.
+    pub fn timeout_keys(&self) -> [(&'static str, &str); 10] {
         [
             ("relay.connect_timeout", &self.connect_timeout),
             ("relay.greeting_timeout", &self.greeting_timeout),
@@ -89,7 +97,37 @@ impl RelayConfig {
             ("relay.data_block_timeout", &self.data_block_timeout),
             ("relay.data_end_timeout", &self.data_end_timeout),
             ("relay.attempt_timeout", &self.attempt_timeout),
+            (
+                "relay.dead_destination_backoff",
+                &self.dead_destination_backoff,
+            ),
+            (
+                "relay.max_dead_destination_backoff",
+                &self.max_dead_destination_backoff,
+            ),
         ]
+    }
+
+    /// The per-destination scheduler's settings; `concurrency` is `delivery.concurrency`
+    /// (remote attempts, and local deliveries in their own lane).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "serve passes it to the queue runner once it uses mta::schedule"
+        )
+    )]
+    pub fn schedule(&self, concurrency: usize) -> mta::schedule::SchedConfig {
+        let d = |text: &str| parse_duration(text).unwrap_or_default();
+        mta::schedule::SchedConfig {
+            remote_slots: concurrency,
+            local_slots: concurrency,
+            per_destination_limit: self.per_destination_limit,
+            initial_concurrency: self.initial_destination_concurrency,
+            failed_cohort_limit: self.destination_failed_cohort_limit,
+            dead_backoff: d(&self.dead_destination_backoff),
+            max_dead_backoff: d(&self.max_dead_destination_backoff),
+        }
     }
 
     /// The relay client's timeouts (after [`validate`]: every key parses).
@@ -131,6 +169,11 @@ impl Default for RelayConfig {
             data_block_timeout: "3m".into(),
             data_end_timeout: "10m".into(),
             attempt_timeout: "30m".into(),
+            // mta::schedule::SchedConfig::default() agrees (tested).
+            initial_destination_concurrency: 2,
+            destination_failed_cohort_limit: 1,
+            dead_destination_backoff: "5m".into(),
+            max_dead_destination_backoff: "1h".into(),
         }
     }
 }
@@ -494,6 +537,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             )));
         }
     }
+    if c.relay.initial_destination_concurrency == 0 || c.relay.destination_failed_cohort_limit == 0
+    {
+        return Err(ConfigError(
+            "relay.initial_destination_concurrency/destination_failed_cohort_limit: must be more than 0".into(),
+        ));
+    }
     if c.relay.per_destination_limit == 0 {
         return Err(ConfigError(
             "relay.per_destination_limit: must be more than 0".into(),
@@ -625,6 +674,12 @@ mod tests {
         assert_eq!(t.greeting, std::time::Duration::from_secs(2));
         assert_eq!(t.attempt, std::time::Duration::from_millis(500));
         assert_eq!(t.data_end, std::time::Duration::from_secs(600));
+        let mut defaults = c.relay.schedule(100);
+        defaults.local_slots = mta::schedule::SchedConfig::default().local_slots;
+        assert_eq!(
+            format!("{defaults:?}"),
+            format!("{:?}", mta::schedule::SchedConfig::default())
+        );
         let e = parse("[relay]\nrcpt_timeout = \"0s\"\n").unwrap_err();
         assert!(e.0.contains("relay.rcpt_timeout"), "{}", e.0);
         let e = parse("[relay]\ndata_block_timeout = \"slow\"\n").unwrap_err();

@@ -90,7 +90,7 @@ impl Default for SchedConfig {
             initial_concurrency: 2,
             failed_cohort_limit: 1,
             dead_backoff: Duration::from_secs(5 * 60),
-            max_dead_backoff: Duration::from_secs(4000),
+            max_dead_backoff: Duration::from_secs(3600),
         }
     }
 }
