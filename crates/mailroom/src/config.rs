@@ -60,6 +60,90 @@ pub struct RelayConfig {
     pub delay_warning_after: String,
     /// Concurrent connections per destination host.
     pub per_destination_limit: usize,
+    /// Waits on a remote server (RFC 5321 §4.5.3.2); durations like "30s", "5m".
+    pub connect_timeout: String,
+    /// The greeting, and the replies to EHLO/HELO, STARTTLS and AUTH.
+    pub greeting_timeout: String,
+    pub mail_timeout: String,
+    /// Each RCPT reply.
+    pub rcpt_timeout: String,
+    /// The `354` reply to DATA.
+    pub data_init_timeout: String,
+    /// Each block of message data written.
+    pub data_block_timeout: String,
+    /// The reply to the final dot.
+    pub data_end_timeout: String,
+    /// One whole delivery attempt to one domain (all its MX hosts).
+    pub attempt_timeout: String,
+    /// Per-destination scheduler (`mta::queue::schedule`): connections a new destination starts with.
+    pub initial_destination_concurrency: usize,
+    /// Failed pseudo-cohorts (a window's worth of failed connections) before a destination is
+    /// dead.
+    pub destination_failed_cohort_limit: u32,
+    /// How long a dead destination is left alone the first time; doubles per death.
+    pub dead_destination_backoff: String,
+    pub max_dead_destination_backoff: String,
+}
+
+impl RelayConfig {
+    /// The duration keys (`*_timeout`, `*_backoff`) with their names, in file order.
+    pub fn timeout_keys(&self) -> [(&'static str, &str); 10] {
+        [
+            ("relay.connect_timeout", &self.connect_timeout),
+            ("relay.greeting_timeout", &self.greeting_timeout),
+            ("relay.mail_timeout", &self.mail_timeout),
+            ("relay.rcpt_timeout", &self.rcpt_timeout),
+            ("relay.data_init_timeout", &self.data_init_timeout),
+            ("relay.data_block_timeout", &self.data_block_timeout),
+            ("relay.data_end_timeout", &self.data_end_timeout),
+            ("relay.attempt_timeout", &self.attempt_timeout),
+            (
+                "relay.dead_destination_backoff",
+                &self.dead_destination_backoff,
+            ),
+            (
+                "relay.max_dead_destination_backoff",
+                &self.max_dead_destination_backoff,
+            ),
+        ]
+    }
+
+    /// The per-destination scheduler's settings; `concurrency` is `delivery.concurrency`
+    /// (remote attempts, and local deliveries in their own lane).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "serve passes it to the queue runner once it uses mta::queue::schedule"
+        )
+    )]
+    pub fn schedule(&self, concurrency: usize) -> mta::queue::schedule::SchedConfig {
+        let d = |text: &str| parse_duration(text).unwrap_or_default();
+        mta::queue::schedule::SchedConfig {
+            remote_slots: concurrency,
+            local_slots: concurrency,
+            per_destination_limit: self.per_destination_limit,
+            initial_concurrency: self.initial_destination_concurrency,
+            failed_cohort_limit: self.destination_failed_cohort_limit,
+            dead_backoff: d(&self.dead_destination_backoff),
+            max_dead_backoff: d(&self.max_dead_destination_backoff),
+        }
+    }
+
+    /// The relay client's timeouts (after [`validate`]: every key parses).
+    pub fn timeouts(&self) -> mta::relay::Timeouts {
+        let d = |text: &str| parse_duration(text).unwrap_or_default();
+        mta::relay::Timeouts {
+            connect: d(&self.connect_timeout),
+            greeting: d(&self.greeting_timeout),
+            mail: d(&self.mail_timeout),
+            rcpt: d(&self.rcpt_timeout),
+            data_init: d(&self.data_init_timeout),
+            data_block: d(&self.data_block_timeout),
+            data_end: d(&self.data_end_timeout),
+            attempt: d(&self.attempt_timeout),
+        }
+    }
 }
 
 impl Default for RelayConfig {
@@ -76,6 +160,20 @@ impl Default for RelayConfig {
             max_queue_lifetime: "5d".into(),
             delay_warning_after: "4h".into(),
             per_destination_limit: 4,
+            // RFC 5321 §4.5.3.2's minimums; mta::relay::Timeouts::default() agrees (tested).
+            connect_timeout: "30s".into(),
+            greeting_timeout: "5m".into(),
+            mail_timeout: "5m".into(),
+            rcpt_timeout: "5m".into(),
+            data_init_timeout: "2m".into(),
+            data_block_timeout: "3m".into(),
+            data_end_timeout: "10m".into(),
+            attempt_timeout: "30m".into(),
+            // mta::queue::schedule::SchedConfig::default() agrees (tested).
+            initial_destination_concurrency: 2,
+            destination_failed_cohort_limit: 1,
+            dead_destination_backoff: "5m".into(),
+            max_dead_destination_backoff: "1h".into(),
         }
     }
 }
@@ -432,6 +530,19 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             c.relay.smarthost
         )));
     }
+    for (key, value) in c.relay.timeout_keys() {
+        if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            return Err(ConfigError(format!(
+                "{key}: not a duration above 0: {value:?}"
+            )));
+        }
+    }
+    if c.relay.initial_destination_concurrency == 0 || c.relay.destination_failed_cohort_limit == 0
+    {
+        return Err(ConfigError(
+            "relay.initial_destination_concurrency/destination_failed_cohort_limit: must be more than 0".into(),
+        ));
+    }
     if c.relay.per_destination_limit == 0 {
         return Err(ConfigError(
             "relay.per_destination_limit: must be more than 0".into(),
@@ -552,6 +663,27 @@ mod tests {
         assert_eq!(parse_duration(""), None);
         let e = parse("[relay]\nretry_schedule = [\"5m\", \"soon\"]\n").unwrap_err();
         assert!(e.0.contains("relay.retry_schedule"), "{}", e.0);
+    }
+
+    #[test]
+    fn relay_timeouts() {
+        let c = parse("").unwrap();
+        assert_eq!(c.relay.timeouts(), mta::relay::Timeouts::default());
+        let c = parse("[relay]\ngreeting_timeout = \"2s\"\nattempt_timeout = \"500ms\"\n").unwrap();
+        let t = c.relay.timeouts();
+        assert_eq!(t.greeting, std::time::Duration::from_secs(2));
+        assert_eq!(t.attempt, std::time::Duration::from_millis(500));
+        assert_eq!(t.data_end, std::time::Duration::from_secs(600));
+        let mut defaults = c.relay.schedule(100);
+        defaults.local_slots = mta::queue::schedule::SchedConfig::default().local_slots;
+        assert_eq!(
+            format!("{defaults:?}"),
+            format!("{:?}", mta::queue::schedule::SchedConfig::default())
+        );
+        let e = parse("[relay]\nrcpt_timeout = \"0s\"\n").unwrap_err();
+        assert!(e.0.contains("relay.rcpt_timeout"), "{}", e.0);
+        let e = parse("[relay]\ndata_block_timeout = \"slow\"\n").unwrap_err();
+        assert!(e.0.contains("relay.data_block_timeout"), "{}", e.0);
     }
 
     #[test]

@@ -311,7 +311,7 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
         dns_servers: config.relay.dns_servers.clone(),
         per_destination_limit: config.relay.per_destination_limit,
         local_addresses,
-        connect_timeout: Duration::from_secs(30),
+        timeouts: config.relay.timeouts(),
     })
     .map_err(|e| Failure::failed(format!("relay: {e}")))
 }

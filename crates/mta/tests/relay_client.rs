@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mta::relay::{Destination, RcptOutcome, RcptResult, Relay, RelayConfig};
+use mta::relay::{Destination, RcptOutcome, RcptResult, Relay, RelayConfig, Timeouts};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -278,7 +278,10 @@ fn config() -> RelayConfig {
         dns_servers: vec!["127.0.0.1:9".parse().unwrap()],
         per_destination_limit: 2,
         local_addresses: vec![],
-        connect_timeout: Duration::from_secs(5),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            ..Timeouts::default()
+        },
     }
 }
 

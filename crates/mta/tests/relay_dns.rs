@@ -14,7 +14,7 @@ use std::time::Duration;
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use mta::relay::{RcptOutcome, RcptResult, Relay, RelayConfig};
+use mta::relay::{RcptOutcome, RcptResult, Relay, RelayConfig, Timeouts};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -187,7 +187,10 @@ fn relay_with_dns(port: u16, dns: SocketAddr) -> Relay {
         dns_servers: vec![dns],
         per_destination_limit: 4,
         local_addresses: vec!["127.0.0.9".parse().unwrap()],
-        connect_timeout: Duration::from_secs(2),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            ..Timeouts::default()
+        },
     })
     .unwrap()
 }

@@ -15,6 +15,7 @@ pub mod attempt;
 pub mod dsn;
 pub mod retry;
 pub mod runner;
+pub mod schedule;
 
 pub use retry::RetryPolicy;
 pub use runner::{Runner, Verdict};

@@ -22,17 +22,11 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::body::MessageBody;
-use super::Destination;
+use super::{Destination, Timeouts};
 
 mod send;
 use send::Sent;
 
-// RFC 5321 §4.5.3.2.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const DATA_INIT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
-const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(3 * 60);
-const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// TLS handshake, RSET on a pooled connection, QUIT: short, nothing waits on the server's disk.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(60);
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,12 +71,13 @@ pub(crate) struct Conn {
     pub tls: bool,
     /// Messages sent over this connection.
     pub messages: usize,
+    timeouts: Timeouts,
 }
 
 /// How to set up a session.
 pub(crate) struct Setup<'a> {
     pub helo_name: &'a str,
-    pub connect_timeout: Duration,
+    pub timeouts: &'a Timeouts,
     /// `None`: plaintext only (after a failed handshake).
     pub tls: Option<&'a TlsConnector>,
     /// STARTTLS then AUTH PLAIN with these credentials; no TLS is then an error.
@@ -95,7 +90,7 @@ impl Conn {
     pub async fn open(dest: &Destination, setup: &Setup<'_>) -> Result<Conn, OpenError> {
         let label = format!("{} [{}]:{}", dest.host, dest.addr.ip(), dest.addr.port());
         let fail = |e: String| OpenError::Failed(format!("{label}: {e}"));
-        let tcp = match timeout(setup.connect_timeout, TcpStream::connect(dest.addr)).await {
+        let tcp = match timeout(setup.timeouts.connect, TcpStream::connect(dest.addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(fail(format!("connect: {e}"))),
             Err(_) => return Err(fail("connect: timed out".into())),
@@ -109,15 +104,19 @@ impl Conn {
             addr: dest.addr,
             tls: false,
             messages: 0,
+            timeouts: setup.timeouts.clone(),
         };
-        let greeting = conn.read_reply(GREETING_TIMEOUT).await.map_err(fail)?;
+        let greeting = conn
+            .read_reply(conn.timeouts.greeting)
+            .await
+            .map_err(fail)?;
         if greeting.code != 220 {
             return Err(fail(format!("greeting: {}", reply_text(&greeting))));
         }
         conn.hello(setup.helo_name).await.map_err(fail)?;
         if let Some(connector) = setup.tls.filter(|_| conn.caps.starttls) {
             let reply = conn
-                .command("STARTTLS\r\n", COMMAND_TIMEOUT)
+                .command("STARTTLS\r\n", conn.timeouts.greeting)
                 .await
                 .map_err(fail)?;
             if reply.code == 220 {
@@ -142,7 +141,7 @@ impl Conn {
                 return Err(fail("smarthost does not offer AUTH PLAIN".into()));
             }
             let reply = conn
-                .command(&client::auth_plain(user, password), COMMAND_TIMEOUT)
+                .command(&client::auth_plain(user, password), conn.timeouts.greeting)
                 .await
                 .map_err(fail)?;
             if reply.code != 235 {
@@ -152,15 +151,17 @@ impl Conn {
         Ok(conn)
     }
 
-    /// EHLO, or HELO when EHLO gets a 5xx (RFC 5321 §3.2).
+    /// EHLO, or HELO when EHLO gets a 5xx (RFC 5321 §3.2); under the greeting timeout, like
+    /// Postfix's `smtp_helo_timeout`.
     async fn hello(&mut self, name: &str) -> Result<(), String> {
-        let reply = self.command(&client::ehlo(name), COMMAND_TIMEOUT).await?;
+        let limit = self.timeouts.greeting;
+        let reply = self.command(&client::ehlo(name), limit).await?;
         if reply.code == 250 {
             self.caps = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
         if reply.code >= 500 {
-            let reply = self.command(&client::helo(name), COMMAND_TIMEOUT).await?;
+            let reply = self.command(&client::helo(name), limit).await?;
             if reply.code == 250 {
                 self.caps = Capabilities::default();
                 return Ok(());
@@ -286,22 +287,22 @@ impl Conn {
         };
         self.messages += 1;
         let io = |reason: String| TxEnd::TryNext { reason, io: true };
+        let t = self.timeouts.clone();
         let (mail, rcpts, data) = if plan.pipelining {
             // RFC 2920 §3.1: MAIL, RCPTs and DATA in one write, then every reply in order
             // (with CHUNKING there is no DATA: the BDAT chunks follow the RCPT replies).
-            if let Err(e) = self
-                .write(plan.writes().concat().as_bytes(), COMMAND_TIMEOUT)
-                .await
-            {
+            if let Err(e) = self.write(plan.writes().concat().as_bytes(), t.mail).await {
                 return io(e);
             }
             let data_replies = usize::from(!plan.chunking);
             let mut replies = Vec::with_capacity(recipients.len() + 2);
             for i in 0..recipients.len() + 1 + data_replies {
-                let limit = if i == recipients.len() + 1 {
-                    DATA_INIT_TIMEOUT
+                let limit = if i == 0 {
+                    t.mail
+                } else if i == recipients.len() + 1 {
+                    t.data_init
                 } else {
-                    COMMAND_TIMEOUT
+                    t.rcpt
                 };
                 match self.read_reply(limit).await {
                     Ok(r) => replies.push(r),
@@ -312,14 +313,14 @@ impl Conn {
             let mail = replies.remove(0);
             (mail, replies, data)
         } else {
-            let mail = match self.command(&plan.mail, COMMAND_TIMEOUT).await {
+            let mail = match self.command(&plan.mail, t.mail).await {
                 Ok(r) => r,
                 Err(e) => return io(e),
             };
             let mut rcpts = Vec::with_capacity(recipients.len());
             if mail.code == 250 {
                 for line in &plan.rcpts {
-                    match self.command(line, COMMAND_TIMEOUT).await {
+                    match self.command(line, t.rcpt).await {
                         Ok(r) if r.code == 421 => {
                             return TxEnd::TryNext {
                                 reason: format!("{}: {}", self.label, reply_text(&r)),
@@ -333,7 +334,7 @@ impl Conn {
             }
             let accepted = rcpts.iter().any(|r| r.code / 100 == 2);
             let data = if accepted && !plan.chunking {
-                match self.command("DATA\r\n", DATA_INIT_TIMEOUT).await {
+                match self.command("DATA\r\n", t.data_init).await {
                     Ok(r) => Some(r),
                     Err(e) => return io(e),
                 }

@@ -35,6 +35,8 @@ pub use body::{MessageBody, BLOCK};
 use conn::{Conn, OpenError, Setup, TxEnd};
 use pool::Pool;
 
+use crate::queue::schedule::Feedback;
+
 /// Settings of the relay client.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -52,7 +54,54 @@ pub struct RelayConfig {
     pub per_destination_limit: usize,
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
-    pub connect_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// How long the relay waits on a remote server. The defaults are RFC 5321 §4.5.3.2's
+/// minimums, which a client should not go below.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The TCP connection.
+    pub connect: Duration,
+    /// The `220` greeting (§4.5.3.2.1), and the replies to EHLO/HELO, STARTTLS and AUTH.
+    pub greeting: Duration,
+    /// The reply to MAIL (§4.5.3.2.2).
+    pub mail: Duration,
+    /// Each reply to RCPT (§4.5.3.2.3).
+    pub rcpt: Duration,
+    /// The `354` to DATA (§4.5.3.2.4).
+    pub data_init: Duration,
+    /// Each block of message data written (§4.5.3.2.5).
+    pub data_block: Duration,
+    /// The reply to the final dot (§4.5.3.2.6).
+    pub data_end: Duration,
+    /// A whole [`Relay::deliver`] call (all hosts, DNS and waiting for a connection slot
+    /// included): past it every recipient still waiting is deferred.
+    pub attempt: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        const MIN: u64 = 60;
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: Duration::from_secs(5 * MIN),
+            mail: Duration::from_secs(5 * MIN),
+            rcpt: Duration::from_secs(5 * MIN),
+            data_init: Duration::from_secs(2 * MIN),
+            data_block: Duration::from_secs(3 * MIN),
+            data_end: Duration::from_secs(10 * MIN),
+            attempt: Duration::from_secs(30 * MIN),
+        }
+    }
+}
+
+/// What [`Relay::attempt`] returns: every recipient's outcome, and what the attempt says about
+/// the destination's health, for [`crate::queue::schedule::Scheduler::finished`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub outcomes: Vec<RcptOutcome>,
+    pub feedback: Feedback,
 }
 
 /// The result for one recipient of [`Relay::deliver`].
@@ -156,8 +205,9 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
-        self.deliver_body(domain, sender, recipients, &message.into())
+        self.attempt_body(domain, sender, recipients, &message.into())
             .await
+            .outcomes
     }
 
     /// Delivers one message to recipients that all share `domain`, reading it in blocks
@@ -170,32 +220,68 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Vec<RcptOutcome> {
+        self.attempt_body(domain, sender, recipients, message)
+            .await
+            .outcomes
+    }
+
+    /// [`deliver`](Self::deliver), also saying whether a host took a session (for the
+    /// scheduler's dead-destination count).
+    pub async fn attempt(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Attempt {
+        self.attempt_body(domain, sender, recipients, &message.into())
+            .await
+    }
+
+    /// [`deliver_body`](Self::deliver_body) with the destination's health. The whole call is
+    /// under `timeouts.attempt`.
+    pub async fn attempt_body(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+    ) -> Attempt {
         if recipients.is_empty() {
-            return Vec::new();
+            return Attempt {
+                outcomes: Vec::new(),
+                feedback: Feedback::Neutral,
+            };
         }
-        let route = match &self.config.smarthost {
-            Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
-            None => {
-                mx::route(
-                    &self.resolver,
-                    domain,
-                    self.config.remote_port,
-                    &self.config.local_addresses,
-                )
-                .await
+        let work = async {
+            let route = match &self.config.smarthost {
+                Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
+                None => {
+                    mx::route(
+                        &self.resolver,
+                        domain,
+                        self.config.remote_port,
+                        &self.config.local_addresses,
+                    )
+                    .await
+                }
+            };
+            match route {
+                Ok(hosts) => {
+                    self.try_hosts(domain, &hosts, sender, recipients, message)
+                        .await
+                }
+                Err(result) => {
+                    let outcomes = all(recipients, result, None, false);
+                    log(domain, sender, &outcomes);
+                    Attempt {
+                        outcomes,
+                        feedback: Feedback::Neutral,
+                    }
+                }
             }
         };
-        match route {
-            Ok(hosts) => {
-                self.deliver_body_to_hosts(domain, &hosts, sender, recipients, message)
-                    .await
-            }
-            Err(result) => {
-                let outcomes = all(recipients, result, None, false);
-                log(domain, sender, &outcomes);
-                outcomes
-            }
-        }
+        self.under_deadline(domain, sender, recipients, work).await
     }
 
     /// [`Relay::deliver_body_to_hosts`] for a message in memory (tests, small callers).
@@ -207,14 +293,15 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
-        self.deliver_body_to_hosts(domain, hosts, sender, recipients, &message.into())
+        self.attempt_body_hosts(domain, hosts, sender, recipients, &message.into())
             .await
+            .outcomes
     }
 
     /// Delivers to the first of `hosts` that takes the transaction (the lower half of
-    /// [`deliver_body`](Self::deliver_body), without DNS). A connection failure, a 4xx
-    /// greeting, EHLO or MAIL, or a 421 moves on to the next host; after the last, every
-    /// recipient is deferred with the last error.
+    /// [`deliver_body`](Self::deliver_body), without DNS, under the same deadline). A
+    /// connection failure, a 4xx greeting, EHLO or MAIL, or a 421 moves on to the next host;
+    /// after the last, every recipient is deferred with the last error.
     pub async fn deliver_body_to_hosts(
         &self,
         domain: &str,
@@ -223,19 +310,104 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Vec<RcptOutcome> {
+        self.attempt_body_hosts(domain, hosts, sender, recipients, message)
+            .await
+            .outcomes
+    }
+
+    /// [`deliver_to_hosts`](Self::deliver_to_hosts) with the destination's health, like
+    /// [`attempt`](Self::attempt).
+    pub async fn attempt_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Attempt {
+        self.attempt_body_hosts(domain, hosts, sender, recipients, &message.into())
+            .await
+    }
+
+    /// [`deliver_body_to_hosts`](Self::deliver_body_to_hosts) with the destination's health.
+    pub async fn attempt_body_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+    ) -> Attempt {
         if recipients.is_empty() {
-            return Vec::new();
+            return Attempt {
+                outcomes: Vec::new(),
+                feedback: Feedback::Neutral,
+            };
         }
+        let work = self.try_hosts(domain, hosts, sender, recipients, message);
+        self.under_deadline(domain, sender, recipients, work).await
+    }
+
+    /// `work`, or every recipient deferred when it outlasts `timeouts.attempt`. Cancelling
+    /// drops the connection (never pooled half-way); a message cut after its final dot may
+    /// arrive twice, as after any lost reply to the dot (RFC 5321 §6.1).
+    async fn under_deadline(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        work: impl std::future::Future<Output = Attempt>,
+    ) -> Attempt {
+        let limit = self.config.timeouts.attempt;
+        match tokio::time::timeout(limit, work).await {
+            Ok(attempt) => attempt,
+            Err(_) => {
+                let error = format!(
+                    "4.4.2 delivery attempt to {domain} timed out after {}s (relay.attempt_timeout)",
+                    limit.as_secs()
+                );
+                tracing::info!("relay: {domain}: {error}");
+                let outcomes = all(
+                    recipients,
+                    RcptResult::Deferred {
+                        reply: error.clone(),
+                    },
+                    None,
+                    false,
+                );
+                log(domain, sender, &outcomes);
+                Attempt {
+                    outcomes,
+                    feedback: Feedback::TimedOut(error),
+                }
+            }
+        }
+    }
+
+    async fn try_hosts(
+        &self,
+        domain: &str,
+        hosts: &[Destination],
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+    ) -> Attempt {
         let traits: MessageTraits = match message.traits(sender, recipients).await {
             Ok(traits) => traits,
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
                 let outcomes = all(recipients, RcptResult::Deferred { reply }, None, false);
                 log(domain, sender, &outcomes);
-                return outcomes;
+                return Attempt {
+                    outcomes,
+                    feedback: Feedback::Neutral,
+                };
             }
         };
         let mut last_error = format!("no host to deliver mail for {domain} to");
+        // Whether any host took a session: then the destination is alive, whatever it said.
+        let mut connected = false;
+        let mut timed_out = false;
         for dest in hosts {
             let Some(_slot) = self
                 .pool
@@ -262,12 +434,15 @@ impl Relay {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
+                                // Our own wording (conn.rs): "timed out" marks every wait.
+                                timed_out = e.contains("timed out");
                                 last_error = e;
                                 break;
                             }
                         }
                     }
                 };
+                connected = true;
                 match conn.transact(sender, recipients, message, &traits).await {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
@@ -288,7 +463,10 @@ impl Relay {
                             })
                             .collect();
                         log(domain, sender, &outcomes);
-                        return outcomes;
+                        return Attempt {
+                            outcomes,
+                            feedback: Feedback::Connected,
+                        };
                     }
                     TxEnd::Abort { reason } => {
                         // Dropped without QUIT: the partial message must not be taken.
@@ -302,7 +480,10 @@ impl Relay {
                             false,
                         );
                         log(domain, sender, &outcomes);
-                        return outcomes;
+                        return Attempt {
+                            outcomes,
+                            feedback: Feedback::Connected,
+                        };
                     }
                     TxEnd::TryNext { reason, io } => {
                         let label = conn.label.clone();
@@ -321,6 +502,13 @@ impl Relay {
                 }
             }
         }
+        let feedback = if connected {
+            Feedback::Connected
+        } else if timed_out {
+            Feedback::TimedOut(last_error.clone())
+        } else {
+            Feedback::Failed(last_error.clone())
+        };
         let outcomes = all(
             recipients,
             RcptResult::Deferred { reply: last_error },
@@ -328,7 +516,7 @@ impl Relay {
             false,
         );
         log(domain, sender, &outcomes);
-        outcomes
+        Attempt { outcomes, feedback }
     }
 
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
@@ -341,7 +529,7 @@ impl Relay {
             .and(self.config.smarthost_auth.as_ref());
         let mut setup = Setup {
             helo_name: &self.config.hostname,
-            connect_timeout: self.config.connect_timeout,
+            timeouts: &self.config.timeouts,
             tls: Some(&self.tls),
             auth,
         };

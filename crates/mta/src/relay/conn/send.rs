@@ -10,7 +10,7 @@
 use proto::smtp::client::{bdat, DotStuffer};
 use proto::smtp::Reply;
 
-use super::{Conn, COMMAND_TIMEOUT, DATA_BLOCK_TIMEOUT, DATA_END_TIMEOUT};
+use super::Conn;
 use crate::relay::body::{MessageBody, BLOCK};
 
 /// BDAT chunks in flight (sent, reply not read yet) with PIPELINING; 1 without.
@@ -49,16 +49,16 @@ impl Conn {
             pos += block.len() as u64;
             out.clear();
             stuffer.feed(&block, &mut out);
-            if let Err(e) = self.write(&out, DATA_BLOCK_TIMEOUT).await {
+            if let Err(e) = self.write(&out, self.timeouts.data_block).await {
                 return Sent::Io(e);
             }
         }
         out.clear();
         stuffer.finish(&mut out);
-        if let Err(e) = self.write(&out, DATA_BLOCK_TIMEOUT).await {
+        if let Err(e) = self.write(&out, self.timeouts.data_block).await {
             return Sent::Io(e);
         }
-        match self.read_reply(DATA_END_TIMEOUT).await {
+        match self.read_reply(self.timeouts.data_end).await {
             Ok(r) => Sent::Reply(r),
             Err(e) => Sent::IoAfterEnd(e),
         }
@@ -93,14 +93,14 @@ impl Conn {
             frame.clear();
             frame.extend_from_slice(bdat(payload.len(), last).as_bytes());
             frame.extend_from_slice(&payload);
-            if let Err(e) = self.write(&frame, DATA_BLOCK_TIMEOUT).await {
+            if let Err(e) = self.write(&frame, self.timeouts.data_block).await {
                 return Sent::Io(e);
             }
             in_flight += 1;
             last_sent = last;
             while in_flight >= window && !last_sent {
                 in_flight -= 1;
-                match self.read_reply(COMMAND_TIMEOUT).await {
+                match self.read_reply(self.timeouts.mail).await {
                     Ok(r) if r.code / 100 == 2 => {}
                     Ok(r) => {
                         refused = Some(r);
@@ -118,9 +118,9 @@ impl Conn {
         while in_flight > 0 {
             in_flight -= 1;
             let limit = if in_flight == 0 && last_sent {
-                DATA_END_TIMEOUT
+                self.timeouts.data_end
             } else {
-                COMMAND_TIMEOUT
+                self.timeouts.mail
             };
             match self.read_reply(limit).await {
                 Ok(r) => {
