@@ -20,10 +20,6 @@ from remote_mta import DNSMASQ, Dns
 
 pytestmark = [
     pytest.mark.skipif(not has(DNSMASQ), reason="dnsmasq needed"),
-    # The pure scheduler (mta::schedule) and the relay timeouts exist; the queue runner does
-    # not hand out work through the scheduler yet. Strict: the day this passes, it fails, and
-    # the mark must go.
-    pytest.mark.xfail(strict=True, reason="runner integration pending"),
 ]
 
 TARPIT_IP = "127.0.0.30"

@@ -110,13 +110,6 @@ impl RelayConfig {
 
     /// The per-destination scheduler's settings; `concurrency` is `delivery.concurrency`
     /// (remote attempts, and local deliveries in their own lane).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "serve passes it to the queue runner once it uses mta::queue::schedule"
-        )
-    )]
     pub fn schedule(&self, concurrency: usize) -> mta::queue::schedule::SchedConfig {
         let d = |text: &str| parse_duration(text).unwrap_or_default();
         mta::queue::schedule::SchedConfig {

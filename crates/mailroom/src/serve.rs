@@ -138,7 +138,7 @@ async fn serve(
         data_dir: config.data_dir.clone(),
         hostname: config.hostname.clone(),
         postmaster: postmaster.clone(),
-        concurrency: config.delivery.concurrency,
+        sched: config.relay.schedule(config.delivery.concurrency),
         relay: Some(relay),
         retry: RetryPolicy {
             schedule: config

@@ -45,7 +45,7 @@ fn world() -> World {
         data_dir: data.clone(),
         hostname: "mx.example.test".into(),
         postmaster: None,
-        concurrency: 2,
+        sched: mta::queue::schedule::SchedConfig::default(),
         relay: None,
         retry: RetryPolicy {
             schedule: vec![Duration::from_secs(60)],

@@ -1,8 +1,12 @@
-//! One attempt at one queued message: read it, route its pending recipients
-//! (`mda::router`), write the local copies (`mda::Mda`), queue forwarded copies as new
-//! messages, hand each remote domain's recipients to the relay, and record what happened to
-//! each recipient as an [`Outcome`] in the spool's state log. Expiry turns old deferrals into
-//! failures; [`super::dsn`] tells the sender.
+//! One attempt at one queued message, in three steps so the runner can schedule the middle one
+//! per destination: [`Runner::prepare`] reads the envelope, routes the pending recipients
+//! (`mda::router`), writes the local copies (`mda::Mda`), queues forwarded copies as new
+//! messages and returns the remote work, one [`RemoteWork`] per domain;
+//! [`Runner::deliver_remote`] hands one domain's recipients to the relay (the message is
+//! streamed from the spool file); [`Runner::finish`] applies expiry, tells the sender
+//! ([`super::dsn`]) and records each recipient's [`Outcome`] in the state log, or removes the
+//! message. [`Runner::attempt`] runs the three in a row (tests, and a message's whole attempt
+//! without the scheduler).
 //!
 //! Exactly once, locally: copy names come from the queue id and copy number, and a message
 //! with any history (a retry, a restart, a direct delivery that was partly done) looks for
@@ -13,21 +17,92 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mda::mda::{CopyOf, CopyResult};
+use store::forward_failures::ForwardFailures;
 use store::outcome::{Entry, Outcome};
 use store::queue_status::MessageStatus;
 use store::spool::{Body, Envelope, Origin};
 
 use super::runner::{Runner, Verdict};
+use super::schedule::Feedback;
 use crate::relay::{MessageBody, RcptResult};
 
 /// Per recipient (envelope index), what this attempt did.
 pub type Results = BTreeMap<usize, Outcome>;
 
+/// A message between [`Runner::prepare`] and [`Runner::finish`].
+#[derive(Debug)]
+pub struct InProgress {
+    pub id: String,
+    pub env: Envelope,
+    status: MessageStatus,
+    /// Per recipient, what happened so far in this attempt.
+    pub results: Results,
+    started: Instant,
+}
+
+/// One destination's share of a message: the recipients (envelope indexes) in `domain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteWork {
+    pub id: String,
+    pub domain: String,
+    pub rcpts: Vec<usize>,
+}
+
 impl Runner {
-    /// One attempt at one message. `retry`: an earlier attempt may have written some copies
-    /// already, so look before writing (also done whenever the state log has entries).
+    /// One attempt at one message: prepare, every domain's remote delivery in turn, finish.
+    /// `retry`: an earlier attempt may have written some copies already, so look before
+    /// writing (also done whenever the state log has entries).
     pub async fn attempt(self: &Arc<Self>, id: &str, retry: bool) -> Verdict {
+        let (mut msg, remote) = match self.prepare(id, retry).await {
+            Ok(x) => x,
+            Err(verdict) => return verdict,
+        };
+        for work in remote {
+            let (outcomes, _) = self.deliver_remote(&work, &msg.env).await;
+            msg.results.extend(outcomes);
+        }
+        self.finish(msg).await
+    }
+
+    /// Step 1: read the envelope and the state log, route the pending recipients, write local
+    /// copies and queue forwards. `Err` when there is nothing to do (the message is gone) or it
+    /// cannot be read.
+    pub async fn prepare(
+        self: &Arc<Self>,
+        id: &str,
+        retry: bool,
+    ) -> Result<(InProgress, Vec<RemoteWork>), Verdict> {
         let started = Instant::now();
+        let (env, message, log) = self.open(id).await?;
+        let retry = retry || !log.is_empty();
+        let status = MessageStatus::from_log(env.recipients.len(), &log);
+        let pending = status.pending();
+        let mut results = Results::new();
+        let mut remote = Vec::new();
+        if status.bounce_requested {
+            for &i in &pending {
+                results.insert(
+                    i,
+                    Outcome::failed("5.0.0", "message bounced by the administrator"),
+                );
+            }
+        } else {
+            remote = self
+                .route_and_deliver(id, &env, &message, &pending, retry, &mut results)
+                .await;
+        }
+        let msg = InProgress {
+            id: id.to_string(),
+            env,
+            status,
+            results,
+            started,
+        };
+        Ok((msg, remote))
+    }
+
+    /// The envelope, the message and the state log; `Err` with what to do when that fails.
+    async fn open(self: &Arc<Self>, id: &str) -> Result<(Envelope, Body, Vec<Entry>), Verdict> {
         let this = self.clone();
         let id2 = id.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -37,37 +112,110 @@ impl Runner {
             Ok::<_, std::io::Error>((env, msg, log))
         })
         .await;
-        let (env, message, log) = match loaded {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Done,
+        match loaded {
+            Ok(Ok(x)) => Ok(x),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(Verdict::Done),
             Ok(Err(e)) => {
                 tracing::error!("delivery: {id}: cannot read queue file: {e}");
-                return Verdict::Deferred(self.retry.pause_after(1));
+                Err(Verdict::Deferred(self.retry.pause_after(1)))
             }
             Err(e) => {
                 tracing::error!("delivery: {id}: reader failed: {e}");
-                return Verdict::Deferred(self.retry.pause_after(1));
+                Err(Verdict::Deferred(self.retry.pause_after(1)))
+            }
+        }
+    }
+
+    /// Step 2: one domain's recipients of one message, through the relay. Returns each
+    /// recipient's outcome and what the attempt says about the destination's health.
+    pub async fn deliver_remote(
+        self: &Arc<Self>,
+        work: &RemoteWork,
+        env: &Envelope,
+    ) -> (Vec<(usize, Outcome)>, Feedback) {
+        let id = &work.id;
+        let Some(relay) = &self.relay else {
+            let outcomes = work
+                .rcpts
+                .iter()
+                .map(|&i| (i, Outcome::deferred("relay to other domains is disabled")))
+                .collect();
+            return (outcomes, Feedback::Neutral);
+        };
+        let message = match self.open(id).await {
+            Ok((_, body, _)) => body,
+            Err(_) => {
+                let outcomes = work
+                    .rcpts
+                    .iter()
+                    .map(|&i| (i, Outcome::deferred("cannot read the queued message")))
+                    .collect();
+                return (outcomes, Feedback::Neutral);
             }
         };
-        let retry = retry || !log.is_empty();
-        let status = MessageStatus::from_log(env.recipients.len(), &log);
+        let rcpts: Vec<String> = work
+            .rcpts
+            .iter()
+            .map(|&i| env.recipients[i].clone())
+            .collect();
+        let attempt_started = Instant::now();
+        let body = MessageBody::from(message);
+        let attempt = relay
+            .attempt_body(&work.domain, &env.sender, &rcpts, &body)
+            .await;
+        // delay: since the message arrived; attempt: this delivery attempt alone.
+        let delay = self.clock.unix().saturating_sub(env.received);
+        let took = attempt_started.elapsed().as_secs_f64();
+        let mut out = Vec::with_capacity(rcpts.len());
+        for (&i, rcpt) in work.rcpts.iter().zip(&rcpts) {
+            let outcome = attempt.outcomes.iter().find(|o| &o.recipient == rcpt);
+            let r = match outcome {
+                Some(o) => {
+                    let mx = o.mx.clone().unwrap_or_else(|| "-".into());
+                    match &o.result {
+                        RcptResult::Delivered { reply } => {
+                            tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({reply})", o.tls);
+                            Outcome::Delivered {
+                                detail: format!("{mx}: {reply}"),
+                            }
+                        }
+                        RcptResult::Deferred { reply } => {
+                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
+                            Outcome::deferred(reply.clone())
+                        }
+                        RcptResult::Failed { status, reply } => {
+                            if ForwardFailures::is_address_failure(status) {
+                                self.forward_failures.record(rcpt, reply, Instant::now());
+                            }
+                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
+                            Outcome::Failed {
+                                status: status.clone(),
+                                reply: reply.clone(),
+                                remote_mta: o.mx.clone(),
+                            }
+                        }
+                    }
+                }
+                None => Outcome::deferred("no result from relay"),
+            };
+            out.push((i, r));
+        }
+        (out, attempt.feedback)
+    }
+
+    /// Step 3: expiry, reports to the sender, then the message leaves the queue or its results
+    /// are recorded for the next attempt.
+    pub async fn finish(self: &Arc<Self>, msg: InProgress) -> Verdict {
+        let InProgress {
+            id,
+            env,
+            status,
+            mut results,
+            started,
+        } = msg;
+        let id = id.as_str();
         let now = self.clock.unix();
         let age = Duration::from_secs(now.saturating_sub(env.received));
-        let pending = status.pending();
-        let mut results = Results::new();
-
-        if status.bounce_requested {
-            for &i in &pending {
-                results.insert(
-                    i,
-                    Outcome::failed("5.0.0", "message bounced by the administrator"),
-                );
-            }
-        } else {
-            self.route_and_deliver(id, &env, &message, &pending, retry, &mut results)
-                .await;
-        }
-
         // Temporary failures past the queue lifetime become permanent (RFC 5321 §4.5.4.1).
         if self.retry.expired(age) {
             for r in results.values_mut() {
@@ -83,8 +231,16 @@ impl Runner {
             }
         }
         let deferred_left = results.values().any(Outcome::is_deferred);
-        self.send_dsn(id, &env, &message, &results, &status, age, now)
-            .await;
+        if results
+            .values()
+            .any(|r| !matches!(r, Outcome::Delivered { .. }))
+        {
+            // A report needs the headers: reopen the message (it may be gone if removed).
+            if let Ok((_, body, _)) = self.open(id).await {
+                self.send_dsn(id, &env, &body, &results, &status, age, now)
+                    .await;
+            }
+        }
 
         if !deferred_left {
             // Finished: nothing to record, the message leaves the queue.
@@ -133,7 +289,8 @@ impl Runner {
         Verdict::Deferred(after)
     }
 
-    /// Routes each pending recipient and delivers: locally, by forwarding, or by relay.
+    /// Routes each pending recipient and delivers locally and by forwarding; returns the remote
+    /// work, one piece per domain.
     async fn route_and_deliver(
         self: &Arc<Self>,
         id: &str,
@@ -142,7 +299,7 @@ impl Runner {
         pending: &[usize],
         retry: bool,
         results: &mut Results,
-    ) {
+    ) -> Vec<RemoteWork> {
         let route = mda::route(
             &env.recipients,
             |i| pending.contains(&i),
@@ -264,58 +421,15 @@ impl Runner {
             }
         }
 
-        // Other domains, one relay transaction per domain.
-        for (domain, indexes) in route.remote {
-            let Some(relay) = &self.relay else {
-                for i in indexes {
-                    results.insert(i, Outcome::deferred("relay to other domains is disabled"));
-                }
-                continue;
-            };
-            let rcpts: Vec<String> = indexes.iter().map(|&i| env.recipients[i].clone()).collect();
-            let attempt_started = Instant::now();
-            let body = MessageBody::from(message.clone());
-            let outcomes = relay
-                .deliver_body(&domain, &env.sender, &rcpts, &body)
-                .await;
-            // delay: since the message arrived; attempt: this delivery attempt alone.
-            let delay = self.clock.unix().saturating_sub(env.received);
-            let took = attempt_started.elapsed().as_secs_f64();
-            for (&i, rcpt) in indexes.iter().zip(&rcpts) {
-                let outcome = outcomes.iter().find(|o| &o.recipient == rcpt);
-                let r = match outcome {
-                    Some(o) => {
-                        let mx = o.mx.clone().unwrap_or_else(|| "-".into());
-                        match &o.result {
-                            RcptResult::Delivered { reply } => {
-                                tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({reply})", o.tls);
-                                Outcome::Delivered {
-                                    detail: format!("{mx}: {reply}"),
-                                }
-                            }
-                            RcptResult::Deferred { reply } => {
-                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
-                                Outcome::deferred(reply.clone())
-                            }
-                            RcptResult::Failed { status, reply } => {
-                                if store::forward_failures::ForwardFailures::is_address_failure(
-                                    status,
-                                ) {
-                                    self.forward_failures.record(rcpt, reply, Instant::now());
-                                }
-                                tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
-                                Outcome::Failed {
-                                    status: status.clone(),
-                                    reply: reply.clone(),
-                                    remote_mta: o.mx.clone(),
-                                }
-                            }
-                        }
-                    }
-                    None => Outcome::deferred("no result from relay"),
-                };
-                results.insert(i, r);
-            }
-        }
+        // Other domains: one piece of remote work per domain, for the scheduler.
+        route
+            .remote
+            .into_iter()
+            .map(|(domain, rcpts)| RemoteWork {
+                id: id.to_string(),
+                domain,
+                rcpts,
+            })
+            .collect()
     }
 }

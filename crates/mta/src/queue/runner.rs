@@ -1,11 +1,17 @@
-//! The queue runner's scheduling: delivers what the spool holds at start (recovery), each id
-//! that arrives from `smtpd` or from the runner itself (forwarded copies, DSNs), and retries
-//! deferred messages when due or when `mailroom queue flush` asks. At most `concurrency`
-//! attempts run at once.
+//! The queue runner's loop: delivers what the spool holds at start (recovery), each id that
+//! arrives from `smtpd` or from the runner itself (forwarded copies, DSNs), and retries
+//! deferred messages when due or when `mailroom queue flush` asks.
+//!
+//! A due message is prepared first (local copies and forwards, in the local lane of
+//! `sched.local_slots`, never behind remote mail); its remote recipients become one piece of
+//! work per destination, handed to the [`Scheduler`]: a slot goes only to a destination below
+//! its window, destinations take turns, and a dead destination's work is deferred without a
+//! connection. When a message's last piece of work is back, it is finished (expiry, reports,
+//! state log or removal).
 //!
 //! Due times are kept in memory only: after a restart everything in the spool is due at
-//! once, which is what a restart should do. Not here: what an attempt does ([`super::attempt`]),
-//! or when to retry ([`super::retry`]).
+//! once, which is what a restart should do. Not here: what each step does ([`super::attempt`]),
+//! when to retry ([`super::retry`]), or the scheduling rules ([`super::schedule`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -16,10 +22,13 @@ use mda::Mda;
 use store::clock::Clock;
 use store::directory::Directory;
 use store::forward_failures::ForwardFailures;
+use store::outcome::Outcome;
 use store::spool::Spool;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::attempt::{InProgress, RemoteWork};
+use super::schedule::{Dest, Feedback, SchedConfig, Scheduler};
 use super::RetryPolicy;
 use crate::relay::Relay;
 use crate::stopped;
@@ -31,8 +40,8 @@ pub struct Runner {
     pub data_dir: PathBuf,
     pub hostname: String,
     pub postmaster: Option<String>,
-    /// Attempts running at the same time.
-    pub concurrency: usize,
+    /// Slots, windows and dead-destination rules of the scheduler.
+    pub sched: SchedConfig,
     /// Delivery to other domains; `None` keeps remote recipients queued.
     pub relay: Option<Arc<Relay>>,
     pub retry: RetryPolicy,
@@ -42,6 +51,32 @@ pub struct Runner {
     pub forward_failures: Arc<ForwardFailures>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+}
+
+/// The runner loop's state.
+struct Loop {
+    /// Slots for the first step of messages (local copies, forwards).
+    local: Arc<Semaphore>,
+    sched: Scheduler<RemoteWork>,
+    /// Messages being worked on, from their first step to their last.
+    in_flight: HashSet<String>,
+    /// When each waiting message is due.
+    due: HashMap<String, Instant>,
+    /// Prepared messages and how many pieces of their remote work are still out.
+    progress: HashMap<String, (InProgress, usize)>,
+    tasks: JoinSet<Step>,
+}
+
+/// A step that ended.
+enum Step {
+    Prepared(String, Result<(InProgress, Vec<RemoteWork>), Verdict>),
+    Remote {
+        dest: Dest,
+        work: RemoteWork,
+        outcomes: Vec<(usize, Outcome)>,
+        feedback: Feedback,
+    },
+    Finished(String, Verdict),
 }
 
 /// How one attempt at a message ended.
@@ -61,22 +96,26 @@ impl Runner {
 
     /// Runs until `shutdown`: delivers what the spool holds at start, each id that arrives on
     /// `queued`, and retries deferred messages when due (or when `queue flush` asks). Returns
-    /// when the running attempts have finished.
+    /// when the running steps have finished.
     pub async fn run(
         self: Arc<Self>,
         mut queued: mpsc::UnboundedReceiver<String>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut in_flight: HashSet<String> = HashSet::new();
-        let mut due: HashMap<String, Instant> = HashMap::new();
-        let mut tasks: JoinSet<(String, Verdict)> = JoinSet::new();
+        let mut state = Loop {
+            local: Arc::new(Semaphore::new(self.sched.local_slots.max(1))),
+            sched: Scheduler::new(self.sched.clone()),
+            in_flight: HashSet::new(),
+            due: HashMap::new(),
+            progress: HashMap::new(),
+            tasks: JoinSet::new(),
+        };
         // Recovery: everything acknowledged and not yet delivered is due now.
         match self.spool.list() {
             Ok(ids) => {
                 let now = self.clock.instant();
                 for id in ids {
-                    due.insert(id, now);
+                    state.due.insert(id, now);
                 }
             }
             Err(e) => tracing::error!("delivery: cannot list the queue: {e}"),
@@ -86,39 +125,162 @@ impl Runner {
             tokio::select! {
                 id = queued.recv() => match id {
                     Some(id) => {
-                        if in_flight.insert(id.clone()) {
-                            due.remove(&id);
-                            tasks.spawn(self.clone().attempt_task(id, false, slots.clone()));
-                        }
+                        state.due.remove(&id);
+                        self.start(&mut state, id, false);
                     }
                     None => break,
                 },
                 _ = tick.tick() => {
-                    self.take_flush_requests(&mut due);
+                    self.take_flush_requests(&mut state.due);
                     let now = self.clock.instant();
-                    let ready: Vec<String> = due
+                    let ready: Vec<String> = state
+                        .due
                         .iter()
-                        .filter(|(id, t)| **t <= now && !in_flight.contains(*id))
+                        .filter(|(id, t)| **t <= now && !state.in_flight.contains(*id))
                         .map(|(id, _)| id.clone())
                         .collect();
                     for id in ready {
-                        due.remove(&id);
-                        in_flight.insert(id.clone());
-                        tasks.spawn(self.clone().attempt_task(id, true, slots.clone()));
+                        state.due.remove(&id);
+                        self.start(&mut state, id, true);
                     }
+                    self.dispatch(&mut state);
                 }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((id, verdict)) = done {
-                        in_flight.remove(&id);
-                        if let Verdict::Deferred(after) = verdict {
-                            due.insert(id, self.clock.instant() + after);
-                        }
+                Some(done) = state.tasks.join_next(), if !state.tasks.is_empty() => {
+                    if let Ok(step) = done {
+                        self.step_done(&mut state, step);
                     }
                 }
                 _ = stopped(&mut shutdown) => break,
             }
         }
-        while tasks.join_next().await.is_some() {}
+        // Work still waiting in the scheduler stays in the spool for the next start.
+        while state.tasks.join_next().await.is_some() {}
+    }
+
+    /// Starts a due message's first step (unless it is already being worked on).
+    fn start(self: &Arc<Self>, state: &mut Loop, id: String, retry: bool) {
+        if !state.in_flight.insert(id.clone()) {
+            return;
+        }
+        let (this, local) = (self.clone(), state.local.clone());
+        state.tasks.spawn(async move {
+            let Ok(_slot) = local.acquire_owned().await else {
+                return Step::Finished(id, Verdict::Deferred(Duration::from_secs(60)));
+            };
+            let prepared = this.prepare(&id, retry).await;
+            Step::Prepared(id, prepared)
+        });
+    }
+
+    /// Hands free slots to waiting remote work.
+    fn dispatch(self: &Arc<Self>, state: &mut Loop) {
+        let now = self.clock.instant();
+        while let Some((dest, work)) = state.sched.next(now) {
+            let Some((msg, _)) = state.progress.get(&work.id) else {
+                // Its message is gone from the loop (cannot happen); give the slot back.
+                state.sched.finished(&dest, Feedback::Neutral, now);
+                continue;
+            };
+            let (this, env) = (self.clone(), msg.env.clone());
+            state.tasks.spawn(async move {
+                let (outcomes, feedback) = this.deliver_remote(&work, &env).await;
+                Step::Remote {
+                    dest,
+                    work,
+                    outcomes,
+                    feedback,
+                }
+            });
+        }
+    }
+
+    fn step_done(self: &Arc<Self>, state: &mut Loop, step: Step) {
+        let now = self.clock.instant();
+        match step {
+            Step::Prepared(id, Err(verdict)) | Step::Finished(id, verdict) => {
+                state.in_flight.remove(&id);
+                if let Verdict::Deferred(after) = verdict {
+                    state.due.insert(id, now + after);
+                }
+            }
+            Step::Prepared(id, Ok((mut msg, remote))) => {
+                let mut out = 0;
+                for work in remote {
+                    let dest = match &self.relay {
+                        Some(relay) => Dest::Remote(relay.next_hop(&work.domain)),
+                        None => Dest::Remote(work.domain.clone()),
+                    };
+                    match state.sched.push(dest, work, now) {
+                        Ok(()) => out += 1,
+                        Err(dead) => {
+                            // A dead destination: deferred with its last error, no connection.
+                            let reply = dead.reply(now);
+                            tracing::info!(
+                                "delivery: {id}: {} recipient(s) deferred: {reply}",
+                                dead.item.rcpts.len()
+                            );
+                            for &i in &dead.item.rcpts {
+                                msg.results.insert(i, Outcome::deferred(reply.clone()));
+                            }
+                        }
+                    }
+                }
+                state.progress.insert(id.clone(), (msg, out));
+                self.maybe_finish(state, &id);
+                self.dispatch(state);
+            }
+            Step::Remote {
+                dest,
+                work,
+                outcomes,
+                feedback,
+            } => {
+                let died = state.sched.finished(&dest, feedback, now);
+                self.record_remote(state, &work.id, outcomes);
+                if died {
+                    for dead in state.sched.defer_all_dead(now) {
+                        let reply = dead.reply(now);
+                        let outcomes = dead
+                            .item
+                            .rcpts
+                            .iter()
+                            .map(|&i| (i, Outcome::deferred(reply.clone())))
+                            .collect();
+                        self.record_remote(state, &dead.item.id, outcomes);
+                    }
+                }
+                self.dispatch(state);
+            }
+        }
+    }
+
+    /// One piece of a message's remote work is back.
+    fn record_remote(
+        self: &Arc<Self>,
+        state: &mut Loop,
+        id: &str,
+        outcomes: Vec<(usize, Outcome)>,
+    ) {
+        if let Some((msg, out)) = state.progress.get_mut(id) {
+            msg.results.extend(outcomes);
+            *out = out.saturating_sub(1);
+        }
+        self.maybe_finish(state, id);
+    }
+
+    /// Finishes a message whose every piece of work is back.
+    fn maybe_finish(self: &Arc<Self>, state: &mut Loop, id: &str) {
+        if !matches!(state.progress.get(id), Some((_, 0))) {
+            return;
+        }
+        let Some((msg, _)) = state.progress.remove(id) else {
+            return;
+        };
+        let (this, id) = (self.clone(), id.to_string());
+        state.tasks.spawn(async move {
+            let verdict = this.finish(msg).await;
+            Step::Finished(id, verdict)
+        });
     }
 
     /// `mailroom queue flush|bounce` asked: make those messages (or all) due now.
@@ -136,18 +298,5 @@ impl Runner {
         for id in ids {
             due.insert(id, now);
         }
-    }
-
-    async fn attempt_task(
-        self: Arc<Self>,
-        id: String,
-        retry: bool,
-        slots: Arc<Semaphore>,
-    ) -> (String, Verdict) {
-        let Ok(_slot) = slots.acquire_owned().await else {
-            return (id, Verdict::Deferred(Duration::from_secs(60)));
-        };
-        let verdict = self.attempt(&id, retry).await;
-        (id, verdict)
     }
 }

@@ -210,6 +210,15 @@ impl Relay {
             .outcomes
     }
 
+    /// The next hop for mail to `domain`, as the scheduler names destinations: the smarthost
+    /// (`[host]:port`) when one is configured, else the domain itself.
+    pub fn next_hop(&self, domain: &str) -> String {
+        match &self.config.smarthost {
+            Some((host, port)) => format!("[{host}]:{port}"),
+            None => domain.to_ascii_lowercase(),
+        }
+    }
+
     /// Delivers one message to recipients that all share `domain`, reading it in blocks
     /// (a queued message is never loaded whole). Never panics; every recipient gets an
     /// outcome, in the order given.
