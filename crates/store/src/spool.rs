@@ -46,9 +46,9 @@ use tokio::sync::oneshot;
 
 use crate::durable::Disk;
 use crate::maildir::ensure_dir;
-use crate::outcome::Entry;
 
 mod body;
+mod state;
 pub use body::{Body, BodyReader, BLOCK};
 
 const MAGIC_LINE: &str = "MAILROOM-QUEUE 1\n";
@@ -626,48 +626,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Asks the running queue runner to retry these messages now (all of them when `ids` is
-    /// empty): `mailroom queue flush` and `queue bounce`, which may run in another process,
-    /// append to `queue/flush`; the runner takes the requests every half second.
-    pub fn request_flush(&self, ids: &[String]) -> io::Result<()> {
-        let text = if ids.is_empty() {
-            "*\n".to_string()
-        } else {
-            for id in ids {
-                check_id(id)?;
-            }
-            ids.join("\n") + "\n"
-        };
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.flush_path())?;
-        f.write_all(text.as_bytes())
-    }
-
-    /// Takes the pending flush requests: `Some(ids)`, with an empty list meaning "all", or
-    /// `None` when there are none.
-    pub fn take_flush_requests(&self) -> Option<Vec<String>> {
-        let path = self.flush_path();
-        let text = fs::read_to_string(&path).ok()?;
-        let _ = fs::remove_file(&path);
-        if text.lines().any(|l| l.trim() == "*") {
-            return Some(Vec::new());
-        }
-        Some(
-            text.lines()
-                .map(|l| l.trim().to_string())
-                .filter(|l| is_id(l))
-                .collect(),
-        )
-    }
-
-    fn flush_path(&self) -> PathBuf {
-        self.msg.with_file_name("flush")
-    }
-
     /// Ids of every message in msg/ (recovery on start, and the queue runner), oldest first.
     pub fn list(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
@@ -701,61 +659,6 @@ impl Spool {
             Err(e) => return Err(e),
         }
         removed
-    }
-
-    fn state_path(&self, id: &str) -> PathBuf {
-        self.msg.join(format!("{id}{STATE_SUFFIX}"))
-    }
-
-    /// Appends one entry to the message's state log (`msg/<id>.state`), fsynced (and its
-    /// directory too when the file is new): a recipient's [`Outcome`](crate::outcome::Outcome)
-    /// after an attempt, or a message-level mark. The message must exist.
-    pub fn record(&self, id: &str, entry: &Entry) -> io::Result<()> {
-        check_id(id)?;
-        fs::metadata(self.msg.join(id))?;
-        let path = self.state_path(id);
-        let (mut file, created) = match OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                (OpenOptions::new().append(true).open(&path)?, false)
-            }
-            Err(e) => return Err(e),
-        };
-        let mut line = entry.to_line();
-        line.push('\n');
-        file.write_all(line.as_bytes())?;
-        self.disk.sync_file(&file, &path)?;
-        if created {
-            self.disk.sync_dir(&self.msg)?;
-        }
-        Ok(())
-    }
-
-    /// Reads back the state log, in order. No state file means no entries; a torn last line
-    /// (crash while appending) is ignored; any other malformed line is `InvalidData`. Lines of
-    /// the first format are read too ([`Entry::parse`]).
-    pub fn log(&self, id: &str) -> io::Result<Vec<Entry>> {
-        check_id(id)?;
-        let data = match fs::read(self.state_path(id)) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
-        // The piece after the last '\n' is empty, or a torn line.
-        lines.pop();
-        lines
-            .into_iter()
-            .map(|line| {
-                Entry::parse(line)
-                    .ok_or_else(|| invalid_data(format!("{id}: malformed state line")))
-            })
-            .collect()
     }
 
     /// How many times the committer has fsynced `msg/` (one per batch). With group commit

@@ -1,6 +1,6 @@
 //! Unit tests of `spool` (kept in their own file so `spool.rs` stays readable).
 use super::*;
-use crate::outcome::Outcome;
+use crate::outcome::{Entry, Outcome};
 use std::io::Read;
 
 impl Spool {
