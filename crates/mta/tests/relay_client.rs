@@ -341,18 +341,20 @@ async fn per_recipient_outcomes_without_pipelining() {
     assert_eq!(
         out[0].result,
         RcptResult::Delivered {
-            reply: "250 2.0.0 Ok: queued as ABC".into()
+            detail: "250 2.0.0 Ok: queued as ABC".into()
         }
     );
     assert_eq!(
         out[1].result,
         RcptResult::Deferred {
+            next_attempt: None,
             reply: "450 4.2.1 try later".into()
         }
     );
     assert_eq!(
         out[2].result,
         RcptResult::Failed {
+            remote_mta: None,
             status: "5.1.1".into(),
             reply: "550 5.1.1 no such user".into()
         }
@@ -397,7 +399,9 @@ async fn pipelining_sends_one_batch() {
     )
     .await;
     assert!(delivered(&out[0]));
-    assert!(matches!(&out[1].result, RcptResult::Failed { status, .. } if status == "5.1.1"));
+    assert!(
+        matches!(&out[1].result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.1.1")
+    );
     let log = rec.log();
     let mail = log.iter().find(|l| l.starts_with("MAIL")).unwrap();
     assert!(mail.ends_with("+pipelined"), "{log:?}");
@@ -416,9 +420,13 @@ async fn all_recipients_refused_sends_no_data() {
     .await;
     let relay = Relay::new(config()).unwrap();
     let out = send(&relay, &[dest(addr)], &["a@example.test", "b@example.test"]).await;
-    assert!(out
-        .iter()
-        .all(|o| matches!(o.result, RcptResult::Failed { .. })));
+    assert!(out.iter().all(|o| matches!(
+        o.result,
+        RcptResult::Failed {
+            remote_mta: None,
+            ..
+        }
+    )));
     assert!(!rec.log().iter().any(|l| l == "DATA"));
 }
 
@@ -472,7 +480,10 @@ async fn data_behind_starttls_reply_is_refused() {
     let relay = Relay::new(config()).unwrap();
     let out = send(&relay, &[dest(addr)], &["x@example.test"]).await;
     match &out[0].result {
-        RcptResult::Deferred { reply } => assert!(reply.contains("injection"), "{reply}"),
+        RcptResult::Deferred {
+            next_attempt: None,
+            reply,
+        } => assert!(reply.contains("injection"), "{reply}"),
         other => panic!("{other:?}"),
     }
     assert!(!rec.log().iter().any(|l| l.starts_with("MAIL")));
@@ -502,7 +513,7 @@ async fn size_preflight_fails_without_sending() {
     let out = send(&relay, &[dest(addr)], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         assert!(
-            matches!(&o.result, RcptResult::Failed { status, .. } if status == "5.3.4"),
+            matches!(&o.result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.3.4"),
             "{o:?}"
         );
     }
@@ -597,7 +608,10 @@ async fn next_host_after_refused_connection_and_4xx() {
     let out = send(&relay, &hosts[..3], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         match &o.result {
-            RcptResult::Deferred { reply } => assert!(reply.contains("451 4.3.0"), "{reply}"),
+            RcptResult::Deferred {
+                next_attempt: None,
+                reply,
+            } => assert!(reply.contains("451 4.3.0"), "{reply}"),
             other => panic!("{other:?}"),
         }
     }
@@ -614,7 +628,7 @@ async fn mail_5xx_fails_everyone() {
     let out = send(&relay, &[dest(addr)], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         assert!(
-            matches!(&o.result, RcptResult::Failed { status, .. } if status == "5.7.1"),
+            matches!(&o.result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.7.1"),
             "{o:?}"
         );
     }
@@ -640,7 +654,10 @@ async fn smarthost_auth_requires_tls() {
         )
         .await;
     match &out[0].result {
-        RcptResult::Deferred { reply } => assert!(reply.contains("STARTTLS"), "{reply}"),
+        RcptResult::Deferred {
+            next_attempt: None,
+            reply,
+        } => assert!(reply.contains("STARTTLS"), "{reply}"),
         other => panic!("{other:?}"),
     }
     assert!(!plain_rec.log().iter().any(|l| l.starts_with("AUTH")));
@@ -701,7 +718,7 @@ async fn server_that_stops_reading_during_data_gives_deferred() {
     .expect("delivery hangs on a server that does not read");
     assert_eq!(out.len(), 1);
     assert!(
-        matches!(&out[0].result, RcptResult::Deferred { reply } if reply.contains("write timed out")),
+        matches!(&out[0].result, RcptResult::Deferred { next_attempt: None, reply } if reply.contains("write timed out")),
         "{out:?}"
     );
     assert!(rec.messages.lock().unwrap().is_empty());
@@ -857,7 +874,7 @@ async fn a_refused_chunk_ends_the_sending_and_fails_the_recipients() {
         )
         .await;
     assert!(
-        matches!(&out[0].result, RcptResult::Failed { status, .. } if status == "5.3.4"),
+        matches!(&out[0].result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.3.4"),
         "{out:?}"
     );
     // Sending stopped at the refusal (at most the pipelining window later): no LAST.
@@ -899,7 +916,7 @@ async fn a_queue_file_that_cannot_be_read_defers_without_sending() {
         .deliver_body_to_hosts("example.test", &[dest(addr)], "a@s.test", &to, &body.into())
         .await;
     assert!(
-        matches!(&out[0].result, RcptResult::Deferred { reply } if reply.contains("cannot read")),
+        matches!(&out[0].result, RcptResult::Deferred { next_attempt: None, reply } if reply.contains("cannot read")),
         "{out:?}"
     );
     assert!(rec.messages.lock().unwrap().is_empty());

@@ -99,7 +99,10 @@ async fn send(relay: &Relay, addr: SocketAddr) -> (Attempt, Duration) {
 fn deferred_reply(attempt: &Attempt) -> &str {
     assert_eq!(attempt.outcomes.len(), 1);
     match &attempt.outcomes[0].result {
-        RcptResult::Deferred { reply } => reply,
+        RcptResult::Deferred {
+            next_attempt: None,
+            reply,
+        } => reply,
         other => panic!("not deferred: {other:?}"),
     }
 }

@@ -24,7 +24,7 @@ use store::spool::{Body, Envelope, Origin};
 
 use super::runner::{Runner, Verdict};
 use super::schedule::Feedback;
-use crate::relay::{MessageBody, RcptResult};
+use crate::relay::MessageBody;
 
 /// Per recipient (envelope index), what this attempt did.
 pub type Results = BTreeMap<usize, Outcome>;
@@ -173,17 +173,17 @@ impl Runner {
                 Some(o) => {
                     let mx = o.mx.clone().unwrap_or_else(|| "-".into());
                     match &o.result {
-                        RcptResult::Delivered { reply } => {
-                            tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({reply})", o.tls);
+                        Outcome::Delivered { detail } => {
+                            tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({detail})", o.tls);
                             Outcome::Delivered {
-                                detail: format!("{mx}: {reply}"),
+                                detail: format!("{mx}: {detail}"),
                             }
                         }
-                        RcptResult::Deferred { reply } => {
+                        Outcome::Deferred { reply, .. } => {
                             tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
                             Outcome::deferred(reply.clone())
                         }
-                        RcptResult::Failed { status, reply } => {
+                        Outcome::Failed { status, reply, .. } => {
                             if ForwardFailures::is_address_failure(status) {
                                 self.forward_failures.record(rcpt, reply, Instant::now());
                             }

@@ -115,30 +115,17 @@ pub struct RcptOutcome {
     pub tls: bool,
 }
 
-/// Delivered, try later, or bounce now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RcptResult {
-    Delivered {
-        reply: String,
-    },
-    /// Try later.
-    Deferred {
-        reply: String,
-    },
-    /// Bounce now; `status` is the enhanced status code (RFC 3463), e.g. `5.1.1`.
-    Failed {
-        status: String,
-        reply: String,
-    },
-}
+/// A recipient's result: the one [`store::outcome::Outcome`] (delivered, deferred, failed)
+/// that the runner records and the bounce builder reads. The relay leaves `remote_mta` and
+/// `next_attempt` empty; the runner fills them in.
+pub use store::outcome::Outcome as RcptResult;
 
-impl From<Outcome> for RcptResult {
-    fn from(outcome: Outcome) -> RcptResult {
-        match outcome {
-            Outcome::Delivered { reply } => RcptResult::Delivered { reply },
-            Outcome::Deferred { reply } => RcptResult::Deferred { reply },
-            Outcome::Failed { status, reply } => RcptResult::Failed { status, reply },
-        }
+/// The outcome of the protocol layer (`proto::smtp::client`) in the one vocabulary.
+pub fn outcome_of(outcome: Outcome) -> RcptResult {
+    match outcome {
+        Outcome::Delivered { reply } => RcptResult::Delivered { detail: reply },
+        Outcome::Deferred { reply } => RcptResult::deferred(reply),
+        Outcome::Failed { status, reply } => RcptResult::failed(status, reply),
     }
 }
 
@@ -379,6 +366,7 @@ impl Relay {
                 let outcomes = all(
                     recipients,
                     RcptResult::Deferred {
+                        next_attempt: None,
                         reply: error.clone(),
                     },
                     None,
@@ -405,7 +393,15 @@ impl Relay {
             Ok(traits) => traits,
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
-                let outcomes = all(recipients, RcptResult::Deferred { reply }, None, false);
+                let outcomes = all(
+                    recipients,
+                    RcptResult::Deferred {
+                        next_attempt: None,
+                        reply,
+                    },
+                    None,
+                    false,
+                );
                 log(domain, sender, &outcomes);
                 return Attempt {
                     outcomes,
@@ -466,7 +462,7 @@ impl Relay {
                             .zip(outcomes)
                             .map(|(recipient, outcome)| RcptOutcome {
                                 recipient: recipient.clone(),
-                                result: outcome.into(),
+                                result: outcome_of(outcome),
                                 mx: mx.clone(),
                                 tls,
                             })
@@ -484,7 +480,10 @@ impl Relay {
                         tracing::warn!("relay: {domain}: {label}: {reason}");
                         let outcomes = all(
                             recipients,
-                            RcptResult::Deferred { reply: reason },
+                            RcptResult::Deferred {
+                                next_attempt: None,
+                                reply: reason,
+                            },
                             Some(label),
                             false,
                         );
@@ -520,7 +519,10 @@ impl Relay {
         };
         let outcomes = all(
             recipients,
-            RcptResult::Deferred { reply: last_error },
+            RcptResult::Deferred {
+                next_attempt: None,
+                reply: last_error,
+            },
             None,
             false,
         );
@@ -580,15 +582,15 @@ fn log(domain: &str, sender: &str, outcomes: &[RcptOutcome]) {
         let mx = o.mx.as_deref().unwrap_or("none");
         let tls = if o.tls { "TLS" } else { "plaintext" };
         match &o.result {
-            RcptResult::Delivered { reply } => tracing::info!(
+            RcptResult::Delivered { detail: reply } => tracing::info!(
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} delivered: {reply}",
                 o.recipient
             ),
-            RcptResult::Deferred { reply } => tracing::info!(
+            RcptResult::Deferred { reply, .. } => tracing::info!(
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} deferred: {reply}",
                 o.recipient
             ),
-            RcptResult::Failed { status, reply } => tracing::info!(
+            RcptResult::Failed { status, reply, .. } => tracing::info!(
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} failed {status}: {reply}",
                 o.recipient
             ),

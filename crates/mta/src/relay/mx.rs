@@ -172,6 +172,7 @@ pub(crate) async fn smarthost(
     match addresses(resolver, host).await {
         Ok(ips) => Ok(destinations(host, &ips, port)),
         Err(HostError::NotFound(e) | HostError::Temporary(e)) => Err(RcptResult::Deferred {
+            next_attempt: None,
             reply: format!("smarthost {e}"),
         }),
     }
@@ -206,6 +207,7 @@ async fn route_by(
     deadline: tokio::time::Instant,
 ) -> Result<Vec<Destination>, RcptResult> {
     let loops = || RcptResult::Failed {
+        remote_mta: None,
         status: "5.4.6".into(),
         reply: format!("mail for {domain} loops back to myself"),
     };
@@ -218,6 +220,7 @@ async fn route_by(
     let mx = tokio::time::timeout_at(deadline, resolver.mx_lookup(fqdn(domain))).await;
     let Ok(mx) = mx else {
         return Err(RcptResult::Deferred {
+            next_attempt: None,
             reply: format!("DNS lookup of MX for {domain} timed out"),
         });
     };
@@ -235,6 +238,7 @@ async fn route_by(
         }
         Err(e) if classify(&e) == DnsFailure::NxDomain => {
             return Err(RcptResult::Failed {
+                remote_mta: None,
                 status: "5.1.2".into(),
                 reply: format!("domain {domain} not found"),
             })
@@ -245,6 +249,7 @@ async fn route_by(
         }
         Err(e) => {
             return Err(RcptResult::Deferred {
+                next_attempt: None,
                 reply: format!("DNS lookup of MX for {domain} failed: {e}"),
             })
         }
@@ -252,6 +257,7 @@ async fn route_by(
     let hosts = match plan {
         MxPlan::Null => {
             return Err(RcptResult::Failed {
+                remote_mta: None,
                 status: "5.1.10".into(),
                 reply: format!("domain {domain} accepts no mail (null MX, RFC 7505)"),
             })
@@ -302,11 +308,13 @@ async fn route_by(
     if resolved.is_empty() {
         if implicit && !temporary {
             return Err(RcptResult::Failed {
+                remote_mta: None,
                 status: "5.1.2".into(),
                 reply: format!("domain {domain} has no MX and no address"),
             });
         }
         return Err(RcptResult::Deferred {
+            next_attempt: None,
             reply: format!("no usable MX host for {domain}: {last_error}"),
         });
     }
