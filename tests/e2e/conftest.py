@@ -3,6 +3,7 @@ temporary config and data_dir, and read what it delivered straight from the Mail
 
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -18,9 +19,24 @@ HOSTNAME = "mx.example.test"
 
 
 def free_port(host=HOST):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that is free now, below the kernel's ephemeral range (32768 and up on Linux):
+    a port the kernel hands out (bind to 0) may be given again to an outgoing connection
+    before the server binds it, and then the start fails with "Address already in use"."""
+    low, high = 20000, 32000
+    try:
+        eph = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        high = min(high, int(eph[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(1000):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def wait_port(host, port, timeout=15.0, proc=None):
