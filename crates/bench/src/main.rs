@@ -18,6 +18,7 @@ mod probe;
 mod report;
 mod server;
 mod smtp;
+mod tarpit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,7 +52,7 @@ struct Args {
     /// The peers script (default: scripts/bench-peers of this source tree).
     #[arg(long)]
     peers_script: Option<PathBuf>,
-    /// Scenarios to run, comma separated: probe,s1,s2,s3,s4 (default: all).
+    /// Scenarios to run, comma separated: probe,s1,s2,s2t,s3,s4 (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accounts that S1 spreads messages over.
@@ -323,6 +324,10 @@ fn run(args: &Args) -> Result<bool, String> {
 
     if want("s2") {
         rep.add("memory", "Mailroom RSS after S2", "MiB", mrss(), None, None);
+    }
+
+    if want("s2t") {
+        s2t(&rt, &mut rep, &bin, &work, &sc)?;
     }
 
     if want("s3") {
@@ -644,6 +649,77 @@ fn s2(
         v.unwrap_or(0.0)
     );
     v
+}
+
+/// S2T: one slow destination must not delay the others. A second Mailroom routes remote mail
+/// by DNS (each domain its own destination): S2 4 KiB toward the healthy sink alone, then again
+/// while `relay_messages / 2` messages (1,000 at full scale) wait for a tarpit MX that accepts and
+/// never answers. Figure: the second rate as a share of the first (target: at least 80%).
+fn s2t(
+    rt: &tokio::runtime::Runtime,
+    rep: &mut Report,
+    bin: &Path,
+    work: &Path,
+    sc: &Scale,
+) -> Result<(), String> {
+    let dns = tarpit::start_dns(std::net::Ipv4Addr::new(127, 0, 0, 42))?;
+    let mut mr = Mailroom::configure_routed(bin, &work.join("mailroom-routed"), dns)?;
+    mr.cli_domain_only()?;
+    mr.start()?;
+    let sink = peers::Sink::start(mr.sink, &work.join("sink-routed.out"))?;
+    let tarpit = tarpit::Tarpit::start(std::net::SocketAddr::new(
+        tarpit::TARPIT_IP.into(),
+        mr.sink.port(),
+    ))?;
+    let alone = s2(rt, rep, "S2T healthy alone", mr.smtp, &sink, None, sc, 4096);
+    let queued = (sc.relay_messages / 2).max(1);
+    let job = smtp::Job {
+        count: queued,
+        size: 4096,
+        from: "sender@bench.test".into(),
+        rcpt: Arc::new(|i| format!("t{}@{}", i % 100, tarpit::TARPIT_DOMAIN)),
+        tag: Arc::new(|i| format!("s2t-tarpit-{i}")),
+    };
+    eprintln!("mailroom-bench: S2T: queueing {queued} messages for the tarpit");
+    let r = rt.block_on(smtp::load(mr.smtp, sc.connections, job));
+    report_errors(rep, "S2T", "tarpit messages refused", &r.errors);
+    let with = s2(
+        rt,
+        rep,
+        "S2T healthy with the tarpit",
+        mr.smtp,
+        &sink,
+        None,
+        sc,
+        4096,
+    );
+    let held = tarpit.accepted.load(std::sync::atomic::Ordering::Relaxed);
+    mr.kill();
+    rep.add(
+        "S2T relay 4 KiB",
+        "healthy alone",
+        "msg/s",
+        alone,
+        None,
+        None,
+    );
+    rep.add(
+        "S2T relay 4 KiB",
+        &format!("healthy while {queued} wait for a tarpit"),
+        "msg/s",
+        with,
+        None,
+        None,
+    );
+    let share = match (alone, with) {
+        (Some(a), Some(w)) if a > 0.0 => Some(100.0 * w / a),
+        _ => None,
+    };
+    rep.add("S2T relay 4 KiB", "with / alone", "%", share, None, None);
+    rep.note(format!(
+        "S2T: the tarpit accepted {held} connections (the scheduler's window for it, at most per_destination_limit = 20 at a time)"
+    ));
+    Ok(())
 }
 
 struct S3 {

@@ -55,8 +55,23 @@ pub struct Mailroom {
 }
 
 impl Mailroom {
-    /// Writes the config (ports picked now) under `dir`.
+    /// Writes the config (ports picked now) under `dir`: every remote domain goes to the
+    /// smtp-sink as the smarthost.
     pub fn configure(bin: &Path, dir: &Path) -> Result<Mailroom, String> {
+        Mailroom::configure_relay(bin, dir, None)
+    }
+
+    /// Like [`Mailroom::configure`], but remote domains are routed by DNS through `dns` (each
+    /// domain its own destination, on the sink's port), for S2T.
+    pub fn configure_routed(bin: &Path, dir: &Path, dns: SocketAddr) -> Result<Mailroom, String> {
+        Mailroom::configure_relay(bin, dir, Some(dns))
+    }
+
+    fn configure_relay(
+        bin: &Path,
+        dir: &Path,
+        dns: Option<SocketAddr>,
+    ) -> Result<Mailroom, String> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
         let port = |ip| free_port(ip).map_err(|e| format!("free port: {e}"));
@@ -66,7 +81,14 @@ impl Mailroom {
         let pop3: SocketAddr = format!("127.0.0.1:{}", port("127.0.0.1")?)
             .parse()
             .expect("addr");
-        let sink: SocketAddr = format!("127.0.0.1:{}", port("127.0.0.1")?)
+        // Routed by DNS, the sink must not be one of our listening addresses (that would be
+        // a loop, 5.4.6): it gets its own loopback address.
+        let sink_ip = if dns.is_some() {
+            "127.0.0.42"
+        } else {
+            "127.0.0.1"
+        };
+        let sink: SocketAddr = format!("{sink_ip}:{}", port(sink_ip)?)
             .parse()
             .expect("addr");
         let config = dir.join("mailroom.toml");
@@ -93,11 +115,15 @@ pop3s = []
 max_connections = 5000
 
 [relay]
-smarthost = "{sink}"
+{route}
 per_destination_limit = 20
 retry_schedule = ["5s"]
 "#,
-            data = data.display()
+            data = data.display(),
+            route = match dns {
+                None => format!("smarthost = \"{sink}\""),
+                Some(dns) => format!("dns_servers = [\"{dns}\"]\nremote_port = {}", sink.port()),
+            }
         );
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         Ok(Mailroom {
@@ -136,6 +162,11 @@ retry_schedule = ["5s"]
             ));
         }
         Ok(())
+    }
+
+    /// Creates the domain only (S2T relays everything).
+    pub fn cli_domain_only(&self) -> Result<(), String> {
+        self.cli(&["domain", "add", DOMAIN], None)
     }
 
     /// Creates the domain and accounts u0..u(n-1), `parallel` CLI processes at a time (each
@@ -218,6 +249,14 @@ retry_schedule = ["5s"]
                     .count()
             })
             .unwrap_or(0)
+    }
+
+    /// SIGKILL at once (S2T: relay attempts stuck on the tarpit would hold a SIGTERM).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM and wait (SIGKILL after 30 s).
