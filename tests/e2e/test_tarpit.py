@@ -207,3 +207,31 @@ def test_a_tarpit_domain_delays_nobody_and_loses_nothing(tmp_path, make_server):
         tarpit.close()
         healthy.close()
         dns.stop()
+
+
+def test_sigterm_does_not_wait_for_a_silent_mx(tmp_path, make_server):
+    """A delivery stuck on an MX that never greets must not hold a shutdown for the greeting
+    timeout (5 minutes by default): the server exits, the message stays queued."""
+    port = free_port(TARPIT_IP)
+    tarpit = Mx(TARPIT_IP, port, tarpit=True)
+    dns = Dns(tmp_path, mx=[("tarpit.test", "mx.tarpit.test", 10)], a=[("mx.tarpit.test", TARPIT_IP)])
+    extra = (
+        "[relay]\n"
+        f'dns_servers = ["{dns.server}"]\n'
+        f"remote_port = {port}\n"
+    )
+    s = make_server(trusted=("127.0.0.1/32",), extra=extra)
+    try:
+        s.cli("domain", "add", "example.test")
+        s.start()
+        with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+            c.sendmail("alice@example.test", ["user@tarpit.test"], b"Subject: stuck\r\n\r\nx\r\n")
+        wait_for("the relay connected to the tarpit", lambda: tarpit.stats()[0] >= 1, 20)
+        # Server.stop() allows 30 s (shutdown_grace here is 2 s) before it gives up.
+        assert s.stop() == 0
+        assert len(s.queue_files()) == 1
+    finally:
+        if s.proc is not None:
+            s.kill()
+        tarpit.close()
+        dns.stop()

@@ -53,6 +53,9 @@ pub struct Runner {
     pub clock: Arc<dyn Clock>,
 }
 
+/// How long running steps may take to end after a shutdown is asked.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The runner loop's state.
 struct Loop {
     /// Slots for the first step of messages (local copies, forwards).
@@ -153,8 +156,30 @@ impl Runner {
                 _ = stopped(&mut shutdown) => break,
             }
         }
-        // Work still waiting in the scheduler stays in the spool for the next start.
-        while state.tasks.join_next().await.is_some() {}
+        // Work still waiting in the scheduler stays in the spool for the next start. Steps in
+        // flight get a short grace; a relay attempt stuck on a silent server (up to its
+        // greeting timeout) must not hold the shutdown: it is dropped, and the message, still
+        // in the spool, is tried again after the restart (at worst delivered twice, never lost).
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = state.tasks.join_next() => {
+                    if next.is_none() {
+                        return;
+                    }
+                }
+                _ = &mut grace => {
+                    tracing::info!(
+                        "delivery: {} step(s) still running at shutdown, dropped; their mail stays queued",
+                        state.tasks.len()
+                    );
+                    state.tasks.abort_all();
+                    while state.tasks.join_next().await.is_some() {}
+                    return;
+                }
+            }
+        }
     }
 
     /// Starts a due message's first step (unless it is already being worked on).
