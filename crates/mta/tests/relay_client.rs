@@ -399,9 +399,7 @@ async fn pipelining_sends_one_batch() {
     )
     .await;
     assert!(delivered(&out[0]));
-    assert!(
-        matches!(&out[1].result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.1.1")
-    );
+    assert!(matches!(&out[1].result, RcptResult::Failed { status, .. } if status == "5.1.1"));
     let log = rec.log();
     let mail = log.iter().find(|l| l.starts_with("MAIL")).unwrap();
     assert!(mail.ends_with("+pipelined"), "{log:?}");
@@ -480,10 +478,7 @@ async fn data_behind_starttls_reply_is_refused() {
     let relay = Relay::new(config()).unwrap();
     let out = send(&relay, &[dest(addr)], &["x@example.test"]).await;
     match &out[0].result {
-        RcptResult::Deferred {
-            next_attempt: None,
-            reply,
-        } => assert!(reply.contains("injection"), "{reply}"),
+        RcptResult::Deferred { reply, .. } => assert!(reply.contains("injection"), "{reply}"),
         other => panic!("{other:?}"),
     }
     assert!(!rec.log().iter().any(|l| l.starts_with("MAIL")));
@@ -513,7 +508,7 @@ async fn size_preflight_fails_without_sending() {
     let out = send(&relay, &[dest(addr)], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         assert!(
-            matches!(&o.result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.3.4"),
+            matches!(&o.result, RcptResult::Failed { status, .. } if status == "5.3.4"),
             "{o:?}"
         );
     }
@@ -608,10 +603,7 @@ async fn next_host_after_refused_connection_and_4xx() {
     let out = send(&relay, &hosts[..3], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         match &o.result {
-            RcptResult::Deferred {
-                next_attempt: None,
-                reply,
-            } => assert!(reply.contains("451 4.3.0"), "{reply}"),
+            RcptResult::Deferred { reply, .. } => assert!(reply.contains("451 4.3.0"), "{reply}"),
             other => panic!("{other:?}"),
         }
     }
@@ -628,7 +620,7 @@ async fn mail_5xx_fails_everyone() {
     let out = send(&relay, &[dest(addr)], &["x@example.test", "y@example.test"]).await;
     for o in &out {
         assert!(
-            matches!(&o.result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.7.1"),
+            matches!(&o.result, RcptResult::Failed { status, .. } if status == "5.7.1"),
             "{o:?}"
         );
     }
@@ -654,10 +646,7 @@ async fn smarthost_auth_requires_tls() {
         )
         .await;
     match &out[0].result {
-        RcptResult::Deferred {
-            next_attempt: None,
-            reply,
-        } => assert!(reply.contains("STARTTLS"), "{reply}"),
+        RcptResult::Deferred { reply, .. } => assert!(reply.contains("STARTTLS"), "{reply}"),
         other => panic!("{other:?}"),
     }
     assert!(!plain_rec.log().iter().any(|l| l.starts_with("AUTH")));
@@ -718,7 +707,7 @@ async fn server_that_stops_reading_during_data_gives_deferred() {
     .expect("delivery hangs on a server that does not read");
     assert_eq!(out.len(), 1);
     assert!(
-        matches!(&out[0].result, RcptResult::Deferred { next_attempt: None, reply } if reply.contains("write timed out")),
+        matches!(&out[0].result, RcptResult::Deferred { reply, .. } if reply.contains("write timed out")),
         "{out:?}"
     );
     assert!(rec.messages.lock().unwrap().is_empty());
@@ -770,7 +759,7 @@ async fn chunking_sends_the_exact_bytes_in_bdat_chunks_from_the_spool() {
     let relay = Relay::new(config()).unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(20),
-        relay.deliver_body_to_hosts(
+        relay.attempt_hosts(
             "example.test",
             &[dest(addr)],
             "a@sender.test",
@@ -779,6 +768,7 @@ async fn chunking_sends_the_exact_bytes_in_bdat_chunks_from_the_spool() {
         ),
     )
     .await
+    .map(|attempt| attempt.outcomes)
     .expect("delivery hangs: BDAT chunks not pipelined?");
     assert!(delivered(&out[0]), "{out:?}");
     let log = rec.log();
@@ -874,7 +864,7 @@ async fn a_refused_chunk_ends_the_sending_and_fails_the_recipients() {
         )
         .await;
     assert!(
-        matches!(&out[0].result, RcptResult::Failed { remote_mta: None, status, .. } if status == "5.3.4"),
+        matches!(&out[0].result, RcptResult::Failed { status, .. } if status == "5.3.4"),
         "{out:?}"
     );
     // Sending stopped at the refusal (at most the pipelining window later): no LAST.
@@ -913,10 +903,11 @@ async fn a_queue_file_that_cannot_be_read_defers_without_sending() {
         .unwrap();
     let relay = Relay::new(config()).unwrap();
     let out = relay
-        .deliver_body_to_hosts("example.test", &[dest(addr)], "a@s.test", &to, &body.into())
-        .await;
+        .attempt_hosts("example.test", &[dest(addr)], "a@s.test", &to, &body.into())
+        .await
+        .outcomes;
     assert!(
-        matches!(&out[0].result, RcptResult::Deferred { next_attempt: None, reply } if reply.contains("cannot read")),
+        matches!(&out[0].result, RcptResult::Deferred { reply, .. } if reply.contains("cannot read")),
         "{out:?}"
     );
     assert!(rec.messages.lock().unwrap().is_empty());

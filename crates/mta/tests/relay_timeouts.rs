@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mta::queue::schedule::Feedback;
-use mta::relay::{Attempt, Destination, RcptResult, Relay, RelayConfig, Timeouts};
+use mta::relay::{Attempt, Destination, MessageBody, RcptResult, Relay, RelayConfig, Timeouts};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -90,7 +90,7 @@ async fn send(relay: &Relay, addr: SocketAddr) -> (Attempt, Duration) {
             &hosts,
             "a@sender.test",
             &to,
-            b"Subject: x\r\n\r\nhi\r\n",
+            &MessageBody::from(&b"Subject: x\r\n\r\nhi\r\n"[..]),
         )
         .await;
     (attempt, start.elapsed())
@@ -99,10 +99,7 @@ async fn send(relay: &Relay, addr: SocketAddr) -> (Attempt, Duration) {
 fn deferred_reply(attempt: &Attempt) -> &str {
     assert_eq!(attempt.outcomes.len(), 1);
     match &attempt.outcomes[0].result {
-        RcptResult::Deferred {
-            next_attempt: None,
-            reply,
-        } => reply,
+        RcptResult::Deferred { reply, .. } => reply,
         other => panic!("not deferred: {other:?}"),
     }
 }

@@ -161,7 +161,7 @@ impl Runner {
         let attempt_started = Instant::now();
         let body = MessageBody::from(message);
         let attempt = relay
-            .attempt_body(&work.domain, &env.sender, &rcpts, &body)
+            .attempt(&work.domain, &env.sender, &rcpts, &body)
             .await;
         // delay: since the message arrived; attempt: this delivery attempt alone.
         let delay = self.clock.unix().saturating_sub(env.received);

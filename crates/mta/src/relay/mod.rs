@@ -184,7 +184,7 @@ impl Relay {
         })
     }
 
-    /// [`Relay::deliver_body`] for a message in memory (tests, small callers).
+    /// [`Relay::attempt`] for a message in memory (tests, small callers).
     pub async fn deliver(
         &self,
         domain: &str,
@@ -192,7 +192,7 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
-        self.attempt_body(domain, sender, recipients, &message.into())
+        self.attempt(domain, sender, recipients, &message.into())
             .await
             .outcomes
     }
@@ -206,37 +206,11 @@ impl Relay {
         }
     }
 
-    /// Delivers one message to recipients that all share `domain`, reading it in blocks
-    /// (a queued message is never loaded whole). Never panics; every recipient gets an
-    /// outcome, in the order given.
-    pub async fn deliver_body(
-        &self,
-        domain: &str,
-        sender: &str,
-        recipients: &[String],
-        message: &MessageBody,
-    ) -> Vec<RcptOutcome> {
-        self.attempt_body(domain, sender, recipients, message)
-            .await
-            .outcomes
-    }
-
-    /// [`deliver`](Self::deliver), also saying whether a host took a session (for the
-    /// scheduler's dead-destination count).
+    /// Delivers one message to recipients that all share `domain`, reading it in blocks (a
+    /// queued message is never loaded whole), and says whether a host took a session (the
+    /// scheduler's dead-destination count). Never panics; every recipient gets an outcome, in
+    /// the order given. The whole call is under `timeouts.attempt`.
     pub async fn attempt(
-        &self,
-        domain: &str,
-        sender: &str,
-        recipients: &[String],
-        message: &[u8],
-    ) -> Attempt {
-        self.attempt_body(domain, sender, recipients, &message.into())
-            .await
-    }
-
-    /// [`deliver_body`](Self::deliver_body) with the destination's health. The whole call is
-    /// under `timeouts.attempt`.
-    pub async fn attempt_body(
         &self,
         domain: &str,
         sender: &str,
@@ -280,7 +254,7 @@ impl Relay {
         self.under_deadline(domain, sender, recipients, work).await
     }
 
-    /// [`Relay::deliver_body_to_hosts`] for a message in memory (tests, small callers).
+    /// [`Relay::attempt_hosts`] for a message in memory (tests, small callers).
     pub async fn deliver_to_hosts(
         &self,
         domain: &str,
@@ -289,44 +263,16 @@ impl Relay {
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
-        self.attempt_body_hosts(domain, hosts, sender, recipients, &message.into())
+        self.attempt_hosts(domain, hosts, sender, recipients, &message.into())
             .await
             .outcomes
     }
 
     /// Delivers to the first of `hosts` that takes the transaction (the lower half of
-    /// [`deliver_body`](Self::deliver_body), without DNS, under the same deadline). A
-    /// connection failure, a 4xx greeting, EHLO or MAIL, or a 421 moves on to the next host;
-    /// after the last, every recipient is deferred with the last error.
-    pub async fn deliver_body_to_hosts(
-        &self,
-        domain: &str,
-        hosts: &[Destination],
-        sender: &str,
-        recipients: &[String],
-        message: &MessageBody,
-    ) -> Vec<RcptOutcome> {
-        self.attempt_body_hosts(domain, hosts, sender, recipients, message)
-            .await
-            .outcomes
-    }
-
-    /// [`deliver_to_hosts`](Self::deliver_to_hosts) with the destination's health, like
-    /// [`attempt`](Self::attempt).
+    /// [`attempt`](Self::attempt), without DNS, under the same deadline). A connection failure,
+    /// a 4xx greeting, EHLO or MAIL, or a 421 moves on to the next host; after the last, every
+    /// recipient is deferred with the last error.
     pub async fn attempt_hosts(
-        &self,
-        domain: &str,
-        hosts: &[Destination],
-        sender: &str,
-        recipients: &[String],
-        message: &[u8],
-    ) -> Attempt {
-        self.attempt_body_hosts(domain, hosts, sender, recipients, &message.into())
-            .await
-    }
-
-    /// [`deliver_body_to_hosts`](Self::deliver_body_to_hosts) with the destination's health.
-    pub async fn attempt_body_hosts(
         &self,
         domain: &str,
         hosts: &[Destination],
@@ -363,15 +309,7 @@ impl Relay {
                     limit.as_secs()
                 );
                 tracing::info!("relay: {domain}: {error}");
-                let outcomes = all(
-                    recipients,
-                    RcptResult::Deferred {
-                        next_attempt: None,
-                        reply: error.clone(),
-                    },
-                    None,
-                    false,
-                );
+                let outcomes = all(recipients, RcptResult::deferred(error.clone()), None, false);
                 log(domain, sender, &outcomes);
                 Attempt {
                     outcomes,
@@ -393,15 +331,7 @@ impl Relay {
             Ok(traits) => traits,
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
-                let outcomes = all(
-                    recipients,
-                    RcptResult::Deferred {
-                        next_attempt: None,
-                        reply,
-                    },
-                    None,
-                    false,
-                );
+                let outcomes = all(recipients, RcptResult::deferred(reply), None, false);
                 log(domain, sender, &outcomes);
                 return Attempt {
                     outcomes,
@@ -478,15 +408,8 @@ impl Relay {
                         let label = conn.label.clone();
                         drop(conn);
                         tracing::warn!("relay: {domain}: {label}: {reason}");
-                        let outcomes = all(
-                            recipients,
-                            RcptResult::Deferred {
-                                next_attempt: None,
-                                reply: reason,
-                            },
-                            Some(label),
-                            false,
-                        );
+                        let outcomes =
+                            all(recipients, RcptResult::deferred(reason), Some(label), false);
                         log(domain, sender, &outcomes);
                         return Attempt {
                             outcomes,
@@ -517,15 +440,7 @@ impl Relay {
         } else {
             Feedback::Failed(last_error.clone())
         };
-        let outcomes = all(
-            recipients,
-            RcptResult::Deferred {
-                next_attempt: None,
-                reply: last_error,
-            },
-            None,
-            false,
-        );
+        let outcomes = all(recipients, RcptResult::deferred(last_error), None, false);
         log(domain, sender, &outcomes);
         Attempt { outcomes, feedback }
     }

@@ -171,10 +171,9 @@ pub(crate) async fn smarthost(
 ) -> Result<Vec<Destination>, RcptResult> {
     match addresses(resolver, host).await {
         Ok(ips) => Ok(destinations(host, &ips, port)),
-        Err(HostError::NotFound(e) | HostError::Temporary(e)) => Err(RcptResult::Deferred {
-            next_attempt: None,
-            reply: format!("smarthost {e}"),
-        }),
+        Err(HostError::NotFound(e) | HostError::Temporary(e)) => {
+            Err(RcptResult::deferred(format!("smarthost {e}")))
+        }
     }
 }
 
@@ -206,11 +205,7 @@ async fn route_by(
     local: &[IpAddr],
     deadline: tokio::time::Instant,
 ) -> Result<Vec<Destination>, RcptResult> {
-    let loops = || RcptResult::Failed {
-        remote_mta: None,
-        status: "5.4.6".into(),
-        reply: format!("mail for {domain} loops back to myself"),
-    };
+    let loops = || RcptResult::failed("5.4.6", format!("mail for {domain} loops back to myself"));
     if let Some(ip) = address_literal(domain) {
         if is_local(ip, local) {
             return Err(loops());
@@ -219,10 +214,9 @@ async fn route_by(
     }
     let mx = tokio::time::timeout_at(deadline, resolver.mx_lookup(fqdn(domain))).await;
     let Ok(mx) = mx else {
-        return Err(RcptResult::Deferred {
-            next_attempt: None,
-            reply: format!("DNS lookup of MX for {domain} timed out"),
-        });
+        return Err(RcptResult::deferred(format!(
+            "DNS lookup of MX for {domain} timed out"
+        )));
     };
     let (plan, implicit) = match mx {
         Ok(lookup) => {
@@ -237,30 +231,27 @@ async fn route_by(
             }
         }
         Err(e) if classify(&e) == DnsFailure::NxDomain => {
-            return Err(RcptResult::Failed {
-                remote_mta: None,
-                status: "5.1.2".into(),
-                reply: format!("domain {domain} not found"),
-            })
+            return Err(RcptResult::failed(
+                "5.1.2",
+                format!("domain {domain} not found"),
+            ))
         }
         // RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
         Err(e) if classify(&e) == DnsFailure::NoRecords => {
             (MxPlan::Hosts(vec![(0, domain.to_string())]), true)
         }
         Err(e) => {
-            return Err(RcptResult::Deferred {
-                next_attempt: None,
-                reply: format!("DNS lookup of MX for {domain} failed: {e}"),
-            })
+            return Err(RcptResult::deferred(format!(
+                "DNS lookup of MX for {domain} failed: {e}"
+            )))
         }
     };
     let hosts = match plan {
         MxPlan::Null => {
-            return Err(RcptResult::Failed {
-                remote_mta: None,
-                status: "5.1.10".into(),
-                reply: format!("domain {domain} accepts no mail (null MX, RFC 7505)"),
-            })
+            return Err(RcptResult::failed(
+                "5.1.10",
+                format!("domain {domain} accepts no mail (null MX, RFC 7505)"),
+            ))
         }
         MxPlan::Hosts(hosts) => hosts,
     };
@@ -307,16 +298,14 @@ async fn route_by(
     }
     if resolved.is_empty() {
         if implicit && !temporary {
-            return Err(RcptResult::Failed {
-                remote_mta: None,
-                status: "5.1.2".into(),
-                reply: format!("domain {domain} has no MX and no address"),
-            });
+            return Err(RcptResult::failed(
+                "5.1.2",
+                format!("domain {domain} has no MX and no address"),
+            ));
         }
-        return Err(RcptResult::Deferred {
-            next_attempt: None,
-            reply: format!("no usable MX host for {domain}: {last_error}"),
-        });
+        return Err(RcptResult::deferred(format!(
+            "no usable MX host for {domain}: {last_error}"
+        )));
     }
     let Some(kept) = drop_self(resolved, local) else {
         return Err(loops());
