@@ -89,19 +89,9 @@ impl Mda {
         look_first: bool,
     ) -> io::Result<CopyResult> {
         let size = parts.iter().map(|p| p.len() as u64).sum();
-        let (maildir, name) = self.target(copy, size)?;
-        if look_first && maildir.contains(&name)? {
-            return Ok(CopyResult::AlreadyThere);
-        }
-        match maildir.deliver(&name, parts) {
-            Ok(path) => Ok(CopyResult::Written(Written { maildir, path })),
-            // Only a copy really in the Maildir counts: "exists" can also mean the Maildir
-            // path is a file, and then nothing was delivered.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && maildir.contains(&name)? => {
-                Ok(CopyResult::AlreadyThere)
-            }
-            Err(e) => Err(e),
-        }
+        self.write_with(copy, size, look_first, |maildir, name| {
+            maildir.deliver(name, parts)
+        })
     }
 
     /// [`Mda::write`] for a queued message read from the spool: `Return-Path:` then `body`,
@@ -114,13 +104,26 @@ impl Mda {
         look_first: bool,
     ) -> io::Result<CopyResult> {
         let size = return_path.len() as u64 + body.len();
+        self.write_with(copy, size, look_first, |maildir, name| {
+            maildir.deliver_from(name, &mut std::io::Read::chain(return_path, body.reader()))
+        })
+    }
+
+    fn write_with(
+        &self,
+        copy: &CopyOf,
+        size: u64,
+        look_first: bool,
+        deliver: impl FnOnce(&Maildir, &str) -> io::Result<PathBuf>,
+    ) -> io::Result<CopyResult> {
         let (maildir, name) = self.target(copy, size)?;
         if look_first && maildir.contains(&name)? {
             return Ok(CopyResult::AlreadyThere);
         }
-        let mut copy = std::io::Read::chain(return_path, body.reader());
-        match maildir.deliver_from(&name, &mut copy) {
+        match deliver(&maildir, &name) {
             Ok(path) => Ok(CopyResult::Written(Written { maildir, path })),
+            // Only a copy really in the Maildir counts: "exists" can also mean the Maildir
+            // path is a file, and then nothing was delivered.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && maildir.contains(&name)? => {
                 Ok(CopyResult::AlreadyThere)
             }

@@ -126,6 +126,14 @@ impl Runner {
         }
     }
 
+    /// The message bytes only (the later steps: the envelope is in hand, the log not needed).
+    async fn open_body(self: &Arc<Self>, id: &str) -> std::io::Result<Body> {
+        let (spool, id) = (self.spool.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || spool.open_message(&id).map(|(_, body)| body))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     /// Step 2: one domain's recipients of one message, through the relay. Returns each
     /// recipient's outcome and what the attempt says about the destination's health.
     pub async fn deliver_remote(
@@ -134,24 +142,19 @@ impl Runner {
         env: &Envelope,
     ) -> (Vec<(usize, Outcome)>, Feedback) {
         let id = &work.id;
-        let Some(relay) = &self.relay else {
+        let defer_all = |why: &str| {
             let outcomes = work
                 .rcpts
                 .iter()
-                .map(|&i| (i, Outcome::deferred("relay to other domains is disabled")))
+                .map(|&i| (i, Outcome::deferred(why)))
                 .collect();
-            return (outcomes, Feedback::Neutral);
+            (outcomes, Feedback::Neutral)
         };
-        let message = match self.open(id).await {
-            Ok((_, body, _)) => body,
-            Err(_) => {
-                let outcomes = work
-                    .rcpts
-                    .iter()
-                    .map(|&i| (i, Outcome::deferred("cannot read the queued message")))
-                    .collect();
-                return (outcomes, Feedback::Neutral);
-            }
+        let Some(relay) = &self.relay else {
+            return defer_all("relay to other domains is disabled");
+        };
+        let Ok(message) = self.open_body(id).await else {
+            return defer_all("cannot read the queued message");
         };
         let rcpts: Vec<String> = work
             .rcpts
@@ -236,7 +239,7 @@ impl Runner {
             .any(|r| !matches!(r, Outcome::Delivered { .. }))
         {
             // A report needs the headers: reopen the message (it may be gone if removed).
-            if let Ok((_, body, _)) = self.open(id).await {
+            if let Ok(body) = self.open_body(id).await {
                 self.send_dsn(id, &env, &body, &results, &status, age, now)
                     .await;
             }

@@ -217,12 +217,6 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
-        if recipients.is_empty() {
-            return Attempt {
-                outcomes: Vec::new(),
-                feedback: Feedback::Neutral,
-            };
-        }
         let work = async {
             let route = match &self.config.smarthost {
                 Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
@@ -280,17 +274,12 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
-        if recipients.is_empty() {
-            return Attempt {
-                outcomes: Vec::new(),
-                feedback: Feedback::Neutral,
-            };
-        }
         let work = self.try_hosts(domain, hosts, sender, recipients, message);
         self.under_deadline(domain, sender, recipients, work).await
     }
 
-    /// `work`, or every recipient deferred when it outlasts `timeouts.attempt`. Cancelling
+    /// `work` (not even started without recipients), or every recipient deferred when it
+    /// outlasts `timeouts.attempt`. Cancelling
     /// drops the connection (never pooled half-way); a message cut after its final dot may
     /// arrive twice, as after any lost reply to the dot (RFC 5321 §6.1).
     async fn under_deadline(
@@ -300,6 +289,12 @@ impl Relay {
         recipients: &[String],
         work: impl std::future::Future<Output = Attempt>,
     ) -> Attempt {
+        if recipients.is_empty() {
+            return Attempt {
+                outcomes: Vec::new(),
+                feedback: Feedback::Neutral,
+            };
+        }
         let limit = self.config.timeouts.attempt;
         match tokio::time::timeout(limit, work).await {
             Ok(attempt) => attempt,

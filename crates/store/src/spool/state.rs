@@ -36,9 +36,13 @@ impl Spool {
     /// Takes the pending flush requests: `Some(ids)`, with an empty list meaning "all", or
     /// `None` when there are none.
     pub fn take_flush_requests(&self) -> Option<Vec<String>> {
-        let path = self.flush_path();
-        let text = fs::read_to_string(&path).ok()?;
-        let _ = fs::remove_file(&path);
+        // Renamed away first, so a request appended meanwhile starts a new file instead of
+        // being removed unread.
+        let taken = self.flush_path().with_file_name("flush.taken");
+        fs::rename(self.flush_path(), &taken).ok()?;
+        let text = fs::read_to_string(&taken).ok();
+        let _ = fs::remove_file(&taken);
+        let text = text?;
         if text.lines().any(|l| l.trim() == "*") {
             return Some(Vec::new());
         }
