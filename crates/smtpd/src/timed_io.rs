@@ -60,13 +60,16 @@ impl Clocks {
         stream: &mut S,
         buf: &mut [u8],
     ) -> io::Result<Result<usize, Interrupt>> {
+        // Clocks first: once the session is over (or shutdown came), the next read says so,
+        // even from a client whose commands are always ready, and the caller sends its 421.
         tokio::select! {
+            biased;
+            _ = &mut self.stop => Ok(Err(Interrupt::Shutdown)),
+            _ = &mut self.session_over => Ok(Err(Interrupt::SessionOver)),
             r = tokio::time::timeout(self.idle, stream.read(buf)) => match r {
                 Ok(r) => r.map(Ok),
                 Err(_) => Ok(Err(Interrupt::Idle)),
             },
-            _ = &mut self.stop => Ok(Err(Interrupt::Shutdown)),
-            _ = &mut self.session_over => Ok(Err(Interrupt::SessionOver)),
         }
     }
 
@@ -77,7 +80,11 @@ impl Clocks {
         stream: &mut S,
         bytes: &[u8],
     ) -> io::Result<()> {
+        // The write first: a reply the client takes at once goes out even when a clock has
+        // just run out (the next read reports the clock, with a 421); only a write that is
+        // stuck is ended by the clocks.
         tokio::select! {
+            biased;
             r = tokio::time::timeout(self.idle, stream.write_all(bytes)) => match r {
                 Ok(r) => r,
                 Err(_) => Err(io::Error::new(
