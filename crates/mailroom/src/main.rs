@@ -4,7 +4,6 @@
 //! Exit codes: 0 done, 1 failed (one line `mailroom: ...` on stderr), 2 usage or bad config.
 
 mod admin;
-mod at;
 mod config;
 mod local_addrs;
 mod privilege;

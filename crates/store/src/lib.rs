@@ -2,6 +2,7 @@
 //! aliases (SQLite), the spool (the durable queue of accepted messages), Maildir delivery, and the
 //! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
 
+pub mod at;
 pub mod clock;
 pub mod directory;
 pub mod durable;
@@ -11,6 +12,8 @@ pub mod login_limits;
 pub mod mailbox;
 pub mod maildir;
 pub mod outcome;
+pub mod ownership;
 pub mod password_check;
+pub mod private_files;
 pub mod queue_status;
 pub mod spool;
