@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::queue::{RetryPolicy, Runner};
+use mta::queue::Runner;
 use mta::relay::{Relay, RelayConfig};
 use proto::smtp::{Service, SessionConfig};
 use smtpd::auth::SmtpAuth;
@@ -22,7 +22,7 @@ use store::spool::Spool;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::{parse_duration, parse_host_port, Config};
+use crate::config::Config;
 use crate::Failure;
 
 fn init_logging(level: &str) {
@@ -63,7 +63,7 @@ struct Listeners {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
-    init_logging(&config.log_level);
+    init_logging(config.log_level.as_str());
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
@@ -140,17 +140,7 @@ async fn serve(
         postmaster: postmaster.clone(),
         sched: config.relay.schedule(config.delivery.concurrency),
         relay: Some(relay),
-        retry: RetryPolicy {
-            schedule: config
-                .relay
-                .retry_schedule
-                .iter()
-                .filter_map(|d| parse_duration(d))
-                .collect(),
-            max_lifetime: parse_duration(&config.relay.max_queue_lifetime)
-                .unwrap_or(Duration::from_secs(5 * 86_400)),
-            delay_warning_after: parse_duration(&config.relay.delay_warning_after),
-        },
+        retry: config.relay.retry(),
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
         clock: Arc::new(store::clock::SystemClock),
@@ -188,10 +178,10 @@ async fn serve(
                     ..SessionConfig::new(&config.hostname, service)
                 }),
                 max_connections_per_ip: config.smtp.max_connections_per_ip,
-                max_session_time: Duration::from_secs(config.smtp.max_session_time.max(1)),
+                max_session_time: config.smtp.max_session_time.get(),
                 trusted_networks: config.smtp.trusted_networks.clone(),
-                command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
-                shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
+                command_timeout: config.smtp.command_timeout.get(),
+                shutdown_grace: config.smtp.shutdown_grace.get(),
             },
             policy: policy.clone(),
             spool: spool.clone(),
@@ -247,8 +237,8 @@ async fn serve(
     wait_for_signal(&cert).await;
     trimmer.abort();
     tracing::info!(
-        "shutdown requested: no new connections; sessions get {}s to finish",
-        config.smtp.shutdown_grace
+        "shutdown requested: no new connections; sessions get {:?} to finish",
+        config.smtp.shutdown_grace.get()
     );
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
@@ -283,11 +273,7 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
 
 /// The relay client from `[relay]`.
 fn build_relay(config: &Config) -> Result<Relay, Failure> {
-    let smarthost = if config.relay.smarthost.is_empty() {
-        None
-    } else {
-        parse_host_port(&config.relay.smarthost)
-    };
+    let smarthost = config.relay.smarthost.0.clone();
     let smarthost_auth = if config.relay.smarthost_username.is_empty() {
         None
     } else {
