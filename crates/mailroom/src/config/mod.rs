@@ -249,8 +249,9 @@ pub struct AuthConfig {
     /// Failures (and checks in flight) per client IPv4 address or IPv6 /64 within
     /// `lockout_window`; then that client is refused without a password check.
     pub lockout_after_per_ip: u32,
-    /// Failures (and checks in flight) per account, from anywhere, within `lockout_window`;
-    /// then logins to it are refused without a password check.
+    /// Failures (and checks in flight) per account from one client address (IPv6: /64) within
+    /// `lockout_window`; then that client's logins to it are refused without a password
+    /// check. Failures from anywhere only grow the delay: strangers cannot lock the owner out.
     pub lockout_after_per_account: u32,
     /// How long a failure counts.
     pub lockout_window: Span,
