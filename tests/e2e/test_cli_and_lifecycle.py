@@ -26,7 +26,7 @@ def test_domain_user_alias_commands(make_server):
     assert r.returncode == 1 and "already exists" in r.stderr
     assert s.cli("user", "list").stdout == "Alice@example.test\n"
     assert s.cli("user", "list", "example.test").stdout == "Alice@example.test\n"
-    s.cli("user", "passwd", "ALICE@example.test", "--password-stdin", input="pw2\n")
+    s.cli("user", "passwd", "ALICE@example.test", "--password-stdin", input="a new long password\n")
     r = s.cli("user", "passwd", "nobody@example.test", "--password-stdin", input="x\n", check=False)
     assert r.returncode == 1 and r.stderr == "mailroom: no such account: nobody@example.test\n"
 

@@ -4,6 +4,7 @@
 //! Exit codes: 0 done, 1 failed (one line `mailroom: ...` on stderr), 2 usage or bad config.
 
 mod admin;
+mod admin_queue;
 mod config;
 mod local_addrs;
 mod privilege;

@@ -57,6 +57,12 @@ pub enum DirectoryError {
     DomainHasAccounts(String),
     /// `remove_domain` of a domain that still has aliases.
     DomainHasAliases(String),
+    /// `add_domain` of a name that cannot be a mail domain of ours (the payload says why).
+    InvalidDomain(String),
+    /// `add_alias` that would make alias expansion loop or exceed its limits.
+    AliasLoop(String),
+    /// `add_alias` with a target in one of our domains that is neither account nor alias.
+    UnknownTarget(String),
     /// SQLite (or hashing) failed.
     Db(String),
 }
@@ -73,6 +79,15 @@ impl fmt::Display for DirectoryError {
             DirectoryError::InvalidAddress(a) => write!(f, "invalid address: {a}"),
             DirectoryError::DomainHasAccounts(d) => write!(f, "domain {d} still has accounts"),
             DirectoryError::DomainHasAliases(d) => write!(f, "domain {d} still has aliases"),
+            DirectoryError::InvalidDomain(d) => write!(f, "invalid domain: {d}"),
+            DirectoryError::AliasLoop(a) => write!(
+                f,
+                "alias {a} would loop (or nest deeper than the limits) through its targets"
+            ),
+            DirectoryError::UnknownTarget(t) => write!(
+                f,
+                "no such account or alias in our domain: {t} (create it first)"
+            ),
             DirectoryError::Db(e) => write!(f, "directory database error: {e}"),
         }
     }
@@ -268,7 +283,19 @@ impl Directory {
 
     /// Adds a local domain (stored lowercase).
     pub fn add_domain(&self, domain: &str) -> Result<(), DirectoryError> {
-        let d = parse_domain(domain, domain)?;
+        let d = parse_domain(domain, domain).map_err(|_| {
+            DirectoryError::InvalidDomain(format!(
+                "{} ({})",
+                domain.escape_debug(),
+                address::domain_syntax_why(domain)
+            ))
+        })?;
+        if let Some(why) = address::new_domain_rule(&d) {
+            return Err(DirectoryError::InvalidDomain(format!(
+                "{} ({why})",
+                domain.escape_debug()
+            )));
+        }
         let conn = self.lock()?;
         match conn.execute("INSERT INTO domains (name) VALUES (?1)", [&d]) {
             Ok(_) => Ok(()),
@@ -406,6 +433,26 @@ impl Directory {
     /// The alias's domain must be local and the alias must not be an account; targets are
     /// addresses, local or remote. Targets already present are not added twice.
     pub fn add_alias(&self, alias: &str, targets: &[String]) -> Result<(), DirectoryError> {
+        self.insert_alias(alias, targets, true)
+    }
+
+    /// [`Directory::add_alias`] without the target and loop checks: for tests of how the
+    /// router treats tables written before those checks existed.
+    #[cfg(test)]
+    pub(crate) fn add_alias_unchecked(
+        &self,
+        alias: &str,
+        targets: &[String],
+    ) -> Result<(), DirectoryError> {
+        self.insert_alias(alias, targets, false)
+    }
+
+    fn insert_alias(
+        &self,
+        alias: &str,
+        targets: &[String],
+        checked: bool,
+    ) -> Result<(), DirectoryError> {
         let (name, key, domain) = parse_alias(alias)?;
         if targets.is_empty() {
             return Err(invalid(alias, "an alias needs at least one target"));
@@ -422,12 +469,26 @@ impl Directory {
         if account_by_key(&tx, &key)?.is_some() {
             return Err(DirectoryError::AccountExists(name));
         }
-        for t in parsed {
+        for t in &parsed {
             tx.execute(
                 "INSERT OR IGNORE INTO alias_targets (alias_key, alias, domain, target, target_key)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key, name, domain, t.display(), t.key()],
             )?;
+        }
+        // Checked with the new targets in place, before the commit: a target in our domains
+        // must name something, and the expansion must end (otherwise nothing is stored).
+        for t in parsed.iter().filter(|_| checked) {
+            let tkey = t.key();
+            if domain_exists(&tx, &t.domain)?
+                && account_by_key(&tx, &tkey)?.is_none()
+                && alias_targets(&tx, &tkey)?.is_empty()
+            {
+                return Err(DirectoryError::UnknownTarget(t.display()));
+            }
+        }
+        if checked && resolve::loops(&tx, &key)? {
+            return Err(DirectoryError::AliasLoop(name));
         }
         tx.commit()?;
         Ok(())
@@ -440,6 +501,24 @@ impl Directory {
         let n = conn.execute("DELETE FROM alias_targets WHERE alias_key = ?1", [key])?;
         if n == 0 {
             return Err(DirectoryError::NoSuchAlias(name));
+        }
+        Ok(())
+    }
+
+    /// Removes one target of an alias (the alias goes when its last target does).
+    pub fn remove_alias_target(&self, alias: &str, target: &str) -> Result<(), DirectoryError> {
+        let (name, key, _) = parse_alias(alias)?;
+        let t = parse_address(target)?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "DELETE FROM alias_targets WHERE alias_key = ?1 AND target_key = ?2",
+            [key, t.key()],
+        )?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchAlias(format!(
+                "{name} -> {}",
+                t.display()
+            )));
         }
         Ok(())
     }

@@ -104,6 +104,12 @@ fn expand(
     Ok(true)
 }
 
+/// Whether expanding alias `key` loops or exceeds the limits (for `add_alias`, inside its
+/// transaction).
+pub(super) fn loops(conn: &Connection, key: &str) -> Result<bool, DirectoryError> {
+    Ok(matches!(resolve_exact(conn, key)?, Some(Resolution::Loop)))
+}
+
 /// Resolves an exact key: account, then alias. `None` when it is neither.
 fn resolve_exact(conn: &Connection, key: &str) -> Result<Option<Resolution>, DirectoryError> {
     if let Some(acc) = account_by_key(conn, key)? {
