@@ -28,11 +28,11 @@ use hickory_resolver::config::{
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Resolver, TokioResolver};
-use proto::smtp::client::{MessageTraits, Outcome};
+use proto::smtp::client::{MessageTraits, Outcome, TxEnd};
 use tokio_rustls::TlsConnector;
 
 pub use body::{MessageBody, BLOCK};
-use conn::{Conn, OpenError, Setup, TxEnd};
+use conn::{Conn, OpenError, Setup};
 use pool::Pool;
 
 use crate::queue::schedule::Feedback;
@@ -376,7 +376,7 @@ impl Relay {
                 match conn.transact(sender, recipients, message, &traits).await {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
-                        let tls = conn.tls;
+                        let tls = conn.tls();
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -415,11 +415,7 @@ impl Relay {
                         let label = conn.label.clone();
                         conn.quit().await;
                         tracing::info!("relay: {domain}: {label}: {reason}");
-                        last_error = if reason.starts_with(&label) {
-                            reason
-                        } else {
-                            format!("{label}: {reason}")
-                        };
+                        last_error = format!("{label}: {reason}");
                         if io && !fresh {
                             continue;
                         }
