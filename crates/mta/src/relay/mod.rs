@@ -10,7 +10,8 @@
 //! recipient gets an outcome: delivered, deferred (try later) or failed (bounce now).
 //!
 //! It does not queue, retry later or write bounces: the queue runner decides what to do with
-//! each outcome. Protocol details live in [`proto::smtp::client`].
+//! each outcome. What to say to a server and what its replies mean (including when to move on
+//! to the next host, [`TxEnd`]) is [`proto::smtp::client::Session`]; [`conn`] only moves bytes.
 
 mod body;
 mod conn;
