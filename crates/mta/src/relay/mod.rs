@@ -10,7 +10,8 @@
 //! recipient gets an outcome: delivered, deferred (try later) or failed (bounce now).
 //!
 //! It does not queue, retry later or write bounces: the queue runner decides what to do with
-//! each outcome. Protocol details live in [`proto::smtp::client`].
+//! each outcome. What to say to a server and what its replies mean (including when to move on
+//! to the next host, [`TxEnd`]) is [`proto::smtp::client::Session`]; [`conn`] only moves bytes.
 
 mod body;
 mod conn;
@@ -28,11 +29,11 @@ use hickory_resolver::config::{
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Resolver, TokioResolver};
-use proto::smtp::client::{MessageTraits, Outcome};
+use proto::smtp::client::{MessageTraits, Outcome, TxEnd};
 use tokio_rustls::TlsConnector;
 
 pub use body::{MessageBody, BLOCK};
-use conn::{Conn, OpenError, Setup, TxEnd};
+use conn::{Conn, OpenError, Setup};
 use pool::Pool;
 
 use crate::queue::schedule::Feedback;
@@ -376,7 +377,7 @@ impl Relay {
                 match conn.transact(sender, recipients, message, &traits).await {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
-                        let tls = conn.tls;
+                        let tls = conn.tls();
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -415,11 +416,7 @@ impl Relay {
                         let label = conn.label.clone();
                         conn.quit().await;
                         tracing::info!("relay: {domain}: {label}: {reason}");
-                        last_error = if reason.starts_with(&label) {
-                            reason
-                        } else {
-                            format!("{label}: {reason}")
-                        };
+                        last_error = format!("{label}: {reason}");
                         if io && !fresh {
                             continue;
                         }
