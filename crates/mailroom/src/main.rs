@@ -5,6 +5,7 @@
 
 mod admin;
 mod admin_queue;
+mod check_config;
 mod config;
 mod local_addrs;
 mod privilege;
@@ -45,8 +46,13 @@ enum Command {
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
-    /// Print the configuration in effect (defaults filled in).
-    CheckConfig,
+    /// Check the configuration (and the certificate files it names), then print it as TOML
+    /// with the defaults filled in.
+    CheckConfig {
+        /// Print only the settings that differ from the defaults (like `postconf -n`).
+        #[arg(long)]
+        non_default: bool,
+    },
 }
 
 /// An error that ends the program with a code and a one-line message.
@@ -86,7 +92,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig);
+    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig { .. });
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
             eprintln!("mailroom: {}", f.message);
@@ -99,10 +105,7 @@ fn main() -> ExitCode {
         Command::User(c) => admin::user(&config, c),
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(())
-        }
+        Command::CheckConfig { non_default } => check_config::run(&config, non_default),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

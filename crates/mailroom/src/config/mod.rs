@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod values;
 pub use values::{HostPort, LogLevel, MaybeSpan, Span};
@@ -18,7 +18,7 @@ pub use values::{HostPort, LogLevel, MaybeSpan, Span};
 pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Greeting, `Received:`, EHLO; default: the machine's host name.
@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 /// `[relay]`: delivery to other domains' MTAs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
     /// Optional "host:port": all remote mail goes there instead of by MX.
@@ -182,7 +182,7 @@ impl Default for RelayConfig {
 }
 
 /// `[tls]`: one certificate for every service.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain; empty: a self-signed one is generated under `data_dir/tls/`.
@@ -192,7 +192,7 @@ pub struct TlsConfig {
 }
 
 /// `[smtp]`: the MX service.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     /// Port 25 listeners; empty disables.
@@ -225,7 +225,7 @@ pub struct SmtpConfig {
 }
 
 /// `[pop3]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pop3Config {
     /// Port 110 listeners; empty disables.
@@ -238,7 +238,7 @@ pub struct Pop3Config {
 
 /// `[auth]`: the one login guard that SMTP AUTH (587/465) and POP3 (110/995) both obey;
 /// failures over either protocol count against both.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Delay before answering the first recent failure ("1s", "500ms"); it doubles with each
@@ -293,7 +293,7 @@ const MOVED_POP3_KEYS: [(&str, &str); 5] = [
 ];
 
 /// `[delivery]`: the local delivery agent.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Messages delivered at the same time.

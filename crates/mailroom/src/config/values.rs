@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A duration from the configuration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +103,44 @@ impl Visitor<'_> for SpanVisitor {
     }
 }
 
+/// The shortest way to write `d` in the configuration's syntax ("90s" stays "90s", "300s"
+/// becomes "5m").
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 && !d.is_zero() {
+        return format!("{}ms", d.as_millis());
+    }
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+impl Serialize for MaybeSpan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.map(format_duration).unwrap_or_default())
+    }
+}
+
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            None => s.serialize_str(""),
+            Some((h, p)) if h.contains(':') => s.serialize_str(&format!("[{h}]:{p}")),
+            Some((h, p)) => s.serialize_str(&format!("{h}:{p}")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
         let v = d.deserialize_any(SpanVisitor {
@@ -148,7 +186,7 @@ pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
 }
 
 /// How much is logged (`RUST_LOG`, when set, overrides it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -198,6 +236,25 @@ mod tests {
         assert!(toml::from_str::<T>("a = \"\"").is_err());
         assert!(toml::from_str::<T>("a = -1").is_err());
         assert!(toml::from_str::<T>("a = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn durations_print_back_in_their_shortest_form() {
+        for (text, shown) in [
+            ("300", "5m"),
+            ("90s", "90s"),
+            ("2h", "2h"),
+            ("5d", "5d"),
+            ("250ms", "250ms"),
+            ("1500ms", "1500ms"),
+            ("0", "0s"),
+        ] {
+            assert_eq!(
+                format_duration(parse_duration(text).unwrap()),
+                shown,
+                "{text}"
+            );
+        }
     }
 
     #[test]
