@@ -7,6 +7,7 @@ mod admin;
 mod admin_queue;
 mod check_config;
 mod config;
+mod import;
 mod local_addrs;
 mod privilege;
 mod serve;
@@ -43,6 +44,9 @@ enum Command {
     /// Manage aliases and catch-alls.
     #[command(subcommand)]
     Alias(admin::AliasCommand),
+    /// Bring accounts and aliases over from Dovecot and Postfix.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::User(c) => admin::user(&config, c),
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
+        Command::Import(c) => import::import(&config, c),
         Command::CheckConfig { non_default } => check_config::run(&config, non_default),
     };
     match result {

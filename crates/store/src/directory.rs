@@ -20,8 +20,6 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 #[path = "directory_address.rs"]
@@ -121,13 +119,7 @@ pub struct Directory {
 }
 
 fn hash_password(password: &str) -> Result<String, DirectoryError> {
-    let salt_bytes: [u8; 16] = rand::random();
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|e| DirectoryError::Db(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| DirectoryError::Db(format!("password hashing failed: {e}")))
+    crate::password_hash::hash(password).map_err(DirectoryError::Db)
 }
 
 /// A hash of a random password with the default parameters, verified against when the account
@@ -143,12 +135,7 @@ fn dummy_hash() -> &'static str {
 }
 
 fn verify_hash(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    crate::password_hash::verify(hash, password)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -353,9 +340,20 @@ impl Directory {
     /// Creates an account; its domain must be local and the address must not already be an
     /// account or an alias.
     pub fn add_user(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
-        let a = parse_address(address)?;
         // Hash before taking the lock: argon2 is deliberately slow.
         let hash = hash_password(password)?;
+        self.insert_account(address, &hash)
+    }
+
+    /// Creates an account with a hash brought from another server (see
+    /// [`crate::password_hash::from_dovecot`]); it is rehashed to argon2id at the first
+    /// successful login.
+    pub fn import_user(&self, address: &str, stored_hash: &str) -> Result<(), DirectoryError> {
+        self.insert_account(address, stored_hash)
+    }
+
+    fn insert_account(&self, address: &str, hash: &str) -> Result<(), DirectoryError> {
+        let a = parse_address(address)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !domain_exists(&tx, &a.domain)? {
@@ -593,7 +591,15 @@ impl Directory {
                     return Ok(Some(account));
                 }
                 let ok = self.checks.limited(|| verify_hash(&hash, password));
-                if ok {
+                if ok && crate::password_hash::needs_rehash(&hash) {
+                    // An imported hash: replaced by argon2id now that we know the password
+                    // (only if nobody changed it meanwhile).
+                    let new = self.checks.limited(|| hash_password(password))?;
+                    self.lock()?.execute(
+                        "UPDATE accounts SET hash = ?1 WHERE key = ?2 AND hash = ?3",
+                        params![new, key, hash],
+                    )?;
+                } else if ok {
                     self.checks.remember(&key, &hash, password);
                 }
                 Ok(ok.then_some(account))

@@ -660,3 +660,42 @@ fn second_handle_sees_changes() {
     assert_eq!(d2.account("a@example.org").expect("ok"), None);
     assert_eq!(d2.list_domains().expect("list"), s(&["example.org"]));
 }
+
+#[test]
+fn imported_crypt_hash_logs_in_and_is_rehashed_to_argon2id() {
+    let (_t, d) = dir();
+    d.add_domain("example.org").expect("add");
+    // `openssl passwd -6 -salt saltsalt secret`
+    let sha = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+    d.import_user("old@example.org", sha).expect("import");
+    let stored = |d: &Directory| -> String {
+        d.lock()
+            .unwrap()
+            .query_row(
+                "SELECT hash FROM accounts WHERE key = 'old@example.org'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(d
+        .verify_password("old@example.org", "wrong")
+        .unwrap()
+        .is_none());
+    assert_eq!(stored(&d), sha, "a failed login changes nothing");
+    assert!(d
+        .verify_password("old@example.org", "secret")
+        .unwrap()
+        .is_some());
+    let new = stored(&d);
+    assert!(new.starts_with("$argon2id$"), "{new}");
+    assert!(d
+        .verify_password("OLD@example.org", "secret")
+        .unwrap()
+        .is_some());
+    assert!(d
+        .verify_password("old@example.org", "wrong")
+        .unwrap()
+        .is_none());
+    assert_eq!(stored(&d), new);
+}

@@ -14,6 +14,7 @@ pub mod maildir;
 pub mod outcome;
 pub mod ownership;
 pub mod password_check;
+pub mod password_hash;
 pub mod private_files;
 pub mod queue_status;
 pub mod spool;
