@@ -3,6 +3,7 @@ by Dovecot itself (`doveadm pw`, SHA512-CRYPT and BLF-CRYPT) is imported, its us
 POP3 with their old passwords, and the hashes are then argon2id; a Postfix virtual alias map
 becomes aliases that deliver."""
 
+import pathlib
 import poplib
 import smtplib
 import sqlite3
@@ -98,3 +99,119 @@ def test_postfix_virtual_map_becomes_aliases(make_server, tmp_path):
         got = s.wait_messages(f"{user}@example.test", 1)
         assert b"Subject: via map" in got[0]
     s.stop()
+
+
+def start_dovecot(root, home, password):
+    """A Dovecot POP3 server on a free loopback port serving `home`/Maildir for u@example.test
+    (run as `nobody`, as Dovecot will not run mail processes as root)."""
+    import pwd
+    import time
+
+    from conftest import free_port, wait_port
+    nobody = pwd.getpwnam("nobody")
+    port = free_port()
+    for d in ("run", "state"):
+        (root / d).mkdir(parents=True)
+    (root / "users").write_text(
+        f"u@example.test:{{PLAIN}}{password}:{nobody.pw_uid}:{nobody.pw_gid}::{home}::\n")
+    (root / "dovecot.conf").write_text(f"""
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = test-import-{port}
+protocols = pop3
+listen = {HOST}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+log_path = {root}/dovecot.log
+default_internal_user = nobody
+default_login_user = nobody
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = {root}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {root}/users
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {HOST}
+    port = {port}
+  }}
+}}
+""")
+    subprocess.run(["chown", "-R", f"{nobody.pw_uid}:{nobody.pw_gid}", str(home)], check=True)
+    subprocess.run(["dovecot", "-c", str(root / "dovecot.conf")], check=True)
+    wait_port(HOST, port)
+    pidfile = root / "run" / "master.pid"
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        time.sleep(0.05)
+    return port, int(pidfile.read_text())
+
+
+def pop3_all(port, user, password):
+    """{UIDL: message bytes} over POP3, nothing deleted."""
+    p = poplib.POP3(HOST, port, timeout=30)
+    try:
+        p.user(user)
+        p.pass_(password)
+        out = {}
+        for line in p.uidl()[1]:
+            num, uidl = line.decode().split()
+            out[uidl] = b"\r\n".join(p.retr(int(num))[1])
+        return out
+    finally:
+        p.quit()
+
+
+def test_maildir_served_by_dovecot_keeps_its_uidls_in_mailroom(make_server, tmp_path):
+    import os
+    import shutil
+    import signal
+    import tempfile
+    # Dovecot reads its users file and the Maildir as `nobody`: outside pytest's 0700 tree.
+    outside = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-dovecot-"))
+    outside.chmod(0o755)
+    try:
+        dovecot_then_mailroom(make_server, outside)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def dovecot_then_mailroom(make_server, tmp_path):
+    import os
+    import signal
+    home = tmp_path / "home"
+    for sub in ("new", "cur", "tmp"):
+        (home / "Maildir" / sub).mkdir(parents=True)
+    for i in range(5):
+        # LF line ends, as Dovecot's LDA writes them; one with a line starting with a dot.
+        (home / "Maildir" / "new" / f"17000000{i:02d}.M{i}P1.oldhost").write_bytes(
+            f"From: a@remote.test\nSubject: old {i}\n\nbody {i}\n.dot line\n".encode())
+    port, pid = start_dovecot(tmp_path / "dovecot", home, "dove-pass-123")
+    try:
+        before = pop3_all(port, "u@example.test", "dove-pass-123")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert len(before) == 5
+    assert (home / "Maildir" / "dovecot-uidlist").exists()
+
+    s = make_server(trusted=("127.0.0.1/32",))
+    s.cli("domain", "add", "example.test")
+    s.add_user("u@example.test", "mailroom-pass")
+    r = s.cli("import", "maildir", "u@example.test", str(home / "Maildir"))
+    assert "imported 5, skipped 0" in r.stdout, r.stdout
+    # A second run adds nothing.
+    assert "imported 0, skipped 5" in s.cli("import", "maildir", "u@example.test",
+                                            str(home / "Maildir")).stdout
+    s.start()
+    after = pop3_all(s.pop3_port, "u@example.test", "mailroom-pass")
+    s.stop()
+    assert sorted(after) == sorted(before)
+    for uidl, body in before.items():
+        assert after[uidl] == body, uidl

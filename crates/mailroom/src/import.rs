@@ -10,6 +10,8 @@
 //!   a bare domain on the left (Postfix's "virtual alias domain" line) and targets that are
 //!   local Unix names are reported and skipped.
 //!
+//! - `maildir ADDRESS DIR`: see `import_maildir` (Dovecot's UIDLs kept).
+//!
 //! Every line is imported, skipped (already there) or refused with its line number and reason;
 //! the exit status is 1 when any line was refused. Domains must exist first (`domain add`).
 
@@ -31,6 +33,11 @@ pub enum ImportCommand {
     },
     /// Aliases from a Postfix virtual alias map source file.
     PostfixVirtual { file: std::path::PathBuf },
+    /// Messages of a Maildir Dovecot served, into ADDRESS's Maildir, keeping Dovecot's UIDLs.
+    Maildir {
+        address: String,
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Default)]
@@ -72,6 +79,10 @@ pub fn import(config: &Config, cmd: ImportCommand) -> Result<(), Failure> {
             let text = read(&file)?;
             postfix_virtual(&dir, &text).finish("aliases")
         }
+        ImportCommand::Maildir {
+            address,
+            dir: source,
+        } => crate::import_maildir::run(config, &address, &source),
     }
 }
 

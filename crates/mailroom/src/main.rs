@@ -8,6 +8,7 @@ mod admin_queue;
 mod check_config;
 mod config;
 mod import;
+mod import_maildir;
 mod local_addrs;
 mod privilege;
 mod serve;
