@@ -48,6 +48,10 @@ enum Command {
     /// Bring accounts and aliases over from Dovecot and Postfix.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Copy data_dir (directory, queue, Maildirs, keys) into DIR while the server runs.
+    Backup { dir: PathBuf },
+    /// Copy a complete backup from DIR into the empty data_dir (server stopped).
+    Restore { dir: PathBuf },
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
@@ -111,6 +115,12 @@ fn main() -> ExitCode {
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
         Command::Import(c) => import::import(&config, c),
+        Command::Backup { dir } => store::backup::backup(&config.data_dir, &dir)
+            .map(|c| println!("backup complete: {} files, {} bytes", c.files, c.bytes))
+            .map_err(|e| Failure::failed(format!("backup into {}: {e}", dir.display()))),
+        Command::Restore { dir } => store::backup::restore(&dir, &config.data_dir)
+            .map(|c| println!("restored: {} files, {} bytes", c.files, c.bytes))
+            .map_err(|e| Failure::failed(format!("restore from {}: {e}", dir.display()))),
         Command::CheckConfig { non_default } => check_config::run(&config, non_default),
     };
     match result {

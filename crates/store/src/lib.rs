@@ -3,6 +3,7 @@
 //! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
 
 pub mod at;
+pub mod backup;
 pub mod clock;
 pub mod directory;
 pub mod durable;
