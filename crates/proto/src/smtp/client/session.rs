@@ -340,6 +340,13 @@ impl Session {
     /// EHLO or HELO succeeded: STARTTLS if wanted and offered, else on to AUTH.
     fn hello_done(&mut self) {
         if !self.tls && self.hello.starttls && self.caps.starttls {
+            if self.parser.buffered() != 0 {
+                // A reply before STARTTLS was even sent would be taken as its answer: the
+                // server (or someone on the path) is talking out of turn.
+                self.state =
+                    State::Failed("data before STARTTLS was sent (injection attempt)".into());
+                return;
+            }
             self.send("STARTTLS\r\n".into(), Timer::Greeting);
             self.state = State::StartTls;
         } else {

@@ -134,6 +134,27 @@ fn bytes_behind_the_starttls_reply_are_an_injection() {
     assert!(!s.tls());
 }
 
+/// Found by the `smtp_client_session` fuzz target: a `220` that arrives with the EHLO reply,
+/// before STARTTLS is sent, would be taken as STARTTLS's answer.
+#[test]
+fn a_reply_before_starttls_is_sent_is_an_injection() {
+    let mut s = Session::new(hello());
+    assert!(matches!(s.poll(), Action::Receive(_)));
+    s.received(b"220 mx.test\r\n");
+    assert!(matches!(s.poll(), Action::Send(..)));
+    assert!(matches!(s.poll(), Action::Receive(_)));
+    s.received(b"250-mx.test\r\n250 STARTTLS\r\n220 go ahead\r\n");
+    let mut next = s.poll();
+    while let Action::Note(_) = next {
+        next = s.poll();
+    }
+    assert_eq!(
+        next,
+        failed("data before STARTTLS was sent (injection attempt)")
+    );
+    assert!(!s.tls());
+}
+
 fn with_auth() -> Session {
     Session::new(Hello {
         auth: Some(("user".into(), "pass".into())),
