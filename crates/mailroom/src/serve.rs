@@ -199,6 +199,7 @@ async fn serve(
         }
     }
     drop(queued_tx);
+    let retention = spawn_retention(&config);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
     for (listeners, implicit_tls) in pop3_sets {
@@ -236,6 +237,9 @@ async fn serve(
     });
     wait_for_signal(&cert).await;
     trimmer.abort();
+    if let Some(r) = retention {
+        r.abort();
+    }
     tracing::info!(
         "shutdown requested: no new connections; sessions get {:?} to finish",
         config.smtp.shutdown_grace.get()
@@ -269,6 +273,46 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The POP3 retention sweep (`[pop3] delete_retrieved_after`, `delete_after`), when on: every
+/// half of the shortest period (between 1 s and 1 h), on a blocking thread.
+fn spawn_retention(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
+    let policy = config.pop3.retention();
+    let shortest = [policy.delete_retrieved_after, policy.delete_after]
+        .into_iter()
+        .flatten()
+        .min()?;
+    let every = (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let data_dir = config.data_dir.clone();
+    tracing::info!("pop3: retention on ({policy:?}), swept every {every:?}");
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let data_dir = data_dir.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                store::retention::sweep_all(&data_dir, &policy, std::time::SystemTime::now())
+            })
+            .await
+            .unwrap_or_default();
+            for (mailbox, result) in results {
+                let mailbox = mailbox.display();
+                match result {
+                    Ok(s) => tracing::info!(
+                        "pop3: retention: mailbox={mailbox} deleted={} bytes={}",
+                        s.deleted,
+                        s.bytes
+                    ),
+                    Err(store::mailbox::MailboxError::Locked) => {
+                        tracing::info!("pop3: retention: mailbox={mailbox} skipped=in-use")
+                    }
+                    Err(e) => tracing::warn!("pop3: retention: mailbox={mailbox} error={e}"),
+                }
+            }
+        }
+    }))
 }
 
 /// The relay client from `[relay]`.

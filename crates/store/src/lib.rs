@@ -18,4 +18,5 @@ pub mod password_check;
 pub mod password_hash;
 pub mod private_files;
 pub mod queue_status;
+pub mod retention;
 pub mod spool;

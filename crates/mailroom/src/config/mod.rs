@@ -234,6 +234,21 @@ pub struct Pop3Config {
     pub pop3s: Vec<SocketAddr>,
     /// Concurrent POP3 connections.
     pub max_connections: usize,
+    /// Delete messages retrieved over POP3 this long after their retrieval, even when the
+    /// client leaves them on the server ("30d"); "" keeps them.
+    pub delete_retrieved_after: MaybeSpan,
+    /// Delete any message this long after its delivery; "" keeps them.
+    pub delete_after: MaybeSpan,
+}
+
+impl Pop3Config {
+    /// The retention policy (`store::retention`).
+    pub fn retention(&self) -> store::retention::Policy {
+        store::retention::Policy {
+            delete_retrieved_after: self.delete_retrieved_after.get(),
+            delete_after: self.delete_after.get(),
+        }
+    }
 }
 
 /// `[auth]`: the one login guard that SMTP AUTH (587/465) and POP3 (110/995) both obey;
@@ -351,6 +366,8 @@ impl Default for Pop3Config {
             listen: vec!["0.0.0.0:110".parse().expect("literal address")],
             pop3s: vec!["0.0.0.0:995".parse().expect("literal address")],
             max_connections: 500,
+            delete_retrieved_after: MaybeSpan(None),
+            delete_after: MaybeSpan(None),
         }
     }
 }
