@@ -27,6 +27,8 @@ fuzz_target!(|input: &[u8]| {
         name: "mx.example.test".into(),
         starttls: settings & 1 != 0,
         auth: (settings & 2 != 0).then(|| ("user".to_string(), "secret".to_string())),
+        require_tls: settings & 0x40 != 0,
+        plaintext_auth: false,
     };
     let n_rcpt = usize::from((settings >> 2) & 3) + 1;
     let recipients: Vec<String> = (0..n_rcpt).map(|i| format!("r{i}@remote.test")).collect();
@@ -55,6 +57,12 @@ fuzz_target!(|input: &[u8]| {
                 let text = String::from_utf8_lossy(&bytes).to_ascii_uppercase();
                 if text.contains("AUTH ") {
                     assert!(tls, "AUTH without TLS");
+                }
+                if hello.require_tls && !tls {
+                    assert!(
+                        text.starts_with("EHLO") || text.starts_with("HELO") || text.starts_with("STARTTLS") || text.starts_with("QUIT"),
+                        "{text:?} sent in plaintext when TLS is required"
+                    );
                 }
                 if text.contains("RCPT TO:") {
                     rcpt_written = true;

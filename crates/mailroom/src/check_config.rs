@@ -11,6 +11,8 @@ use crate::Failure;
 
 pub fn run(config: &Config, non_default: bool) -> Result<(), Failure> {
     check_tls(config)?;
+    crate::tls::ca_certificates(&config.relay.ca_file)
+        .map_err(|message| Failure { code: 2, message })?;
     let value = Value::try_from(config).map_err(|e| Failure::failed(format!("config: {e}")))?;
     let shown = if non_default {
         let defaults = Value::try_from(Config::default())

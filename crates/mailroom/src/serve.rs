@@ -333,10 +333,14 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
     // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
     let local_addresses = crate::local_addrs::local_addresses(&config.smtp.listen);
     tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
+    let ca_certificates =
+        crate::tls::ca_certificates(&config.relay.ca_file).map_err(Failure::failed)?;
     Relay::new(RelayConfig {
         hostname: config.hostname.clone(),
         smarthost,
         smarthost_auth,
+        smarthost_tls: config.relay.smarthost_tls.into(),
+        ca_certificates,
         remote_port: config.relay.remote_port,
         dns_servers: config.relay.dns_servers.clone(),
         per_destination_limit: config.relay.per_destination_limit,

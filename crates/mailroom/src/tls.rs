@@ -152,6 +152,21 @@ fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), Strin
     })
 }
 
+/// The certificates of a PEM file (`[relay] ca_file`); `""` gives none.
+pub fn ca_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("relay.ca_file {path}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("relay.ca_file {path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("relay.ca_file {path}: no certificate in file"));
+    }
+    Ok(certs)
+}
+
 /// The server configuration shared by every TLS listener, and the handle to reload it.
 pub fn server_config(
     source: CertSource,

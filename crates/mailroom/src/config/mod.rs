@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod values;
-pub use values::{HostPort, LogLevel, MaybeSpan, Span};
+pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
@@ -51,6 +51,11 @@ pub struct RelayConfig {
     pub smarthost_username: String,
     /// File holding the smarthost password (first line).
     pub smarthost_password_file: String,
+    /// `"verify"` (STARTTLS required, certificate verified for the smarthost's name),
+    /// `"opportunistic"` or `"none"` (no TLS; AUTH in plaintext).
+    pub smarthost_tls: SmarthostTls,
+    /// PEM CA certificates trusted besides the system's, for verifying the smarthost.
+    pub ca_file: String,
     /// "ip:port" DNS servers; empty: the system resolver.
     pub dns_servers: Vec<SocketAddr>,
     /// Port of remote MTAs (only for tests and odd networks).
@@ -155,6 +160,8 @@ impl Default for RelayConfig {
             smarthost: HostPort::default(),
             smarthost_username: String::new(),
             smarthost_password_file: String::new(),
+            smarthost_tls: SmarthostTls::Verify,
+            ca_file: String::new(),
             dns_servers: Vec::new(),
             remote_port: 25,
             retry_schedule: ["5m", "10m", "30m", "1h", "2h", "4h"]

@@ -185,6 +185,29 @@ pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
+/// `[relay] smarthost_tls`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    /// STARTTLS required, the certificate verified for the smarthost's name.
+    #[default]
+    Verify,
+    /// STARTTLS when offered, nothing verified; AUTH only over TLS.
+    Opportunistic,
+    /// No TLS; AUTH in plaintext.
+    None,
+}
+
+impl From<SmarthostTls> for mta::relay::SmarthostTls {
+    fn from(t: SmarthostTls) -> mta::relay::SmarthostTls {
+        match t {
+            SmarthostTls::Verify => mta::relay::SmarthostTls::Verify,
+            SmarthostTls::Opportunistic => mta::relay::SmarthostTls::Opportunistic,
+            SmarthostTls::None => mta::relay::SmarthostTls::None,
+        }
+    }
+}
+
 /// How much is logged (`RUST_LOG`, when set, overrides it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

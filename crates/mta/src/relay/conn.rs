@@ -59,6 +59,10 @@ pub(crate) struct Setup<'a> {
     pub tls: Option<&'a TlsConnector>,
     /// STARTTLS then AUTH PLAIN with these credentials; no TLS is then an error.
     pub auth: Option<&'a (String, String)>,
+    /// No session without TLS (a verified smarthost).
+    pub require_tls: bool,
+    /// AUTH may be sent without TLS (`smarthost_tls = "none"`).
+    pub plaintext_auth: bool,
 }
 
 impl Conn {
@@ -76,7 +80,9 @@ impl Conn {
         let hello = Hello {
             name: setup.helo_name.to_string(),
             starttls: setup.tls.is_some(),
+            require_tls: setup.require_tls,
             auth: setup.auth.cloned(),
+            plaintext_auth: setup.plaintext_auth,
         };
         let mut conn = Conn {
             stream: Stream::Plain(tcp),

@@ -47,6 +47,10 @@ pub struct RelayConfig {
     pub smarthost: Option<(String, u16)>,
     /// User and password for AUTH PLAIN at the smarthost; STARTTLS is then required.
     pub smarthost_auth: Option<(String, String)>,
+    /// How the smarthost's TLS is treated.
+    pub smarthost_tls: SmarthostTls,
+    /// CA certificates trusted besides the system's (`[relay] ca_file`), for the smarthost.
+    pub ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Port of remote MTAs (25; tests use another).
     pub remote_port: u16,
     /// DNS servers; empty: the system resolver (/etc/resolv.conf).
@@ -56,6 +60,19 @@ pub struct RelayConfig {
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
     pub timeouts: Timeouts,
+}
+
+/// `[relay] smarthost_tls`: how the connection to the smarthost is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SmarthostTls {
+    /// STARTTLS required and the certificate verified for the smarthost's name; otherwise
+    /// the mail is deferred and no credentials are sent.
+    #[default]
+    Verify,
+    /// STARTTLS when offered, certificate not checked; AUTH only over TLS.
+    Opportunistic,
+    /// No TLS at all; AUTH in plaintext (the admin's explicit choice).
+    None,
 }
 
 /// How long the relay waits on a remote server. The defaults are RFC 5321 §4.5.3.2's
@@ -142,6 +159,8 @@ pub struct Relay {
     config: RelayConfig,
     resolver: TokioResolver,
     tls: TlsConnector,
+    /// For a smarthost with `SmarthostTls::Verify`.
+    verified: Option<TlsConnector>,
     pool: Arc<Pool>,
 }
 
@@ -177,10 +196,17 @@ impl Relay {
         options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
         let resolver = builder.build();
         let tls = conn::connector(tls::opportunistic_config()?);
+        let verified = match (&config.smarthost, config.smarthost_tls) {
+            (Some(_), SmarthostTls::Verify) => Some(conn::connector(tls::verified_config(
+                &config.ca_certificates,
+            )?)),
+            _ => None,
+        };
         Ok(Relay {
             config,
             resolver,
             tls,
+            verified,
             pool: Arc::new(Pool::default()),
         })
     }
@@ -438,23 +464,36 @@ impl Relay {
     }
 
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
-    /// connection without it (unless the smarthost needs TLS for AUTH).
+    /// connection without it (unless the smarthost needs TLS for AUTH). A smarthost with
+    /// `SmarthostTls::Verify` gets verified TLS or nothing; with `None`, no TLS at all.
     async fn open(&self, dest: &Destination) -> Result<Conn, String> {
+        let smarthost = self.config.smarthost.is_some();
         let auth = self
             .config
             .smarthost
             .as_ref()
             .and(self.config.smarthost_auth.as_ref());
+        let mode = if smarthost {
+            self.config.smarthost_tls
+        } else {
+            SmarthostTls::Opportunistic
+        };
         let mut setup = Setup {
             helo_name: &self.config.hostname,
             timeouts: &self.config.timeouts,
-            tls: Some(&self.tls),
+            tls: match mode {
+                SmarthostTls::Verify => self.verified.as_ref(),
+                SmarthostTls::Opportunistic => Some(&self.tls),
+                SmarthostTls::None => None,
+            },
+            require_tls: mode == SmarthostTls::Verify,
+            plaintext_auth: mode == SmarthostTls::None,
             auth,
         };
         match Conn::open(dest, &setup).await {
             Ok(conn) => Ok(conn),
             Err(OpenError::Failed(e)) => Err(e),
-            Err(OpenError::Tls(e)) if auth.is_some() => Err(e),
+            Err(OpenError::Tls(e)) if auth.is_some() || setup.require_tls => Err(e),
             Err(OpenError::Tls(e)) => {
                 tracing::warn!("relay: {e}; retrying without STARTTLS");
                 setup.tls = None;

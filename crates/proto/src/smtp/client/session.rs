@@ -21,14 +21,19 @@ use super::{auth_plain, ehlo, helo, reply_text, Capabilities, MessageTraits, Rep
 use crate::smtp::Reply;
 
 /// How to set up a session.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Hello {
     /// Our EHLO name.
     pub name: String,
     /// Upgrade with STARTTLS when the server offers it.
     pub starttls: bool,
-    /// User and password for AUTH PLAIN; TLS is then required.
+    /// STARTTLS is mandatory: a server that does not offer it, or refuses it, fails the
+    /// session (a verified smarthost).
+    pub require_tls: bool,
+    /// User and password for AUTH PLAIN; TLS is then required unless `plaintext_auth`.
     pub auth: Option<(String, String)>,
+    /// AUTH may go out without TLS (only when the admin chose `smarthost_tls = "none"`).
+    pub plaintext_auth: bool,
 }
 
 impl std::fmt::Debug for Hello {
@@ -37,7 +42,9 @@ impl std::fmt::Debug for Hello {
         f.debug_struct("Hello")
             .field("name", &self.name)
             .field("starttls", &self.starttls)
+            .field("require_tls", &self.require_tls)
             .field("auth_user", &self.auth.as_ref().map(|(user, _)| user))
+            .field("plaintext_auth", &self.plaintext_auth)
             .finish()
     }
 }
@@ -321,6 +328,12 @@ impl Session {
                     State::Handshake
                 };
             }
+            State::StartTls if self.hello.require_tls => {
+                self.state = State::Failed(format!(
+                    "STARTTLS refused and TLS is required: {}",
+                    reply_text(&reply)
+                ));
+            }
             State::StartTls => {
                 let note = format!("STARTTLS refused: {}", reply_text(&reply));
                 self.out.push_back(Action::Note(note));
@@ -349,6 +362,8 @@ impl Session {
             }
             self.send("STARTTLS\r\n".into(), Timer::Greeting);
             self.state = State::StartTls;
+        } else if !self.tls && self.hello.require_tls {
+            self.state = State::Failed("STARTTLS not offered and TLS is required".into());
         } else {
             self.authenticate();
         }
@@ -360,7 +375,7 @@ impl Session {
             self.state = State::Ready;
             return;
         };
-        if !self.tls {
+        if !self.tls && !self.hello.plaintext_auth {
             self.state = State::Failed(
                 "smarthost does not offer STARTTLS; refusing to send credentials in plaintext"
                     .into(),

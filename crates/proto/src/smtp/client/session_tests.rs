@@ -236,6 +236,44 @@ fn with_auth_hello() -> Hello {
     }
 }
 
+/// A verified smarthost (`smarthost_tls = "verify"`): no STARTTLS offered, or refused, ends
+/// the session before anything else is sent; `"none"` lets AUTH go out in plaintext.
+#[test]
+fn required_tls_and_explicit_plaintext_auth() {
+    let required = || Hello {
+        require_tls: true,
+        ..with_auth_hello()
+    };
+    let mut s = Session::new(required());
+    let script = format!(
+        "S: 220 mx.test\nC: EHLO relay.test\n{}",
+        ehlo_reply(&["AUTH PLAIN"])
+    );
+    assert_eq!(
+        talk(&mut s, &script),
+        failed("STARTTLS not offered and TLS is required")
+    );
+    let mut s = Session::new(required());
+    let script = format!(
+        "S: 220 mx.test\nC: EHLO relay.test\n{}C: STARTTLS\nS: 454 not now",
+        ehlo_reply(&["STARTTLS", "AUTH PLAIN"])
+    );
+    assert_eq!(
+        talk(&mut s, &script),
+        failed("STARTTLS refused and TLS is required: 454 not now")
+    );
+    let mut s = Session::new(Hello {
+        starttls: false,
+        plaintext_auth: true,
+        ..with_auth_hello()
+    });
+    let script = format!(
+        "S: 220 mx.test\nC: EHLO relay.test\n{}C: AUTH PLAIN AHVzZXIAcGFzcw==\nS: 235 ok",
+        ehlo_reply(&["STARTTLS", "AUTH PLAIN"])
+    );
+    assert_eq!(talk(&mut s, &script), Action::Ready);
+}
+
 #[test]
 fn the_password_is_not_in_debug_output() {
     let debug = format!("{:?}", with_auth());

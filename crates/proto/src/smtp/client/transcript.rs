@@ -53,7 +53,7 @@ pub(super) fn hello() -> Hello {
     Hello {
         name: "relay.test".into(),
         starttls: true,
-        auth: None,
+        ..Hello::default()
     }
 }
 
