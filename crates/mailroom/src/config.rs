@@ -217,10 +217,26 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// May relay without AUTH.
     pub trusted_networks: Vec<IpNet>,
-    /// Concurrent SMTP connections, all listeners together; more get `421`.
+    /// Concurrent SMTP connections, all listeners together. When all are taken, the oldest
+    /// idle session that has not sent MAIL (not trusted, not authenticated) is closed with
+    /// `421 4.7.0` to make room; only when there is none the newcomer gets `421 4.7.0`.
     pub max_connections: usize,
     /// Concurrent SMTP connections from one IP address; more get `421 4.7.0`.
     pub max_connections_per_ip: usize,
+    /// Concurrent SMTP connections from one IPv4 /24 or IPv6 /64; more get `421 4.7.0`.
+    /// Trusted networks are exempt (from this and the per-address limit).
+    pub max_connections_per_net: usize,
+    /// Stress mode begins when this percentage of `max_connections` is open, and ends when
+    /// the open connections fall to half of that.
+    pub stress_threshold: u8,
+    /// In stress mode, the command timeout of sessions that are not trusted, not
+    /// authenticated and have not completed a transaction ("10s").
+    pub stress_timeout: String,
+    /// In stress mode, refused commands allowed to such sessions before `421 4.7.0`.
+    pub stress_max_errors: u32,
+    /// On the MX port, untrusted clients must wait this long for the end of the greeting
+    /// (a `220-` line goes out at once); one that talks first gets `554 5.5.1` ("0s": off).
+    pub greet_delay: String,
     /// Seconds a whole SMTP session may last, then `421 4.4.2`.
     pub max_session_time: u64,
     /// Refused commands per session, then `421 4.7.0` and close (RFC 5321 §7.8).
@@ -243,8 +259,13 @@ pub struct Pop3Config {
     pub listen: Vec<SocketAddr>,
     /// Port 995 listeners (implicit TLS); empty disables.
     pub pop3s: Vec<SocketAddr>,
-    /// Concurrent POP3 connections.
+    /// Concurrent POP3 connections. When all are taken, the oldest session that has not
+    /// logged in is closed to make room.
     pub max_connections: usize,
+    /// Stress mode begins at this percentage of `max_connections` (ends at half of that).
+    pub stress_threshold: u8,
+    /// In stress mode, the idle timeout of sessions that have not logged in ("10s").
+    pub stress_timeout: String,
 }
 
 /// `[auth]`: the one login guard that SMTP AUTH (587/465) and POP3 (110/995) both obey;
@@ -345,8 +366,16 @@ impl Default for SmtpConfig {
                 "127.0.0.0/8".parse().expect("literal network"),
                 "::1/128".parse().expect("literal network"),
             ],
-            max_connections: 1000,
+            // Capacity from cost: an idle SMTP session costs about 15 KiB (S4; its read buffer
+            // is 4 KiB until a transaction begins) and one file descriptor, so 10,000 idle
+            // sessions are about 150 MiB. docs/performance.md has the measurement.
+            max_connections: 10_000,
             max_connections_per_ip: 50,
+            max_connections_per_net: 200,
+            stress_threshold: 75,
+            stress_timeout: "10s".into(),
+            stress_max_errors: 3,
+            greet_delay: "0s".into(),
             max_session_time: 3600,
             max_errors: 20,
             max_header_size: 1_048_576,
@@ -363,6 +392,8 @@ impl Default for Pop3Config {
             listen: vec!["0.0.0.0:110".parse().expect("literal address")],
             pop3s: vec!["0.0.0.0:995".parse().expect("literal address")],
             max_connections: 500,
+            stress_threshold: 75,
+            stress_timeout: "10s".into(),
         }
     }
 }
@@ -485,6 +516,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "smtp/pop3 limits (max_connections, max_connections_per_ip, max_errors, max_received_headers): must be more than 0".into(),
         ));
     }
+    validate_admission(c)?;
     validate_auth(&c.auth)?;
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(
@@ -550,6 +582,41 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_admission(c: &Config) -> Result<(), ConfigError> {
+    if c.smtp.max_connections_per_net == 0 || c.smtp.stress_max_errors == 0 {
+        return Err(ConfigError(
+            "smtp.max_connections_per_net/stress_max_errors: must be more than 0".into(),
+        ));
+    }
+    for (key, pct) in [
+        ("smtp.stress_threshold", c.smtp.stress_threshold),
+        ("pop3.stress_threshold", c.pop3.stress_threshold),
+    ] {
+        if !(1..=100).contains(&pct) {
+            return Err(ConfigError(format!(
+                "{key}: a percentage of max_connections, 1 to 100: {pct}"
+            )));
+        }
+    }
+    for (key, value) in [
+        ("smtp.stress_timeout", &c.smtp.stress_timeout),
+        ("pop3.stress_timeout", &c.pop3.stress_timeout),
+    ] {
+        if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            return Err(ConfigError(format!(
+                "{key}: not a duration above 0: {value:?}"
+            )));
+        }
+    }
+    if parse_duration(&c.smtp.greet_delay).is_none_or(|d| d > std::time::Duration::from_secs(60)) {
+        return Err(ConfigError(format!(
+            "smtp.greet_delay: not a duration of at most 60s: {:?}",
+            c.smtp.greet_delay
+        )));
+    }
+    Ok(())
+}
+
 fn validate_auth(a: &AuthConfig) -> Result<(), ConfigError> {
     for (key, value) in [
         ("auth.failure_delay", &a.failure_delay),
@@ -584,135 +651,5 @@ pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_file_gives_defaults() {
-        let c = parse("").unwrap();
-        assert_eq!(c.smtp.listen, vec!["0.0.0.0:25".parse().unwrap()]);
-        assert_eq!(c.smtp.max_message_size, 52_428_800);
-        assert_eq!(c.smtp.max_recipients, 100);
-        assert_eq!(c.smtp.trusted_networks.len(), 2);
-        assert_eq!(c.data_dir, PathBuf::from("/var/lib/mailroom"));
-    }
-
-    #[test]
-    fn full_file() {
-        let c = parse(
-            "hostname = \"mx.example.test\"\ndata_dir = \"/tmp/x\"\n[smtp]\nlisten = [\"127.0.0.1:2525\"]\nmax_message_size = 1000\nmax_recipients = 5\ntrusted_networks = [\"10.0.0.0/8\"]\n[pop3]\nlisten = []\n",
-        )
-        .unwrap();
-        assert_eq!(c.hostname, "mx.example.test");
-        assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
-        assert!(c.pop3.listen.is_empty());
-        assert_eq!(c.smtp.trusted_networks, vec!["10.0.0.0/8".parse().unwrap()]);
-    }
-
-    #[test]
-    fn unknown_key_names_key_and_line() {
-        let e =
-            parse("hostname = \"a.test\"\n[smtp]\nlisten = []\nmax_mesage_size = 5\n").unwrap_err();
-        assert!(e.0.contains("line 4"), "{}", e.0);
-        assert!(e.0.contains("max_mesage_size"), "{}", e.0);
-        assert!(!e.0.contains('\n'));
-    }
-
-    #[test]
-    fn bad_address_names_key_and_line() {
-        let e = parse("[smtp]\n\nlisten = [\"127.0.0.1:99999\"]\n").unwrap_err();
-        assert!(e.0.contains("smtp.listen"), "{}", e.0);
-        assert!(e.0.contains("line 3"), "{}", e.0);
-    }
-
-    #[test]
-    fn wrong_type_names_key_and_line() {
-        let e = parse("[smtp]\nmax_recipients = \"many\"\n").unwrap_err();
-        assert!(e.0.contains("smtp.max_recipients"), "{}", e.0);
-        assert!(e.0.contains("line 2"), "{}", e.0);
-    }
-
-    #[test]
-    fn bad_network() {
-        let e = parse("[smtp]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
-        assert!(e.0.contains("smtp.trusted_networks"), "{}", e.0);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("90"),
-            Some(std::time::Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_duration("5m"),
-            Some(std::time::Duration::from_secs(300))
-        );
-        assert_eq!(
-            parse_duration("5d"),
-            Some(std::time::Duration::from_secs(432_000))
-        );
-        assert_eq!(parse_duration("5x"), None);
-        assert_eq!(parse_duration(""), None);
-        let e = parse("[relay]\nretry_schedule = [\"5m\", \"soon\"]\n").unwrap_err();
-        assert!(e.0.contains("relay.retry_schedule"), "{}", e.0);
-    }
-
-    #[test]
-    fn relay_timeouts() {
-        let c = parse("").unwrap();
-        assert_eq!(c.relay.timeouts(), mta::relay::Timeouts::default());
-        let c = parse("[relay]\ngreeting_timeout = \"2s\"\nattempt_timeout = \"500ms\"\n").unwrap();
-        let t = c.relay.timeouts();
-        assert_eq!(t.greeting, std::time::Duration::from_secs(2));
-        assert_eq!(t.attempt, std::time::Duration::from_millis(500));
-        assert_eq!(t.data_end, std::time::Duration::from_secs(600));
-        let mut defaults = c.relay.schedule(100);
-        defaults.local_slots = mta::queue::schedule::SchedConfig::default().local_slots;
-        assert_eq!(
-            format!("{defaults:?}"),
-            format!("{:?}", mta::queue::schedule::SchedConfig::default())
-        );
-        let e = parse("[relay]\nrcpt_timeout = \"0s\"\n").unwrap_err();
-        assert!(e.0.contains("relay.rcpt_timeout"), "{}", e.0);
-        let e = parse("[relay]\ndata_block_timeout = \"slow\"\n").unwrap_err();
-        assert!(e.0.contains("relay.data_block_timeout"), "{}", e.0);
-    }
-
-    #[test]
-    fn auth_section() {
-        let c = parse("").unwrap();
-        assert_eq!(c.auth.limits(), store::login_guard::LoginLimits::default());
-        let c = parse(
-            "[auth]\nfailure_delay = \"250ms\"\nmax_failure_delay = \"2s\"\nlockout_after_per_ip = 4\nlockout_after_per_account = 3\nlockout_window = \"1m\"\n",
-        )
-        .unwrap();
-        let l = c.auth.limits();
-        assert_eq!(l.failure_delay, std::time::Duration::from_millis(250));
-        assert_eq!(l.max_failure_delay, std::time::Duration::from_secs(2));
-        assert_eq!(
-            (l.lockout_after_per_ip, l.lockout_after_per_account),
-            (4, 3)
-        );
-        assert_eq!(l.lockout_window, std::time::Duration::from_secs(60));
-        let e = parse("[auth]\nlockout_window = \"soon\"\n").unwrap_err();
-        assert!(e.0.contains("auth.lockout_window"), "{}", e.0);
-        let e = parse("[auth]\nlockout_after_per_ip = 0\n").unwrap_err();
-        assert!(e.0.contains("auth.lockout_after_per_ip"), "{}", e.0);
-    }
-
-    #[test]
-    fn old_pop3_login_keys_name_the_auth_key() {
-        let e = parse("[pop3]\nlisten = []\nmax_failed_per_ip = 3\n").unwrap_err();
-        assert_eq!(
-            e.0,
-            "pop3.max_failed_per_ip: login limits moved to [auth], shared with SMTP AUTH: use auth.lockout_after_per_ip"
-        );
-    }
-
-    #[test]
-    fn syntax_error_has_line() {
-        let e = parse("hostname = \n").unwrap_err();
-        assert!(e.0.contains("line 1"), "{}", e.0);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@ mod admin;
 mod at;
 mod config;
 mod local_addrs;
+mod open_files;
 mod privilege;
 mod serve;
 mod terminal;

@@ -6,7 +6,8 @@
 //! (its [`Ticket::evicted`] resolves; the session writes its `421` and ends), marks sessions
 //! that may no longer be evicted ([`Ticket::protect`]), and logs entering and leaving stress
 //! mode (counted, for a metric once metrics exist). [`Gate::stressed`] is a lock-free read for
-//! every command's timeout.
+//! every command's timeout, and [`Gate::stress_watch`] wakes sessions already waiting when
+//! stress mode begins, so their wait is shortened too.
 //!
 //! What it does not do: write to clients or choose timeouts; the listeners do.
 
@@ -14,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::admission::{Admission, AdmissionLimits, Refusal, SessionId, StressChange};
 
@@ -24,6 +25,9 @@ pub struct Gate {
     name: &'static str,
     table: Mutex<Admission<Arc<Notify>>>,
     stressed: AtomicBool,
+    /// The stress state for sessions waiting on a client, so a wait begun before stress mode
+    /// is shortened when it begins.
+    stress_watch: watch::Sender<bool>,
     /// Times stress mode was entered.
     stress_episodes: AtomicU64,
     /// Sessions closed to make room.
@@ -38,12 +42,23 @@ pub struct Ticket {
     protected: bool,
 }
 
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("name", &self.name)
+            .field("open", &self.open())
+            .field("stressed", &self.stressed())
+            .finish()
+    }
+}
+
 impl Gate {
     pub fn new(name: &'static str, limits: AdmissionLimits) -> Arc<Gate> {
         Arc::new(Gate {
             name,
             table: Mutex::new(Admission::new(limits)),
             stressed: AtomicBool::new(false),
+            stress_watch: watch::Sender::new(false),
             stress_episodes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         })
@@ -77,6 +92,11 @@ impl Gate {
         self.stressed.load(Ordering::Relaxed)
     }
 
+    /// The stress state, to wait for its changes.
+    pub fn stress_watch(&self) -> watch::Receiver<bool> {
+        self.stress_watch.subscribe()
+    }
+
     /// Sessions open now.
     pub fn open(&self) -> usize {
         self.table().open()
@@ -99,6 +119,7 @@ impl Gate {
         match change {
             StressChange::Entered => {
                 self.stressed.store(true, Ordering::Relaxed);
+                self.stress_watch.send_replace(true);
                 let n = self.stress_episodes.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
                     "{}: stress mode on: {open} of {} connections open (threshold {}); short timeouts for unproven sessions, oldest idle ones closed when full (episode {n})",
@@ -109,6 +130,7 @@ impl Gate {
             }
             StressChange::Left => {
                 self.stressed.store(false, Ordering::Relaxed);
+                self.stress_watch.send_replace(false);
                 tracing::warn!(
                     "{}: stress mode off: {open} of {} connections open ({} evicted so far)",
                     self.name,

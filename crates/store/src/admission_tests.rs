@@ -147,7 +147,10 @@ fn refused_newcomers_change_nothing() {
     let mut a = Admission::new(limits(1, 10, 10, 1));
     let s = admit(&mut a, "127.0.0.1", true, 1);
     assert!(a.stressed());
-    assert_eq!(a.admit(ip("192.0.2.1"), false, 2), (Err(Refusal::Full), None));
+    assert_eq!(
+        a.admit(ip("192.0.2.1"), false, 2),
+        (Err(Refusal::Full), None)
+    );
     assert_eq!(a.open(), 1);
     assert_eq!(a.open_from(ip("192.0.2.1")), 0);
     assert_eq!(a.release(s.id), Some(StressChange::Left));
