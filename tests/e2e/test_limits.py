@@ -24,6 +24,13 @@ def test_connections_per_ip_and_in_total(make_server):
     # Another address still gets in, up to the total.
     d, gd = greet(s.smtp_port, "127.0.0.9")
     assert gd.startswith(b"220 ")
+    # Full, but every session has sent MAIL, so none may be closed to make room
+    # (test_flood.py has the eviction of idle ones): the newcomer is refused.
+    for x in (a, b, d):
+        x.sendall(b"EHLO client.test\r\nMAIL FROM:<>\r\n")
+        f = x.makefile("rb")
+        while not (line := f.readline()).startswith(b"250 2.1.0"):
+            assert line.startswith(b"250"), line
     e, ge = greet(s.smtp_port, "127.0.0.10")
     assert ge.startswith(b"421 4.7.0"), ge
     for x in (a, b, d, e):

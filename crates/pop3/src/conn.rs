@@ -256,7 +256,7 @@ struct Conn {
 impl Conn {
     /// Before each read: a logged-in (or trusted) session keeps its slot; in stress mode one
     /// that has not logged in gets the stress timeout. Returns the timeout for the read.
-    fn admission_rules(&self, ctx: &mut Context) -> Duration {
+    fn admission_rules(&self, ctx: &Context) -> Duration {
         if self.session.user().is_some() {
             ctx.ticket.protect();
             return self.timeout;
@@ -485,6 +485,8 @@ impl Conn {
         let opened = tokio::task::spawn_blocking(move || Mailbox::open(&root)).await;
         match opened {
             Ok(Ok(mb)) => {
+                // Logged in: never evicted from now on (before the +OK goes out).
+                ctx.ticket.protect();
                 let listing = mb.listing();
                 tracing::info!(%ip, user = ?user, tls, messages = listing.len(), "pop3: login ok");
                 self.mailbox = Some(mb);

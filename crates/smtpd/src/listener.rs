@@ -146,7 +146,7 @@ async fn handle(
         .trusted_networks
         .iter()
         .any(|n| n.contains(&ip));
-    let mut ticket = match smtpd.gate.admit(ip, trusted) {
+    let ticket = match smtpd.gate.admit(ip, trusted) {
         Ok(ticket) => ticket,
         Err(refusal) => {
             let (why, reply): (_, &[u8]) = match refusal {
@@ -211,13 +211,7 @@ async fn handle(
         session.tls_started(info);
         let mut conn = Connection::new(session);
         let r = run(
-            &mut tls,
-            &mut conn,
-            &smtpd,
-            ip,
-            shutdown,
-            &mut stats,
-            &mut ticket,
+            &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
         )
         .await;
         log_end(ip, &conn, &stats, r.map(|_| ()));
@@ -231,7 +225,7 @@ async fn handle(
         ip,
         shutdown.clone(),
         &mut stats,
-        &mut ticket,
+        &ticket,
     )
     .await;
     let result = match first {
@@ -241,13 +235,7 @@ async fn handle(
                 tracing::info!("smtpd: [{ip}] STARTTLS {} {}", info.version, info.cipher);
                 conn.tls_started(info);
                 run(
-                    &mut tls,
-                    &mut conn,
-                    &smtpd,
-                    ip,
-                    shutdown,
-                    &mut stats,
-                    &mut ticket,
+                    &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
                 )
                 .await
                 .map(|_| ())
@@ -308,13 +296,13 @@ async fn shutdown_after_grace(mut shutdown: watch::Receiver<bool>, grace: Durati
     tokio::time::sleep(grace).await;
 }
 
-/// Before each read: a session that is trusted, authenticated or in a transaction may no
+/// Before each step: a session that is trusted, authenticated or in a transaction may no
 /// longer be evicted; in stress mode the others get the short timeout (until they complete a
 /// transaction) and the lower error limit.
 fn admission_rules(
     smtpd: &Smtpd,
     conn: &mut Connection,
-    ticket: &mut Ticket,
+    ticket: &Ticket,
     clocks: &mut Clocks,
     messages: u32,
 ) {
@@ -340,7 +328,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ip: std::net::IpAddr,
     shutdown: watch::Receiver<bool>,
     stats: &mut Stats,
-    ticket: &mut Ticket,
+    ticket: &Ticket,
 ) -> std::io::Result<Exit> {
     let mut buf = vec![0u8; SMALL_READ];
     let stop = shutdown_after_grace(shutdown, smtpd.config.shutdown_grace);
@@ -355,8 +343,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // A large message streams into its spool file as it arrives.
     let mut draft: Option<Result<store::spool::Draft, std::io::Error>> = None;
     loop {
+        // Before every step, so a batch read before stress mode began meets its rules too.
+        admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
+                // Again before the replies go out: a client that saw its MAIL accepted is
+                // protected already.
                 admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
                 if conn.has_output() {
                     clocks.write(stream, &conn.take_output()).await?;

@@ -39,7 +39,7 @@ pub struct Ticket {
     gate: Arc<Gate>,
     id: SessionId,
     evicted: Arc<Notify>,
-    protected: bool,
+    protected: AtomicBool,
 }
 
 impl std::fmt::Debug for Gate {
@@ -83,7 +83,7 @@ impl Gate {
             gate: self.clone(),
             id: admitted.id,
             evicted,
-            protected: trusted,
+            protected: AtomicBool::new(trusted),
         })
     }
 
@@ -145,9 +145,8 @@ impl Gate {
 impl Ticket {
     /// The session sent `MAIL` or authenticated: it keeps its slot whatever comes. Cheap after
     /// the first call.
-    pub fn protect(&mut self) {
-        if !self.protected {
-            self.protected = true;
+    pub fn protect(&self) {
+        if !self.protected.swap(true, Ordering::Relaxed) {
             self.gate.table().protect(self.id);
         }
     }
