@@ -74,3 +74,24 @@ def test_idle_and_session_time_limits(make_server):
     assert time.time() - start > 2.5
     c.close()
     s.stop()
+
+
+def test_connections_per_network(make_server):
+    # Per IPv4 /24 (IPv6 /64: unit tests in store::admission); trusted networks are exempt.
+    s = make_server(trusted=("127.0.0.2/32",), smtp_extra="max_connections_per_net = 2\n")
+    s.start()
+    a, ga = greet(s.smtp_port, "127.0.5.1")
+    b, gb = greet(s.smtp_port, "127.0.5.2")
+    assert ga.startswith(b"220 ") and gb.startswith(b"220 ")
+    c, gc = greet(s.smtp_port, "127.0.5.3")
+    assert gc.startswith(b"421 4.7.0 Too many connections from your network"), gc
+    # Another /24 gets in; a trusted client is not limited (three from one /24 here).
+    d, gd = greet(s.smtp_port, "127.0.6.1")
+    assert gd.startswith(b"220 "), gd
+    t1, g1 = greet(s.smtp_port, "127.0.0.2")
+    t2, g2 = greet(s.smtp_port, "127.0.0.2")
+    t3, g3 = greet(s.smtp_port, "127.0.0.2")
+    assert all(g.startswith(b"220 ") for g in (g1, g2, g3)), (g1, g2, g3)
+    for x in (a, b, c, d, t1, t2, t3):
+        x.close()
+    s.stop()
