@@ -146,6 +146,10 @@ def test_trusted_sender_is_served_through_a_5000_connection_flood(make_server):
     raise_nofile(8000)
     s = prepared(make_server, trusted=("127.0.0.2/32",), smtp_extra="max_connections = 2000\n").start()
     addresses = [f"127.20.{n}.1" for n in range(200)]
+    # A trusted session that is idle (no MAIL yet) and older than the whole flood: were trusted
+    # sessions evictable, it would be the first to go.
+    keeper = smtplib.SMTP(HOST, s.smtp_port, timeout=60, source_address=("127.0.0.2", 0))
+    keeper.ehlo("keeper.test")
     flood = []
     done = threading.Event()
 
@@ -169,7 +173,9 @@ def test_trusted_sender_is_served_through_a_5000_connection_flood(make_server):
         sent += 1
     attacker.join()
     assert len(flood) == 5000
-    s.wait_messages("alice@example.test", sent)
+    keeper.sendmail("a@remote.test", ["alice@example.test"], MSG)
+    keeper.quit()
+    s.wait_messages("alice@example.test", sent + 1)
     assert "closed to make room for a newcomer" in s.log_text(), "the flood never filled the slots"
     for c in flood:
         c.close()
