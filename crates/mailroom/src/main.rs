@@ -10,6 +10,7 @@ mod config;
 mod import;
 mod import_maildir;
 mod local_addrs;
+mod open_files;
 mod privilege;
 mod serve;
 mod terminal;

@@ -16,11 +16,13 @@ use smtpd::auth::SmtpAuth;
 use smtpd::direct::Direct;
 use smtpd::policy::DirectoryPolicy;
 use smtpd::{Smtpd, SmtpdConfig};
+use store::admission::AdmissionLimits;
+use store::admission_gate::Gate;
 use store::directory::Directory;
 use store::login_guard::LoginGuard;
 use store::spool::Spool;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::Failure;
@@ -64,6 +66,7 @@ struct Listeners {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
     init_logging(config.log_level.as_str());
+    crate::open_files::raise(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
@@ -156,8 +159,17 @@ async fn serve(
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
         DirectoryPolicy::new(directory.clone(), postmaster).with_forward_failures(forward_failures),
     );
-    let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
-    let per_ip = Arc::new(smtpd::PerIp::default());
+    // One admission for all SMTP listeners: slots, per-address and per-network limits,
+    // stress mode.
+    let gate = Gate::new(
+        "smtpd",
+        AdmissionLimits::new(
+            config.smtp.max_connections,
+            config.smtp.max_connections_per_ip,
+            config.smtp.max_connections_per_net,
+            config.smtp.stress_threshold,
+        ),
+    );
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
     let login_guard = Arc::new(LoginGuard::new(config.auth.limits()));
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
@@ -177,17 +189,18 @@ async fn serve(
                     max_received_headers: config.smtp.max_received_headers,
                     ..SessionConfig::new(&config.hostname, service)
                 }),
-                max_connections_per_ip: config.smtp.max_connections_per_ip,
                 max_session_time: config.smtp.max_session_time.get(),
                 trusted_networks: config.smtp.trusted_networks.clone(),
                 command_timeout: config.smtp.command_timeout.get(),
                 shutdown_grace: config.smtp.shutdown_grace.get(),
+                stress_timeout: config.smtp.stress_timeout.get(),
+                stress_max_errors: config.smtp.stress_max_errors,
+                greet_delay: config.smtp.greet_delay.get(),
             },
             policy: policy.clone(),
             spool: spool.clone(),
             queued: queued_tx.clone(),
-            slots: slots.clone(),
-            per_ip: per_ip.clone(),
+            gate: gate.clone(),
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
@@ -373,13 +386,17 @@ fn pop3_service(
     config: &Config,
     directory: Arc<Directory>,
 ) -> (Arc<pop3::Pop3Config>, Arc<dyn pop3::Authenticator>) {
-    let pop3_config = pop3::Pop3Config {
+    let mut pop3_config = pop3::Pop3Config {
         hostname: config.hostname.clone(),
         // Clear-text logins (no TLS) only from trusted networks; over TLS always.
         plaintext_allowed_networks: config.smtp.trusted_networks.clone(),
         max_connections: config.pop3.max_connections,
+        stress_threshold: config.pop3.stress_threshold,
+        stress_timeout: config.pop3.stress_timeout.get(),
         ..pop3::Pop3Config::default()
     };
+    // 110 and 995 share POP3's slots (not SMTP's).
+    pop3_config.gate = Some(pop3_config.new_gate());
     let auth = DirectoryAuth {
         directory,
         data_dir: config.data_dir.clone(),

@@ -1,7 +1,10 @@
 //! Everything Mailroom keeps on disk under `data_dir`: the directory of domains, accounts and
 //! aliases (SQLite), the spool (the durable queue of accepted messages), Maildir delivery, and the
-//! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
+//! reading side of a Maildir used by POP3; and the limits the SMTP and POP3 listeners share in
+//! memory (`login_guard`, `admission`). It knows nothing of SMTP or POP3.
 
+pub mod admission;
+pub mod admission_gate;
 pub mod at;
 pub mod backup;
 pub mod clock;

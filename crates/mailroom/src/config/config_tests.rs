@@ -123,3 +123,31 @@ fn syntax_error_has_line() {
     let e = parse("hostname = \n").unwrap_err();
     assert!(e.0.contains("line 1"), "{}", e.0);
 }
+
+#[test]
+fn admission_keys() {
+    let c = parse("").unwrap();
+    assert_eq!(c.smtp.max_connections, 10_000);
+    assert_eq!(c.smtp.max_connections_per_net, 200);
+    assert_eq!(c.smtp.stress_threshold, 75);
+    assert_eq!(c.smtp.stress_timeout, Span::secs(10));
+    assert_eq!(c.smtp.greet_delay, Span::secs(0));
+    let c = parse("[smtp]\ngreet_delay = \"2s\"\nstress_threshold = 50\n").unwrap();
+    assert_eq!(c.smtp.greet_delay, Span::secs(2));
+    assert_eq!(c.smtp.stress_threshold, 50);
+    for (text, key) in [
+        ("[smtp]\nstress_threshold = 0\n", "smtp.stress_threshold"),
+        ("[pop3]\nstress_threshold = 101\n", "pop3.stress_threshold"),
+        ("[smtp]\nstress_timeout = \"0s\"\n", "smtp.stress_timeout"),
+        ("[pop3]\nstress_timeout = \"soon\"\n", "pop3.stress_timeout"),
+        ("[smtp]\ngreet_delay = \"later\"\n", "smtp.greet_delay"),
+        ("[smtp]\ngreet_delay = \"5m\"\n", "smtp.greet_delay"),
+        (
+            "[smtp]\nmax_connections_per_net = 0\n",
+            "smtp.max_connections_per_net",
+        ),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.0.contains(key), "{text}: {}", e.0);
+    }
+}

@@ -213,10 +213,26 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// May relay without AUTH.
     pub trusted_networks: Vec<IpNet>,
-    /// Concurrent SMTP connections, all listeners together; more get `421`.
+    /// Concurrent SMTP connections, all listeners together. When all are taken, the oldest
+    /// idle session that has not sent MAIL (not trusted, not authenticated) is closed with
+    /// `421 4.7.0` to make room; only when there is none the newcomer gets `421 4.7.0`.
     pub max_connections: usize,
     /// Concurrent SMTP connections from one IP address; more get `421 4.7.0`.
     pub max_connections_per_ip: usize,
+    /// Concurrent SMTP connections from one IPv4 /24 or IPv6 /64; more get `421 4.7.0`.
+    /// Trusted networks are exempt (from this and the per-address limit).
+    pub max_connections_per_net: usize,
+    /// Stress mode begins when this percentage of `max_connections` is open, and ends when
+    /// the open connections fall to half of that.
+    pub stress_threshold: u8,
+    /// In stress mode, the command timeout of sessions that are not trusted, not
+    /// authenticated and have not completed a transaction ("10s").
+    pub stress_timeout: Span,
+    /// In stress mode, refused commands allowed to such sessions before `421 4.7.0`.
+    pub stress_max_errors: u32,
+    /// On the MX port, untrusted clients must wait this long for the end of the greeting
+    /// (a `220-` line goes out at once); one that talks first gets `554 5.5.1` ("0s": off).
+    pub greet_delay: Span,
     /// How long a whole SMTP session may last, then `421 4.4.2` (seconds, or "1h").
     pub max_session_time: Span,
     /// Refused commands per session, then `421 4.7.0` and close (RFC 5321 §7.8).
@@ -239,8 +255,13 @@ pub struct Pop3Config {
     pub listen: Vec<SocketAddr>,
     /// Port 995 listeners (implicit TLS); empty disables.
     pub pop3s: Vec<SocketAddr>,
-    /// Concurrent POP3 connections.
+    /// Concurrent POP3 connections. When all are taken, the oldest session that has not
+    /// logged in is closed to make room.
     pub max_connections: usize,
+    /// Stress mode begins at this percentage of `max_connections` (ends at half of that).
+    pub stress_threshold: u8,
+    /// In stress mode, the idle timeout of sessions that have not logged in ("10s").
+    pub stress_timeout: Span,
     /// Delete messages retrieved over POP3 this long after their retrieval, even when the
     /// client leaves them on the server ("30d"); "" keeps them.
     pub delete_retrieved_after: MaybeSpan,
@@ -355,8 +376,16 @@ impl Default for SmtpConfig {
                 "127.0.0.0/8".parse().expect("literal network"),
                 "::1/128".parse().expect("literal network"),
             ],
-            max_connections: 1000,
+            // Capacity from cost: an idle SMTP session costs about 15 KiB (S4; its read buffer
+            // is 4 KiB until a transaction begins) and one file descriptor, so 10,000 idle
+            // sessions are about 150 MiB. docs/performance.md has the measurement.
+            max_connections: 10_000,
             max_connections_per_ip: 50,
+            max_connections_per_net: 200,
+            stress_threshold: 75,
+            stress_timeout: Span::of("10s"),
+            stress_max_errors: 3,
+            greet_delay: Span::secs(0),
             max_session_time: Span::secs(3600),
             max_errors: 20,
             max_header_size: 1_048_576,
@@ -375,6 +404,8 @@ impl Default for Pop3Config {
             max_connections: 500,
             delete_retrieved_after: MaybeSpan(None),
             delete_after: MaybeSpan(None),
+            stress_threshold: 75,
+            stress_timeout: Span::of("10s"),
         }
     }
 }
@@ -502,6 +533,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "smtp.command_timeout/max_session_time: must be more than 0".into(),
         ));
     }
+    validate_admission(c)?;
     validate_auth(&c.auth)?;
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(
@@ -539,6 +571,36 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "postmaster: not an address: {:?}",
             c.postmaster
         )));
+    }
+    Ok(())
+}
+
+fn validate_admission(c: &Config) -> Result<(), ConfigError> {
+    if c.smtp.max_connections_per_net == 0 || c.smtp.stress_max_errors == 0 {
+        return Err(ConfigError(
+            "smtp.max_connections_per_net/stress_max_errors: must be more than 0".into(),
+        ));
+    }
+    for (key, pct) in [
+        ("smtp.stress_threshold", c.smtp.stress_threshold),
+        ("pop3.stress_threshold", c.pop3.stress_threshold),
+    ] {
+        if !(1..=100).contains(&pct) {
+            return Err(ConfigError(format!(
+                "{key}: a percentage of max_connections, 1 to 100: {pct}"
+            )));
+        }
+    }
+    for (key, value) in [
+        ("smtp.stress_timeout", c.smtp.stress_timeout),
+        ("pop3.stress_timeout", c.pop3.stress_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError(format!("{key}: must be more than 0")));
+        }
+    }
+    if c.smtp.greet_delay.get() > std::time::Duration::from_secs(60) {
+        return Err(ConfigError("smtp.greet_delay: at most 60s".into()));
     }
     Ok(())
 }
