@@ -6,7 +6,12 @@
 mod admin;
 mod config;
 mod local_addrs;
+mod local_mail;
+mod ops;
+mod pickup;
 mod privilege;
+mod sd_notify;
+mod sendmail;
 mod serve;
 mod terminal;
 mod tls;
@@ -46,9 +51,15 @@ enum Command {
     Queue(admin::QueueCommand),
     /// Print the configuration in effect (defaults filled in).
     CheckConfig,
+    /// Send a message like sendmail(8): `[-t] [-i] [-f sender] [-F name] [rcpt...]`.
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// An error that ends the program with a code and a one-line message.
+#[derive(Debug)]
 pub struct Failure {
     pub code: u8,
     pub message: String,
@@ -77,7 +88,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = Cli::parse();
+    let cli = match ops::program_name_command() {
+        Some(cli) => cli,
+        None => Cli::parse(),
+    };
     let config = match config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -85,7 +99,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig);
+    let admin = !matches!(
+        cli.command,
+        Command::Serve | Command::CheckConfig | Command::Sendmail { .. }
+    );
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
             eprintln!("mailroom: {}", f.message);
@@ -98,6 +115,7 @@ fn main() -> ExitCode {
         Command::User(c) => admin::user(&config, c),
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
+        Command::Sendmail { args } => sendmail::run(&config, &args),
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(())

@@ -61,6 +61,18 @@ struct Listeners {
     pop3s: Vec<std::net::TcpListener>,
 }
 
+/// The host name is in EHLO, `Received:` and bounces: other servers expect a fully
+/// qualified name there (RFC 5321 §4.1.1.1), and some refuse mail from a bare one.
+fn warn_if_not_fqdn(hostname: &str) {
+    let labels: Vec<&str> = hostname.trim_end_matches('.').split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        tracing::warn!(
+            "hostname {hostname:?} is not a fully qualified domain name; it is used in EHLO, \
+             Received: and bounces: set hostname = \"mx.example.org\" in the config file"
+        );
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
     init_logging(config.log_level.as_str());
@@ -68,6 +80,15 @@ pub fn run(config: Config) -> Result<(), Failure> {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
             config.data_dir.display()
+        ))
+    })?;
+    // One server per data_dir, held until we return (or the kernel ends the process).
+    let _lock = store::instance_lock::acquire(&config.data_dir).map_err(Failure::failed)?;
+    warn_if_not_fqdn(&config.hostname);
+    store::maildrop::prepare(&config.data_dir).map_err(|e| {
+        Failure::failed(format!(
+            "cannot prepare {}: {e}",
+            config.data_dir.join(store::maildrop::DIR).display()
         ))
     })?;
     // Bind everything first: a port we cannot have stops the start before anything runs.
@@ -198,6 +219,13 @@ async fn serve(
             servers.spawn(smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
         }
     }
+    let pickup = crate::pickup::Pickup {
+        config: config.clone(),
+        directory: directory.clone(),
+        spool: spool.clone(),
+        queued: queued_tx.clone(),
+    };
+    servers.spawn(pickup.run(shutdown_rx.clone()));
     drop(queued_tx);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
@@ -234,8 +262,17 @@ async fn serve(
             }
         }
     });
+    crate::sd_notify::notify("READY=1");
+    let watchdog = crate::sd_notify::watchdog_interval().map(|every| {
+        tracing::info!("systemd: watchdog ping every {every:?}");
+        tokio::spawn(crate::sd_notify::watchdog(every))
+    });
     wait_for_signal(&cert).await;
+    crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     tracing::info!(
         "shutdown requested: no new connections; sessions get {:?} to finish",
         config.smtp.shutdown_grace.get()

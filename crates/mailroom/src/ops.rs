@@ -1,0 +1,29 @@
+//! The binary under other names, as a mail system's binary is installed: `sendmail` (a
+//! symlink, or the Debian `sendmail` alternative) runs `mailroom sendmail`, `mailq` runs
+//! `mailroom queue list`, `newaliases` does nothing (aliases live in the directory). Those
+//! names take no `--config`: the file is `$MAILROOM_CONFIG`, else the default path.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::{Cli, Command};
+
+/// The command implied by the program name, when it is one of the compatibility names.
+pub(crate) fn program_name_command() -> Option<Cli> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    let rest: Vec<OsString> = args.collect();
+    let command = match name.as_str() {
+        "sendmail" => Command::Sendmail { args: rest },
+        "newaliases" => Command::Sendmail {
+            args: vec!["-bi".into()],
+        },
+        "mailq" => Command::Queue(crate::admin::QueueCommand::List),
+        _ => return None,
+    };
+    Some(Cli {
+        config: std::env::var_os("MAILROOM_CONFIG").map(PathBuf::from),
+        command,
+    })
+}
