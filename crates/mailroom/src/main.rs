@@ -25,8 +25,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "mailroom", version, about)]
 struct Cli {
-    /// Configuration file (default: /etc/mailroom/mailroom.toml when it exists, else the
-    /// built-in defaults).
+    /// Configuration file (default: $MAILROOM_CONFIG, else /etc/mailroom/mailroom.toml when it
+    /// exists, else the built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -92,7 +92,10 @@ fn main() -> ExitCode {
         Some(cli) => cli,
         None => Cli::parse(),
     };
-    let config = match config::load(cli.config.as_deref()) {
+    // `$MAILROOM_CONFIG` stands in for `--config` (the `sendmail` name takes no options).
+    let path =
+        (cli.config.clone()).or_else(|| std::env::var_os("MAILROOM_CONFIG").map(PathBuf::from));
+    let config = match config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailroom: {e}");

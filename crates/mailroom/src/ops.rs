@@ -1,10 +1,11 @@
 //! The binary under other names, as a mail system's binary is installed: `sendmail` (a
 //! symlink, or the Debian `sendmail` alternative) runs `mailroom sendmail`, `mailq` runs
 //! `mailroom queue list`, `newaliases` does nothing (aliases live in the directory). Those
-//! names take no `--config`: the file is `$MAILROOM_CONFIG`, else the default path.
+//! names take no `--config`: the file is `$MAILROOM_CONFIG` (read in `main`), else the
+//! default path.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{Cli, Command};
 
@@ -23,7 +24,7 @@ pub(crate) fn program_name_command() -> Option<Cli> {
         _ => return None,
     };
     Some(Cli {
-        config: std::env::var_os("MAILROOM_CONFIG").map(PathBuf::from),
+        config: None,
         command,
     })
 }
