@@ -10,32 +10,9 @@ import time
 
 import pytest
 
-from conftest import BIN, Server, has
+from conftest import BIN, has
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runs sendmail as nobody)")
-
-
-@pytest.fixture
-def make_server():
-    """Servers in a directory the service user and `nobody` can reach (as under /var/lib):
-    not under pytest's base directory, which other pytest runs may make private again."""
-    import pathlib
-    import tempfile
-    base = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-e2e-sendmail-"))
-    os.chmod(base, 0o755)
-    servers = []
-
-    def make(**kw):
-        sub = base / f"s{len(servers)}"
-        sub.mkdir(mode=0o755)
-        servers.append(Server(sub, **kw))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        if s.proc is not None and s.proc.poll() is None:
-            s.kill()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def links(s):
@@ -66,8 +43,8 @@ def maildrop(s):
     return [p for p in d.iterdir() if not p.name.startswith(".")] if d.is_dir() else []
 
 
-def service_user_server(make_server):
-    s = make_server()
+def service_user_server(make_reachable_server):
+    s = make_reachable_server()
     s.config.write_text(s.config.read_text().replace('user = ""', 'user = "mailroom"'))
     s.cli("domain", "add", "example.test")
     for u in ("alice", "nobody"):
@@ -76,8 +53,8 @@ def service_user_server(make_server):
 
 
 @pytest.mark.skipif(not has("bsd-mailx"), reason="bsd-mailx not installed")
-def test_root_mailx_and_cron_while_down_then_up(make_server):
-    s = service_user_server(make_server)
+def test_root_mailx_and_cron_while_down_then_up(make_reachable_server):
+    s = service_user_server(make_reachable_server)
     bindir = links(s)
     mailrc = s.tmp / "mailrc"
     mailrc.write_text(f"set sendmail={bindir / 'sendmail'}\n")
@@ -125,8 +102,8 @@ def git(*args, cwd, env):
 
 
 @pytest.mark.skipif(not has("git") or not has("setpriv"), reason="git or setpriv not installed")
-def test_git_send_email_by_an_ordinary_user_while_down_then_up(make_server):
-    s = service_user_server(make_server)
+def test_git_send_email_by_an_ordinary_user_while_down_then_up(make_reachable_server):
+    s = service_user_server(make_reachable_server)
     bindir = links(s)
     s.start()  # the first start makes the maildrop
     assert s.stop() == 0
@@ -176,8 +153,8 @@ def test_git_send_email_by_an_ordinary_user_while_down_then_up(make_server):
 
 
 @pytest.mark.skipif(not has("setpriv"), reason="setpriv not installed")
-def test_sendmail_says_why_it_cannot_queue(make_server):
-    s = service_user_server(make_server)
+def test_sendmail_says_why_it_cannot_queue(make_reachable_server):
+    s = service_user_server(make_reachable_server)
     bindir = links(s)
     # Never started: no maildrop for ordinary users.
     r = subprocess.run(as_nobody([str(bindir / "sendmail"), "alice@example.test"]), input="x\n",

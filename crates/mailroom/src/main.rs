@@ -11,10 +11,12 @@ mod ops;
 mod pickup;
 mod privilege;
 mod sd_notify;
+mod selfsigned;
 mod sendmail;
 mod serve;
 mod terminal;
 mod tls;
+mod tls_admin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,9 @@ enum Command {
     Queue(admin::QueueCommand),
     /// Print the configuration in effect (defaults filled in).
     CheckConfig,
+    /// Reload the TLS certificate (root-only keys: copied for the server).
+    #[command(subcommand)]
+    Tls(tls_admin::TlsCommand),
     /// Send a message like sendmail(8): `[-t] [-i] [-f sender] [-F name] [rcpt...]`.
     Sendmail {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -104,7 +109,7 @@ fn main() -> ExitCode {
     };
     let admin = !matches!(
         cli.command,
-        Command::Serve | Command::CheckConfig | Command::Sendmail { .. }
+        Command::Serve | Command::CheckConfig | Command::Sendmail { .. } | Command::Tls(_)
     );
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
         Command::Sendmail { args } => sendmail::run(&config, &args),
+        Command::Tls(c) => tls_admin::run(&config, c),
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(())

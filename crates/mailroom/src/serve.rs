@@ -107,7 +107,14 @@ pub fn run(config: Config) -> Result<(), Failure> {
         &config.data_dir,
     )
     .map_err(Failure::failed)?;
-    let (tls_config, cert) = crate::tls::server_config(source).map_err(Failure::failed)?;
+    let (tls_config, cert) = crate::tls::server_config(source.clone()).map_err(Failure::failed)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // The service user may not be able to read the files at the next SIGHUP.
+        if let Err(e) = crate::tls::install_copy(&source) {
+            tracing::warn!("{e}");
+        }
+    }
     if let Some(user) = crate::privilege::service_user(&config)? {
         crate::privilege::own_data_dir(&config.data_dir, &user)?;
         crate::privilege::drop_to(&user)?;
