@@ -86,3 +86,30 @@ def test_the_unit_file_verifies_and_is_hardened(tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_ipv4_and_ipv6_wildcards_share_a_port(make_server):
+    """The defaults listen on 0.0.0.0 and [::] (config_tests.rs): the IPv6 socket is IPv6-only,
+    so the two bind side by side and each family reaches the server."""
+    s = make_server()
+    s.config.write_text(s.config.read_text().replace(
+        f'listen = ["{HOST}:{s.smtp_port}"]', f'listen = ["0.0.0.0:{s.smtp_port}", "[::]:{s.smtp_port}"]'))
+    s.start()
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as c:
+            c.settimeout(10)
+            c.connect((addr, s.smtp_port))
+            assert c.recv(512).startswith(b"220 "), addr
+            c.sendall(b"QUIT\r\n")
+    assert s.stop() == 0
+
+
+def test_a_hostname_that_is_not_fully_qualified_is_warned_about(make_server):
+    s = make_server()
+    s.start()
+    assert s.stop() == 0
+    assert "not a fully qualified domain name" not in s.log_text()
+    s.config.write_text(s.config.read_text().replace('hostname = "mx.example.test"', 'hostname = "mailhost"'))
+    s.start()
+    assert s.stop() == 0
+    assert 'hostname "mailhost" is not a fully qualified domain name' in s.log_text()

@@ -39,17 +39,42 @@ fn init_logging(level: &str) {
 fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<std::net::TcpListener>, Failure> {
     let mut out = Vec::new();
     for addr in addrs {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-            Failure::failed(format!(
-                "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
-            ))
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
-        out.push(listener);
+        match bind(addr) {
+            Ok(l) => out.push(l),
+            // `[::]` on a host without IPv6: the IPv4 listeners still serve.
+            Err(e)
+                if addr.is_ipv6()
+                    && addr.ip().is_unspecified()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                    ) =>
+            {
+                tracing::warn!("not listening on {addr} ({key}): {e}; no IPv6 on this host?");
+            }
+            Err(e) => {
+                return Err(Failure::failed(format!(
+                    "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
+                )))
+            }
+        }
     }
     Ok(out)
+}
+
+/// A non-blocking listener; an IPv6 one only for IPv6 (`IPV6_V6ONLY`), so `[::]:25` and
+/// `0.0.0.0:25` are two sockets whatever `net.ipv6.bindv6only` says.
+fn bind(addr: &SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&(*addr).into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Listening sockets, bound before privileges are dropped.
