@@ -56,6 +56,12 @@ enum Command {
     /// Reload the TLS certificate (root-only keys: copied for the server).
     #[command(subcommand)]
     Tls(tls_admin::TlsCommand),
+    /// Print the man page or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: ops::Generated,
+    },
     /// Send a message like sendmail(8): `[-t] [-i] [-f sender] [-F name] [rcpt...]`.
     Sendmail {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -109,7 +115,11 @@ fn main() -> ExitCode {
     };
     let admin = !matches!(
         cli.command,
-        Command::Serve | Command::CheckConfig | Command::Sendmail { .. } | Command::Tls(_)
+        Command::Serve
+            | Command::CheckConfig
+            | Command::Sendmail { .. }
+            | Command::Tls(_)
+            | Command::Generate { .. }
     );
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
         Command::Queue(c) => admin::queue(&config, c),
         Command::Sendmail { args } => sendmail::run(&config, &args),
         Command::Tls(c) => tls_admin::run(&config, c),
+        Command::Generate { what } => ops::generate(what),
         Command::CheckConfig => {
             println!("{config:#?}");
             Ok(())

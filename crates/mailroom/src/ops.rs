@@ -28,3 +28,34 @@ pub(crate) fn program_name_command() -> Option<Cli> {
         command,
     })
 }
+
+/// What `mailroom generate` prints, for packaging (`scripts/package-deb`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Generated {
+    /// The man page, mailroom(8), as roff.
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes the man page or a shell's completions, from the same clap definition the binary
+/// parses with, to standard output.
+pub(crate) fn generate(what: Generated) -> Result<(), crate::Failure> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let shell = match what {
+        Generated::Man => {
+            let page = clap_mangen::Man::new(cmd).section("8");
+            return page
+                .render(&mut out)
+                .map_err(|e| crate::Failure::failed(format!("cannot write the man page: {e}")));
+        }
+        Generated::Bash => clap_complete::Shell::Bash,
+        Generated::Zsh => clap_complete::Shell::Zsh,
+        Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "mailroom", &mut out);
+    Ok(())
+}
