@@ -209,7 +209,13 @@ pub fn run(config: &Config, args: &[OsString]) -> Result<(), Failure> {
     let message = read_message(std::io::stdin().lock(), dot_ends, max)?;
     let request = Request { message, ..request };
     let caller = caller(uid, config);
-    crate::privilege::become_service_user(config)?;
+    // Root switches to the service user before touching data_dir. Without the ownership walk
+    // of the admin commands when data_dir exists: cron may call this every minute, and the
+    // walk visits every Maildir file. We create nothing as root here.
+    match crate::privilege::service_user(config)? {
+        Some(user) if config.data_dir.is_dir() => crate::privilege::drop_to(&user)?,
+        _ => crate::privilege::become_service_user(config)?,
+    }
     if owns_data_dir(config) {
         queue_directly(config, &request, &caller)
     } else {
