@@ -33,11 +33,14 @@ def installed(pkg):
 def test_the_deb_installs_everything_an_admin_expects():
     assert not installed("mailroom"), "a mailroom package is already installed on this machine"
     had_data_dir = os.path.exists("/var/lib/mailroom")
+    had_postfix = installed("postfix")
     run(str(ROOT / "scripts" / "package-deb"), cwd=ROOT)
     debs = sorted(glob.glob(f"{TARGET}/debian/mailroom_*.deb"), key=os.path.getmtime)
     assert debs, f"no package in {TARGET}/debian"
     try:
-        run("apt-get", "install", "-y", "-q", "--no-install-recommends", os.path.abspath(debs[-1]),
+        # --no-remove: the package must install beside the MTA already there (Postfix here).
+        run("apt-get", "install", "-y", "-q", "--no-install-recommends", "--no-remove",
+            os.path.abspath(debs[-1]),
             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         assert run("/usr/bin/mailroom", "--version").startswith("mailroom ")
         assert run("man", "-w", "mailroom").strip().startswith("/usr/share/man/man8/mailroom.8")
@@ -55,7 +58,9 @@ def test_the_deb_installs_everything_an_admin_expects():
         import pwd
         assert st.st_uid == pwd.getpwnam("mailroom").pw_uid
     finally:
-        subprocess.run(["dpkg", "--purge", "mailroom"], capture_output=True)
+        purged = subprocess.run(["dpkg", "--purge", "mailroom"], capture_output=True, text=True)
         if not had_data_dir:
             shutil.rmtree("/var/lib/mailroom", ignore_errors=True)
+    assert purged.returncode == 0, purged.stderr
     assert not os.path.exists("/usr/bin/mailroom")
+    assert installed("postfix") or not had_postfix
