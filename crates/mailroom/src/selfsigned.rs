@@ -1,6 +1,6 @@
 //! The self-signed certificate used when `[tls]` names none: made for `hostname`, valid for
-//! one year, and made again at start when it is missing, expires within 30 days, or names
-//! another host (the hostname changed). Written through [`store::private_files`] in
+//! one year, and made again (at start, and daily while running) when it is missing, expires
+//! within 30 days, or names another host (the hostname changed). Written through [`store::private_files`] in
 //! `data_dir/tls/`.
 //!
 //! It does not load the certificate into rustls (see [`crate::tls`]).
@@ -89,6 +89,30 @@ pub fn ensure(data_dir: &Path, hostname: &str) -> Result<(), String> {
             data_dir.join("tls").display()
         )
     })
+}
+
+/// For a server that runs for months: once a day, [`ensure`] (as the service user, who owns
+/// `data_dir/tls`) and reload, so the certificate is renewed before it expires.
+pub async fn renew_daily(
+    data_dir: std::path::PathBuf,
+    hostname: String,
+    cert: std::sync::Arc<crate::tls::ReloadableCert>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let (d, h) = (data_dir.clone(), hostname.clone());
+        match tokio::task::spawn_blocking(move || ensure(&d, &h)).await {
+            Ok(Ok(())) => {
+                if let Err(e) = cert.reload() {
+                    tracing::error!("tls: reload of the self-signed certificate failed: {e}");
+                }
+            }
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(e) => tracing::error!("tls: renewal task failed: {e}"),
+        }
+    }
 }
 
 #[cfg(test)]

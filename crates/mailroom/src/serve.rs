@@ -299,7 +299,17 @@ async fn serve(
         tracing::info!("systemd: watchdog ping every {every:?}");
         tokio::spawn(crate::sd_notify::watchdog(every))
     });
+    let renewal = config.tls.certificate.is_empty().then(|| {
+        tokio::spawn(crate::selfsigned::renew_daily(
+            config.data_dir.clone(),
+            config.hostname.clone(),
+            cert.clone(),
+        ))
+    });
     wait_for_signal(&cert).await;
+    if let Some(r) = renewal {
+        r.abort();
+    }
     crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();
     if let Some(w) = watchdog {
