@@ -133,6 +133,8 @@ pub struct Site<'a> {
     pub local_domain: &'a str,
     pub id: &'a str,
     pub unix_secs: i64,
+    /// `smtp.max_recipients`, as for SMTP.
+    pub max_recipients: usize,
 }
 
 /// `addr`, without `<>`, qualified with the local domain when it has no `@`, checked.
@@ -266,6 +268,13 @@ pub fn compose(r: &Request, caller: &Caller, site: &Site<'_>) -> Result<Composed
     recipients.retain(|r| seen.insert(r.to_ascii_lowercase()));
     if recipients.is_empty() {
         return Err("no recipients given (name them, or use -t with To:/Cc:/Bcc:)".into());
+    }
+    if recipients.len() > site.max_recipients {
+        return Err(format!(
+            "{} recipients, more than smtp.max_recipients ({})",
+            recipients.len(),
+            site.max_recipients
+        ));
     }
     let own_sender = sender.eq_ignore_ascii_case(&own);
     let mut out = format!(

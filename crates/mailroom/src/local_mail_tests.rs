@@ -6,6 +6,7 @@ fn site() -> Site<'static> {
         local_domain: "example.test",
         id: "0123456789ABCDEF",
         unix_secs: 1_700_000_000,
+        max_recipients: 5,
     }
 }
 
@@ -134,6 +135,13 @@ fn bad_addresses_and_bare_cr_are_refused_or_neutralised() {
         ..Request::default()
     };
     assert!(compose(&r, &alice(), &site()).is_err());
+    let many: Vec<String> = (0..6).map(|i| format!("u{i}")).collect();
+    let r = Request {
+        recipients: many,
+        ..r
+    };
+    let e = compose(&r, &alice(), &site()).unwrap_err();
+    assert!(e.contains("smtp.max_recipients"), "{e}");
     assert_eq!(normalize(b"a\rb\nc\r\n"), b"a b\r\nc\r\n");
     assert_eq!(normalize(b"no end"), b"no end\r\n");
 }

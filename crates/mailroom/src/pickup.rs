@@ -85,6 +85,7 @@ impl Pickup {
                 local_domain: &domain,
                 id: &id,
                 unix_secs: unix_now(),
+                max_recipients: self.config.smtp.max_recipients,
             };
             local_mail::compose(&request, &caller, &site)
         });

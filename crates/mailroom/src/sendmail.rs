@@ -259,6 +259,7 @@ fn queue_directly(config: &Config, request: &Request, caller: &Caller) -> Result
         local_domain: &domain,
         id: &id,
         unix_secs: unix_now(),
+        max_recipients: config.smtp.max_recipients,
     };
     let m = local_mail::compose(request, caller, &site).map_err(fail)?;
     let spool = store::spool::Spool::open(&config.data_dir).map_err(|e| fail(e.to_string()))?;
