@@ -130,7 +130,24 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
 
-    let relay = Arc::new(build_relay(&config)?);
+    // One resolver for every lookup: the relay's MX and the inbound checks.
+    let dns = Arc::new(
+        dns::Dns::new(&dns::DnsConfig {
+            servers: config.dns_servers().to_vec(),
+            ..dns::DnsConfig::default()
+        })
+        .map_err(|e| Failure::failed(format!("dns: {e}")))?,
+    );
+    let checks = config.verify.checks();
+    // With every method off there is nothing to check and no header to add.
+    let verifier = (checks.spf || checks.dkim || checks.dmarc || checks.arc).then(|| {
+        Arc::new(smtpd::verify::Verifier::new(
+            dns.clone(),
+            checks,
+            &config.hostname,
+        ))
+    });
+    let relay = Arc::new(build_relay(&config, dns)?);
     let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
     let runner = Arc::new(Runner {
         directory: directory.clone(),
@@ -201,6 +218,7 @@ async fn serve(
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
+            verifier: verifier.clone().filter(|_| service == Service::Mx),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();
@@ -282,7 +300,7 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
 }
 
 /// The relay client from `[relay]`.
-fn build_relay(config: &Config) -> Result<Relay, Failure> {
+fn build_relay(config: &Config, dns: Arc<dns::Dns>) -> Result<Relay, Failure> {
     let smarthost = if config.relay.smarthost.is_empty() {
         None
     } else {
@@ -303,16 +321,19 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
     // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
     let local_addresses = crate::local_addrs::local_addresses(&config.smtp.listen);
     tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
-    Relay::new(RelayConfig {
-        hostname: config.hostname.clone(),
-        smarthost,
-        smarthost_auth,
-        remote_port: config.relay.remote_port,
-        dns_servers: config.relay.dns_servers.clone(),
-        per_destination_limit: config.relay.per_destination_limit,
-        local_addresses,
-        timeouts: config.relay.timeouts(),
-    })
+    Relay::with_dns(
+        RelayConfig {
+            hostname: config.hostname.clone(),
+            smarthost,
+            smarthost_auth,
+            remote_port: config.relay.remote_port,
+            dns_servers: config.dns_servers().to_vec(),
+            per_destination_limit: config.relay.per_destination_limit,
+            local_addresses,
+            timeouts: config.relay.timeouts(),
+        },
+        dns,
+    )
     .map_err(|e| Failure::failed(format!("relay: {e}")))
 }
 

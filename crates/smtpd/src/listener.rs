@@ -98,6 +98,8 @@ pub struct Smtpd {
     /// When set, mail for local accounts only is delivered at commit time
     /// ([`crate::direct::Direct::deliver`]) instead of through the spool.
     pub direct: Option<Arc<crate::direct::Direct>>,
+    /// SPF/DKIM/DMARC/ARC checks at the end of a message ([`crate::verify::screen`]).
+    pub verifier: Option<Arc<crate::verify::Verifier>>,
 }
 
 /// How long a TLS handshake may take.
@@ -510,6 +512,19 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
+                let (verifier, service) = (smtpd.verifier.as_deref(), smtpd.config.session.service);
+                let spilled = draft.is_some();
+                let message = match crate::verify::screen(
+                    verifier, service, conn, ip, spilled, &envelope, message,
+                )
+                .await
+                {
+                    Ok(message) => message,
+                    Err(refused) => {
+                        conn.committed(Err(CommitError::Refused(refused)));
+                        continue;
+                    }
+                };
                 let (id, result) =
                     store_message(smtpd, conn, ip, draft.take(), &envelope, message).await;
                 match result {
