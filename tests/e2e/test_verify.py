@@ -39,6 +39,7 @@ def records(pub):
         ("reject.test", spf_ok), ("_dmarc.reject.test", "v=DMARC1; p=reject"),
         ("sel._domainkey.reject.test", key),
         ("sel._domainkey.mail.reject.test", key),
+        ("sel._domainkey.fwd.test", key),
         ("none.test", spf_ok), ("_dmarc.none.test", "v=DMARC1; p=none"),
         ("quar.test", spf_ok), ("_dmarc.quar.test", "v=DMARC1; p=quarantine"),
         ("soft.test", "v=spf1 ip4:127.0.0.1 ~all"),
@@ -272,6 +273,26 @@ def test_spf_reject_refuses_hard_fail_without_dmarc(world):
     code, text = send(s, "a@soft.test", message("a@soft.test"), ip=BAD_IP)
     assert code == 250, text
     assert len(s.wait_messages(RCPT, 1)) == 1
+
+
+def arc_seal(msg, pem):
+    """msg as a forwarder (fwd.test) passes it on: its own Authentication-Results, then an
+    ARC set (i=1) by dkim.arc_sign (needs python3-authres)."""
+    msg = b"Authentication-Results: fwd.test; spf=pass smtp.mailfrom=a@soft.test\r\n" + msg
+    seal = dkim.arc_sign(msg, b"sel", b"fwd.test", pem, b"fwd.test",
+                         include_headers=[b"from", b"to", b"subject"])
+    return b"".join(seal) + msg
+
+
+def test_arc_chain(world):
+    s, pem = world
+    sealed = arc_seal(message("a@soft.test", subject="arc ok"), pem)
+    _, ar = send_and_read(s, "x@nospf.test", sealed, ip=BAD_IP)
+    assert "arc=pass" in ar, ar
+    # The body changed after the seal: the chain no longer verifies.
+    tampered = arc_seal(message("a@soft.test", subject="arc bad"), pem).replace(b"Hello.", b"Hullo.")
+    _, ar = send_and_read(s, "x@nospf.test", tampered, ip=BAD_IP, n=2)
+    assert "arc=fail" in ar, ar
 
 
 def test_trusted_and_submission_are_not_checked(world, make_server):

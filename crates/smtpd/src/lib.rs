@@ -11,11 +11,13 @@
 pub mod auth;
 pub mod direct;
 pub mod listener;
+pub mod per_ip;
 pub mod policy;
 pub mod timed_io;
 pub mod verify;
 
-pub use listener::{serve, PerIp, Smtpd, SmtpdConfig};
+pub use listener::{serve, Smtpd, SmtpdConfig};
+pub use per_ip::PerIp;
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {

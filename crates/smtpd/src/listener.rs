@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
 use crate::direct::DirectResult;
+use crate::per_ip::PerIp;
 use crate::timed_io::{Clocks, Interrupt};
 
 use crate::stopped;
@@ -42,42 +43,6 @@ pub struct SmtpdConfig {
     pub max_connections_per_ip: usize,
     /// How long a whole session may last.
     pub max_session_time: Duration,
-}
-
-/// Connections open per client IP address, shared by all SMTP listeners.
-#[derive(Debug, Default)]
-pub struct PerIp {
-    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
-
-/// One counted connection; uncounted when dropped.
-struct IpSlot<'a> {
-    per_ip: &'a PerIp,
-    ip: std::net::IpAddr,
-}
-
-impl PerIp {
-    fn enter(&self, ip: std::net::IpAddr, max: usize) -> Option<IpSlot<'_>> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot { per_ip: self, ip })
-    }
-}
-
-impl Drop for IpSlot<'_> {
-    fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// What the SMTP sessions of one service share.

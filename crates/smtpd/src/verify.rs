@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dns::mail_auth::arc::ArcError;
 use dns::mail_auth::dkim::DkimError;
 use dns::mail_auth::dmarc::verify::DmarcParameters;
 use dns::mail_auth::dmarc::Policy;
@@ -214,10 +215,12 @@ fn spf_result(r: SpfResult) -> AuthResult {
 fn dkim_result(r: &DkimResult) -> (AuthResult, Option<String>) {
     match r {
         DkimResult::Pass => (AuthResult::Pass, None),
-        // RFC 6376 §6.1.3: a body hash that does not verify is a failed signature.
-        DkimResult::Neutral(e @ Error::Dkim(DkimError::FailedBodyHashMatch)) => {
-            (AuthResult::Fail, Some(e.to_string()))
-        }
+        // RFC 6376 §6.1.3: a body hash that does not verify is a failed signature (mail-auth
+        // says neutral); for an ARC-Message-Signature it breaks the chain (RFC 8617 §5.2).
+        DkimResult::Neutral(
+            e @ (Error::Dkim(DkimError::FailedBodyHashMatch)
+            | Error::Arc(ArcError::FailedBodyHashMatch)),
+        ) => (AuthResult::Fail, Some(e.to_string())),
         DkimResult::Neutral(e) => (AuthResult::Neutral, Some(e.to_string())),
         DkimResult::Fail(e) => (AuthResult::Fail, Some(e.to_string())),
         DkimResult::PermError(e) => (AuthResult::PermError, Some(e.to_string())),
@@ -290,5 +293,21 @@ pub async fn screen(
             out.extend_from_slice(body);
             Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_hash_failures_are_failures() {
+        let dkim = DkimResult::Neutral(Error::Dkim(DkimError::FailedBodyHashMatch));
+        assert_eq!(dkim_result(&dkim).0, AuthResult::Fail);
+        let arc = DkimResult::Neutral(Error::Arc(ArcError::FailedBodyHashMatch));
+        assert_eq!(dkim_result(&arc).0, AuthResult::Fail);
+        let expired = DkimResult::Neutral(Error::Dkim(DkimError::SignatureExpired));
+        assert_eq!(dkim_result(&expired).0, AuthResult::Neutral);
+        assert_eq!(dkim_result(&DkimResult::Pass), (AuthResult::Pass, None));
     }
 }
