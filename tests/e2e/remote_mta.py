@@ -20,7 +20,9 @@ POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 class Dns:
     """dnsmasq serving only the records given, nothing else (no upstream, no /etc/hosts)."""
 
-    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=()):
+    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=(), txt=(), forward=()):
+        """`txt`: (name, text) pairs, text split into 255-octet strings by dnsmasq; `forward`:
+        (domain, "ip#port") pairs whose queries go to that server (a dead one: SERVFAIL)."""
         self.port = free_port()
         self.tmp = tmp
         args = [DNSMASQ, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
@@ -36,6 +38,10 @@ class Dns:
             args.append(f"--host-record={name},{ip}")
         for r in raw:
             args.append(f"--dns-rr={r}")
+        for name, text in txt:
+            args.append(f"--txt-record={name},{text}")
+        for domain, server in forward:
+            args.append(f"--server=/{domain}/{server}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "dnsmasq.err", "ab"))
         self._wait_ready(tmp)
 

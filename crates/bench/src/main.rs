@@ -94,6 +94,10 @@ struct Args {
     /// Also write the results (Markdown) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// "ip:port" of a DNS server with the records of client.bench.test: the SMTP client is
+    /// then untrusted and every S1 message is checked (SPF, DKIM, DMARC, ARC) through it.
+    #[arg(long)]
+    verify_dns: Option<std::net::SocketAddr>,
     /// Keep the work directory (it is always kept when a verification failed).
     #[arg(long)]
     keep: bool,
@@ -202,7 +206,10 @@ fn run(args: &Args) -> Result<bool, String> {
     );
 
     let accounts = sc.accounts.max(sc.pop3_mailboxes);
-    let mut mr = Mailroom::configure(&bin, &work.join("mailroom"))?;
+    let mut mr = match args.verify_dns {
+        Some(dns) => Mailroom::configure_checked(&bin, &work.join("mailroom"), dns)?,
+        None => Mailroom::configure(&bin, &work.join("mailroom"))?,
+    };
     let t = Instant::now();
     mr.create_accounts(accounts, 2)?;
     eprintln!(

@@ -61,6 +61,20 @@ impl Mailroom {
         Mailroom::configure_relay(bin, dir, None)
     }
 
+    /// Like [`Mailroom::configure`], but the SMTP client (127.0.0.1) is not trusted, so every
+    /// message on the SMTP port gets the SPF/DKIM/DMARC/ARC checks, asking `dns`
+    /// (`--verify-dns`; relaying is then refused, so only S1 makes sense).
+    pub fn configure_checked(bin: &Path, dir: &Path, dns: SocketAddr) -> Result<Mailroom, String> {
+        let mr = Mailroom::configure_relay(bin, dir, None)?;
+        let text = std::fs::read_to_string(&mr.config).map_err(|e| e.to_string())?;
+        let text = text.replace(
+            "trusted_networks = [\"127.0.0.0/8\"]",
+            "trusted_networks = [\"127.0.0.42/32\"]",
+        ) + &format!("\n[dns]\nservers = [\"{dns}\"]\n");
+        std::fs::write(&mr.config, text).map_err(|e| e.to_string())?;
+        Ok(mr)
+    }
+
     /// Like [`Mailroom::configure`], but remote domains are routed by DNS through `dns` (each
     /// domain its own destination, on the sink's port), for S2T.
     pub fn configure_routed(bin: &Path, dir: &Path, dns: SocketAddr) -> Result<Mailroom, String> {

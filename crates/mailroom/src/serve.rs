@@ -186,7 +186,24 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
 
-    let relay = Arc::new(build_relay(&config)?);
+    // One resolver for every lookup: the relay's MX and the inbound checks.
+    let dns = Arc::new(
+        dns::Dns::new(&dns::DnsConfig {
+            servers: config.dns_servers().to_vec(),
+            ..dns::DnsConfig::default()
+        })
+        .map_err(|e| Failure::failed(format!("dns: {e}")))?,
+    );
+    let checks = config.verify.checks();
+    // With every method off there is nothing to check and no header to add.
+    let verifier = (checks.spf || checks.dkim || checks.dmarc || checks.arc).then(|| {
+        Arc::new(smtpd::verify::Verifier::new(
+            dns.clone(),
+            checks,
+            &config.hostname,
+        ))
+    });
+    let relay = Arc::new(build_relay(&config, dns)?);
     let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
     let runner = Arc::new(Runner {
         directory: directory.clone(),
@@ -257,6 +274,7 @@ async fn serve(
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
+            verifier: verifier.clone().filter(|_| service == Service::Mx),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();
@@ -408,7 +426,7 @@ fn spawn_retention(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
 }
 
 /// The relay client from `[relay]`.
-fn build_relay(config: &Config) -> Result<Relay, Failure> {
+fn build_relay(config: &Config, dns: Arc<dns::Dns>) -> Result<Relay, Failure> {
     let smarthost = config.relay.smarthost.0.clone();
     let smarthost_auth = if config.relay.smarthost_username.is_empty() {
         None
@@ -427,18 +445,21 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
     tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
     let ca_certificates =
         crate::tls::ca_certificates(&config.relay.ca_file).map_err(Failure::failed)?;
-    Relay::new(RelayConfig {
-        hostname: config.hostname.clone(),
-        smarthost,
-        smarthost_auth,
-        smarthost_tls: config.relay.smarthost_tls.into(),
-        ca_certificates,
-        remote_port: config.relay.remote_port,
-        dns_servers: config.relay.dns_servers.clone(),
-        per_destination_limit: config.relay.per_destination_limit,
-        local_addresses,
-        timeouts: config.relay.timeouts(),
-    })
+    Relay::with_dns(
+        RelayConfig {
+            hostname: config.hostname.clone(),
+            smarthost,
+            smarthost_auth,
+            smarthost_tls: config.relay.smarthost_tls.into(),
+            ca_certificates,
+            remote_port: config.relay.remote_port,
+            dns_servers: config.dns_servers().to_vec(),
+            per_destination_limit: config.relay.per_destination_limit,
+            local_addresses,
+            timeouts: config.relay.timeouts(),
+        },
+        dns,
+    )
     .map_err(|e| Failure::failed(format!("relay: {e}")))
 }
 

@@ -87,7 +87,7 @@ async fn dns_server_logged() -> (SocketAddr, Asked) {
             let Ok(request) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
-            let Some(query) = request.queries().first().cloned() else {
+            let Some(query) = request.queries.first().cloned() else {
                 continue;
             };
             let qname = query.name().to_ascii().to_ascii_lowercase();
@@ -95,16 +95,16 @@ async fn dns_server_logged() -> (SocketAddr, Asked) {
                 log.lock().unwrap().push(qname.clone());
             }
             let (code, rdatas) = answer(&qname, query.query_type());
-            let mut response = Message::new();
-            response
-                .set_id(request.id())
-                .set_message_type(MessageType::Response)
-                .set_op_code(request.op_code())
-                .set_recursion_desired(request.recursion_desired())
-                .set_recursion_available(true)
-                .set_authoritative(true)
-                .set_response_code(code)
-                .add_query(query.clone());
+            let mut response = Message::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            response.metadata.recursion_desired = request.metadata.recursion_desired;
+            response.metadata.recursion_available = true;
+            response.metadata.authoritative = true;
+            response.metadata.response_code = code;
+            response.add_query(query.clone());
             for rdata in rdatas {
                 response.add_answer(Record::from_rdata(query.name().clone(), 60, rdata));
             }

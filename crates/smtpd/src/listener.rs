@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use proto::smtp::{Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo};
+use proto::smtp::{
+    CommitError, Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo,
+};
 use store::admission::Refusal;
 use store::admission_gate::{Gate, Ticket};
 use store::spool::Spool;
@@ -70,6 +72,8 @@ pub struct Smtpd {
     /// When set, mail for local accounts only is delivered at commit time
     /// ([`crate::direct::Direct::deliver`]) instead of through the spool.
     pub direct: Option<Arc<crate::direct::Direct>>,
+    /// SPF/DKIM/DMARC/ARC checks at the end of a message ([`crate::verify::screen`]).
+    pub verifier: Option<Arc<crate::verify::Verifier>>,
 }
 
 /// How long a TLS handshake may take.
@@ -387,6 +391,19 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Event::Spill(bytes) => crate::commit::spill(smtpd, conn, ip, &mut draft, &bytes),
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
+                let (verifier, service) = (smtpd.verifier.as_deref(), smtpd.config.session.service);
+                let spilled = draft.is_some();
+                let message = match crate::verify::screen(
+                    verifier, service, conn, ip, spilled, &envelope, message,
+                )
+                .await
+                {
+                    Ok(message) => message,
+                    Err(refused) => {
+                        conn.committed(Err(CommitError::Refused(refused)));
+                        continue;
+                    }
+                };
                 let draft = draft.take();
                 if crate::commit::commit(smtpd, conn, ip, draft, envelope, message).await {
                     stats.messages += 1;

@@ -161,3 +161,26 @@ fn admission_keys() {
         assert!(e.0.contains(key), "{text}: {}", e.0);
     }
 }
+
+#[test]
+fn dns_and_verify_sections() {
+    let c = parse("").unwrap();
+    assert!(c.dns_servers().is_empty());
+    let v = c.verify.checks();
+    assert!(v.spf && v.dkim && v.dmarc && v.arc);
+    assert!(v.rules.dmarc_reject && !v.rules.spf_reject);
+    let c = parse("[relay]\ndns_servers = [\"127.0.0.1:5353\"]\n").unwrap();
+    assert_eq!(c.dns_servers(), &["127.0.0.1:5353".parse().unwrap()]);
+    let c = parse("[dns]\nservers = [\"127.0.0.2:53\"]\n[verify]\ndmarc_reject = false\nspf_reject = true\narc = false\n").unwrap();
+    assert_eq!(c.dns_servers(), &["127.0.0.2:53".parse().unwrap()]);
+    let v = c.verify.checks();
+    assert!(!v.arc && !v.rules.dmarc_reject && v.rules.spf_reject);
+    let e =
+        parse("[dns]\nservers = [\"127.0.0.2:53\"]\n[relay]\ndns_servers = [\"127.0.0.1:53\"]\n")
+            .unwrap_err();
+    assert!(e.0.starts_with("relay.dns_servers"), "{}", e.0);
+    let e = parse("[verify]\ndmarc_reject = \"yes\"\n").unwrap_err();
+    assert!(e.0.contains("verify.dmarc_reject"), "{}", e.0);
+    let e = parse("[dns]\nservers = [\"nowhere\"]\n").unwrap_err();
+    assert!(e.0.contains("dns.servers"), "{}", e.0);
+}

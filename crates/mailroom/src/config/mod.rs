@@ -39,6 +39,73 @@ pub struct Config {
     pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
     pub relay: RelayConfig,
+    pub dns: DnsConfig,
+    pub verify: VerifyConfig,
+}
+
+/// `[dns]`: the one resolver every lookup goes through (MX, SPF, DKIM, DMARC, ARC).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// "ip:port" DNS servers; empty: the system resolver (`/etc/resolv.conf`).
+    /// `relay.dns_servers` is the old name of this key.
+    pub servers: Vec<SocketAddr>,
+}
+
+/// `[verify]`: SPF/DKIM/DMARC/ARC checks of mail on port 25 from clients neither trusted
+/// nor authenticated.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    pub spf: bool,
+    pub dkim: bool,
+    pub dmarc: bool,
+    pub arc: bool,
+    /// A DMARC `p=reject` failure is refused (`550 5.7.1`); false: delivered, tagged spam.
+    pub dmarc_reject: bool,
+    /// SPF `fail` (`-all`) of a domain without DMARC is refused (`550 5.7.23`); false: tagged
+    /// in `Authentication-Results:` only.
+    pub spf_reject: bool,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> VerifyConfig {
+        VerifyConfig {
+            spf: true,
+            dkim: true,
+            dmarc: true,
+            arc: true,
+            dmarc_reject: true,
+            spf_reject: false,
+        }
+    }
+}
+
+impl VerifyConfig {
+    /// The checker's settings.
+    pub fn checks(&self) -> smtpd::verify::VerifyConfig {
+        smtpd::verify::VerifyConfig {
+            spf: self.spf,
+            dkim: self.dkim,
+            dmarc: self.dmarc,
+            arc: self.arc,
+            rules: proto::smtp::verdict::Rules {
+                dmarc_reject: self.dmarc_reject,
+                spf_reject: self.spf_reject,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// The DNS servers: `[dns] servers`, else the old `relay.dns_servers`.
+    pub fn dns_servers(&self) -> &[SocketAddr] {
+        if self.dns.servers.is_empty() {
+            &self.relay.dns_servers
+        } else {
+            &self.dns.servers
+        }
+    }
 }
 
 /// `[relay]`: delivery to other domains' MTAs.
@@ -56,7 +123,7 @@ pub struct RelayConfig {
     pub smarthost_tls: SmarthostTls,
     /// PEM CA certificates trusted besides the system's, for verifying the smarthost.
     pub ca_file: String,
-    /// "ip:port" DNS servers; empty: the system resolver.
+    /// Old name of `dns.servers` (still read when that is empty).
     pub dns_servers: Vec<SocketAddr>,
     /// Port of remote MTAs (only for tests and odd networks).
     pub remote_port: u16,
@@ -360,6 +427,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             relay: RelayConfig::default(),
             delivery: DeliveryConfig::default(),
+            dns: DnsConfig::default(),
+            verify: VerifyConfig::default(),
         }
     }
 }
@@ -573,6 +642,14 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.relay.per_destination_limit == 0 {
         return Err(ConfigError(
             "relay.per_destination_limit: must be more than 0".into(),
+        ));
+    }
+    if !c.dns.servers.is_empty()
+        && !c.relay.dns_servers.is_empty()
+        && c.dns.servers != c.relay.dns_servers
+    {
+        return Err(ConfigError(
+            "relay.dns_servers: old name of dns.servers, and both are set differently: keep dns.servers only".into(),
         ));
     }
     if !c.postmaster.is_empty() && proto::smtp::address::check(&c.postmaster).is_err() {

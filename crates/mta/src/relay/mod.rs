@@ -23,12 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::config::{
-    NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts,
-};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::{Resolver, TokioResolver};
+use dns::Dns;
 use proto::smtp::client::{MessageTraits, Outcome, TxEnd};
 use tokio_rustls::TlsConnector;
 
@@ -53,7 +48,8 @@ pub struct RelayConfig {
     pub ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Port of remote MTAs (25; tests use another).
     pub remote_port: u16,
-    /// DNS servers; empty: the system resolver (/etc/resolv.conf).
+    /// DNS servers for [`Relay::new`]; empty: the system resolver (/etc/resolv.conf).
+    /// [`Relay::with_dns`] shares the server's one resolver instead.
     pub dns_servers: Vec<SocketAddr>,
     /// Concurrent connections per destination address.
     pub per_destination_limit: usize,
@@ -157,44 +153,25 @@ pub struct Destination {
 /// The relay client, shared by all deliveries.
 pub struct Relay {
     config: RelayConfig,
-    resolver: TokioResolver,
+    dns: Arc<Dns>,
     tls: TlsConnector,
     /// For a smarthost with `SmarthostTls::Verify`.
     verified: Option<TlsConnector>,
     pool: Arc<Pool>,
 }
 
-/// DNS waits: short, so that a dead resolver defers quickly instead of hanging a delivery.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-const DNS_ATTEMPTS: usize = 2;
-
 impl Relay {
+    /// A relay with its own resolver over `config.dns_servers` (tests, tools).
     pub fn new(config: RelayConfig) -> Result<Relay, String> {
-        let mut builder = if config.dns_servers.is_empty() {
-            Resolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?
-        } else {
-            let servers: Vec<NameServerConfig> = config
-                .dns_servers
-                .iter()
-                .flat_map(|addr| {
-                    [
-                        NameServerConfig::new(*addr, Protocol::Udp),
-                        NameServerConfig::new(*addr, Protocol::Tcp),
-                    ]
-                })
-                .collect();
-            let mut builder = Resolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::from(servers)),
-                TokioConnectionProvider::default(),
-            );
-            builder.options_mut().use_hosts_file = ResolveHosts::Never;
-            builder
-        };
-        let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = DNS_TIMEOUT;
-        options.attempts = DNS_ATTEMPTS;
-        options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
-        let resolver = builder.build();
+        let dns = Dns::new(&dns::DnsConfig {
+            servers: config.dns_servers.clone(),
+            ..dns::DnsConfig::default()
+        })?;
+        Relay::with_dns(config, Arc::new(dns))
+    }
+
+    /// A relay whose lookups go through `dns`, the server's one resolver.
+    pub fn with_dns(config: RelayConfig, dns: Arc<Dns>) -> Result<Relay, String> {
         let tls = conn::connector(tls::opportunistic_config()?);
         let verified = match (&config.smarthost, config.smarthost_tls) {
             (Some(_), SmarthostTls::Verify) => Some(conn::connector(tls::verified_config(
@@ -204,7 +181,7 @@ impl Relay {
         };
         Ok(Relay {
             config,
-            resolver,
+            dns,
             tls,
             verified,
             pool: Arc::new(Pool::default()),
@@ -246,10 +223,10 @@ impl Relay {
     ) -> Attempt {
         let work = async {
             let route = match &self.config.smarthost {
-                Some((host, port)) => mx::smarthost(&self.resolver, host, *port).await,
+                Some((host, port)) => mx::smarthost(&self.dns, host, *port).await,
                 None => {
                     mx::route(
-                        &self.resolver,
+                        &self.dns,
                         domain,
                         self.config.remote_port,
                         &self.config.local_addresses,

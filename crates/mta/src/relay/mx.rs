@@ -13,9 +13,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{ResolveError, TokioResolver};
+use std::sync::Arc;
+
+use dns::{Dns, Failure};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -106,33 +106,6 @@ pub fn address_literal(domain: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
-/// How a DNS lookup failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DnsFailure {
-    /// NXDOMAIN: the name does not exist.
-    NxDomain,
-    /// NOERROR without records of the type asked.
-    NoRecords,
-    /// SERVFAIL, timeout, refused...: try later.
-    Temporary,
-}
-
-fn classify(e: &ResolveError) -> DnsFailure {
-    // hickory reports SERVFAIL as "no records found" too: only the response code tells.
-    match e.proto().map(|p| p.kind()) {
-        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
-            ResponseCode::NXDomain => DnsFailure::NxDomain,
-            ResponseCode::NoError => DnsFailure::NoRecords,
-            _ => DnsFailure::Temporary,
-        },
-        _ => DnsFailure::Temporary,
-    }
-}
-
-fn fqdn(name: &str) -> String {
-    format!("{}.", name.trim_end_matches('.'))
-}
-
 enum HostError {
     /// The name does not exist or has no address.
     NotFound(String),
@@ -140,36 +113,25 @@ enum HostError {
     Temporary(String),
 }
 
-async fn addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, HostError> {
+async fn addresses(dns: &Dns, host: &str) -> Result<Vec<IpAddr>, HostError> {
     if let Some(ip) = address_literal(host).or_else(|| host.parse().ok()) {
         return Ok(vec![ip]);
     }
-    match resolver.lookup_ip(fqdn(host)).await {
-        Ok(lookup) => {
-            let mut ips: Vec<IpAddr> = lookup.iter().collect();
-            // IPv4 first: more often reachable.
-            ips.sort_by_key(|ip| ip.is_ipv6());
-            ips.dedup();
-            if ips.is_empty() {
-                Err(HostError::NotFound(format!("{host}: no address")))
-            } else {
-                Ok(ips)
-            }
-        }
-        Err(e) if classify(&e) != DnsFailure::Temporary => {
-            Err(HostError::NotFound(format!("{host}: host not found")))
-        }
-        Err(e) => Err(HostError::Temporary(format!("{host}: DNS error: {e}"))),
+    match dns.ips(host).await {
+        Ok(ips) => Ok(ips),
+        Err(Failure::NoRecords) => Err(HostError::NotFound(format!("{host}: no address"))),
+        Err(Failure::NxDomain) => Err(HostError::NotFound(format!("{host}: host not found"))),
+        Err(Failure::Temporary(e)) => Err(HostError::Temporary(format!("{host}: DNS error: {e}"))),
     }
 }
 
 /// The addresses to try, in order, for `host` (a smarthost), at `port`.
 pub(crate) async fn smarthost(
-    resolver: &TokioResolver,
+    dns: &Arc<Dns>,
     host: &str,
     port: u16,
 ) -> Result<Vec<Destination>, RcptResult> {
-    match addresses(resolver, host).await {
+    match addresses(dns, host).await {
         Ok(ips) => Ok(destinations(host, &ips, port)),
         Err(HostError::NotFound(e) | HostError::Temporary(e)) => {
             Err(RcptResult::deferred(format!("smarthost {e}")))
@@ -189,17 +151,17 @@ fn destinations(host: &str, ips: &[IpAddr], port: u16) -> Vec<Destination> {
 /// The addresses to try, in order, for mail to `domain`, or the result every recipient gets.
 /// All its DNS work ends within [`ROUTE_DEADLINE`].
 pub(crate) async fn route(
-    resolver: &TokioResolver,
+    dns: &Arc<Dns>,
     domain: &str,
     port: u16,
     local: &[IpAddr],
 ) -> Result<Vec<Destination>, RcptResult> {
     let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
-    route_by(resolver, domain, port, local, deadline).await
+    route_by(dns, domain, port, local, deadline).await
 }
 
 async fn route_by(
-    resolver: &TokioResolver,
+    dns: &Arc<Dns>,
     domain: &str,
     port: u16,
     local: &[IpAddr],
@@ -212,35 +174,29 @@ async fn route_by(
         }
         return Ok(destinations(domain, &[ip], port));
     }
-    let mx = tokio::time::timeout_at(deadline, resolver.mx_lookup(fqdn(domain))).await;
+    let mx = tokio::time::timeout_at(deadline, dns.mx(domain)).await;
     let Ok(mx) = mx else {
         return Err(RcptResult::deferred(format!(
             "DNS lookup of MX for {domain} timed out"
         )));
     };
     let (plan, implicit) = match mx {
-        Ok(lookup) => {
-            let records: Vec<(u16, String)> = lookup
-                .iter()
-                .map(|mx| (mx.preference(), mx.exchange().to_utf8()))
-                .collect();
+        Ok(records) => {
             if records.is_empty() {
                 (MxPlan::Hosts(vec![(0, domain.to_string())]), true)
             } else {
                 (order_mx(&records, &mut rand::rng()), false)
             }
         }
-        Err(e) if classify(&e) == DnsFailure::NxDomain => {
+        Err(Failure::NxDomain) => {
             return Err(RcptResult::failed(
                 "5.1.2",
                 format!("domain {domain} not found"),
             ))
         }
         // RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
-        Err(e) if classify(&e) == DnsFailure::NoRecords => {
-            (MxPlan::Hosts(vec![(0, domain.to_string())]), true)
-        }
-        Err(e) => {
+        Err(Failure::NoRecords) => (MxPlan::Hosts(vec![(0, domain.to_string())]), true),
+        Err(Failure::Temporary(e)) => {
             return Err(RcptResult::deferred(format!(
                 "DNS lookup of MX for {domain} failed: {e}"
             )))
@@ -258,9 +214,9 @@ async fn route_by(
     // Every host's addresses at once; results are put back in preference order.
     let mut lookups = tokio::task::JoinSet::new();
     for (n, (preference, host)) in hosts.into_iter().enumerate() {
-        let resolver = resolver.clone();
+        let dns = dns.clone();
         lookups.spawn(async move {
-            let r = addresses(&resolver, &host).await;
+            let r = addresses(&dns, &host).await;
             (n, preference, host, r)
         });
     }

@@ -8,6 +8,8 @@
 //!   [`crate::address`], re-exported there).
 //! - [`reply`]: reply codes and their wire form.
 //! - [`received`]: the trace headers added to accepted mail.
+//! - [`verdict`]: SPF/DKIM/DMARC/ARC results -> the reply at the end of DATA and the
+//!   `Authentication-Results:` header.
 //!
 //! Command parsing itself is done by the `smtp-proto` crate.
 
@@ -21,6 +23,7 @@ pub mod reply;
 pub mod session;
 pub mod submission;
 mod types;
+pub mod verdict;
 
 #[cfg(test)]
 mod spill_tests;

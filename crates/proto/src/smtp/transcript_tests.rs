@@ -580,6 +580,35 @@ fn commit_failure_replies_4xx() {
 }
 
 #[test]
+fn refused_at_commit_gives_that_reply_and_the_session_goes_on() {
+    let session = Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    );
+    let mut conn = Connection::new(session);
+    conn.receive(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<t@r.test>\r\n");
+    let refusal = Reply::new(
+        550,
+        "5.7.1 Message refused: DMARC policy of r.test says reject",
+    );
+    match conn.advance(&FakePolicy) {
+        Event::Commit { .. } => conn.committed(Err(CommitError::Refused(refusal))),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(conn.advance(&FakePolicy), Event::NeedInput);
+    let out = String::from_utf8(conn.take_output()).unwrap();
+    assert!(
+        out.contains("\r\n550 5.7.1 Message refused: DMARC policy of r.test says reject\r\n"),
+        "{out}"
+    );
+    // The transaction is over: a new MAIL is accepted.
+    assert!(out.ends_with("250 2.1.0 Ok\r\n"), "{out}");
+}
+
+#[test]
 fn received_header_names_id_and_recipient() {
     let session = Session::new(
         config(),

@@ -150,10 +150,13 @@ pub struct Envelope {
 }
 
 /// Why the queue could not take a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitError {
     /// The file system is full: `452 4.3.1`.
     NoSpace,
     /// Any other failure: `451 4.3.0`.
     Failed,
+    /// A check of the complete message refused it (e.g. DMARC `550 5.7.1`, or `451 4.7.5`
+    /// when DNS could not tell): this reply, nothing stored.
+    Refused(Reply),
 }

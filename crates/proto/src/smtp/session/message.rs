@@ -249,6 +249,7 @@ impl Session {
             Err(CommitError::Failed) => {
                 Reply::new(451, "4.3.0 Local error in processing, try again later")
             }
+            Err(CommitError::Refused(reply)) => reply,
         }
     }
 }

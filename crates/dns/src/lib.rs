@@ -1,0 +1,190 @@
+//! The one DNS resolver of the server: built once from `[dns]` (or the system's
+//! `/etc/resolv.conf`), shared by the relay's MX lookups and the inbound SPF/DKIM/DMARC/ARC
+//! checks, so every lookup goes to the same servers, under the same timeouts, through the
+//! same caches.
+//!
+//! [`Dns`] holds a hickory resolver (which caches raw answers by TTL) wrapped in mail-auth's
+//! [`MessageAuthenticator`], plus [`cache::Caches`] of parsed records for mail-auth. The
+//! lookups the relay needs ([`Dns::mx`], [`Dns::ips`]) each run under one timeout and come
+//! back with their failure classified ([`Failure`]): the name does not exist, it exists
+//! without records of that type, or try later. It makes no decision about mail: what a
+//! failure means for a recipient or a message is the caller's business.
+
+pub mod cache;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
+use mail_auth::MessageAuthenticator;
+
+pub use cache::Caches;
+pub use mail_auth;
+
+/// Where and how to ask.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// `ip:port` servers, asked over UDP then TCP; empty: the system resolver.
+    pub servers: Vec<SocketAddr>,
+    /// One query to one server.
+    pub query_timeout: Duration,
+    /// Queries per lookup before giving up.
+    pub attempts: usize,
+    /// A whole lookup (all servers, retries, CNAME chase) ends by then.
+    pub lookup_timeout: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> DnsConfig {
+        // Short: a dead resolver defers a delivery or a message quickly instead of hanging it.
+        DnsConfig {
+            servers: Vec::new(),
+            query_timeout: Duration::from_secs(5),
+            attempts: 2,
+            lookup_timeout: Duration::from_secs(12),
+        }
+    }
+}
+
+/// How a lookup failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// NXDOMAIN: the name does not exist.
+    NxDomain,
+    /// NOERROR without records of the type asked.
+    NoRecords,
+    /// SERVFAIL, timeout, refused, unreadable answer...: try later.
+    Temporary(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NxDomain => f.write_str("name not found"),
+            Failure::NoRecords => f.write_str("no records"),
+            Failure::Temporary(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// hickory's error as one of the three cases that matter to mail.
+pub fn classify(e: &NetError) -> Failure {
+    // hickory reports SERVFAIL as "no records found" too: only the response code tells.
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => match none.response_code {
+            ResponseCode::NXDomain => Failure::NxDomain,
+            ResponseCode::NoError => Failure::NoRecords,
+            _ => Failure::Temporary(e.to_string()),
+        },
+        _ => Failure::Temporary(e.to_string()),
+    }
+}
+
+/// The shared resolver.
+pub struct Dns {
+    authenticator: MessageAuthenticator,
+    caches: Caches,
+    lookup_timeout: Duration,
+}
+
+fn fqdn(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.'))
+}
+
+impl Dns {
+    pub fn new(config: &DnsConfig) -> Result<Dns, String> {
+        let mut builder = if config.servers.is_empty() {
+            TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?
+        } else {
+            let servers: Vec<NameServerConfig> = config
+                .servers
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let mut builder = Resolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                TokioRuntimeProvider::default(),
+            );
+            builder.options_mut().use_hosts_file = ResolveHosts::Never;
+            builder
+        };
+        let options = builder.options_mut();
+        options.timeout = config.query_timeout;
+        options.attempts = config.attempts;
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        let resolver = builder.build().map_err(|e| format!("DNS resolver: {e}"))?;
+        Ok(Dns {
+            authenticator: MessageAuthenticator(resolver),
+            caches: Caches::new(cache::MAX_ENTRIES),
+            lookup_timeout: config.lookup_timeout,
+        })
+    }
+
+    /// mail-auth's checker over this resolver.
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.authenticator
+    }
+
+    /// The parsed-record caches to hand to mail-auth ([`Caches::parameters`]).
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    /// The bound on one lookup.
+    pub fn lookup_timeout(&self) -> Duration {
+        self.lookup_timeout
+    }
+
+    fn resolver(&self) -> &TokioResolver {
+        &self.authenticator.0
+    }
+
+    /// MX records of `domain` as `(preference, exchange)`, the exchange as the answer spells
+    /// it (`"."` for a null MX, RFC 7505).
+    pub async fn mx(&self, domain: &str) -> Result<Vec<(u16, String)>, Failure> {
+        let lookup =
+            tokio::time::timeout(self.lookup_timeout, self.resolver().mx_lookup(fqdn(domain)))
+                .await
+                .map_err(|_| {
+                    Failure::Temporary(format!("DNS lookup of MX for {domain} timed out"))
+                })?
+                .map_err(|e| classify(&e))?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_utf8())),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// A and AAAA addresses of `host`, IPv4 first (more often reachable), without duplicates.
+    pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
+        let lookup =
+            tokio::time::timeout(self.lookup_timeout, self.resolver().lookup_ip(fqdn(host)))
+                .await
+                .map_err(|_| Failure::Temporary(format!("DNS lookup of {host} timed out")))?
+                .map_err(|e| classify(&e))?;
+        let mut ips: Vec<IpAddr> = lookup.iter().collect();
+        ips.sort_by_key(|ip| ip.is_ipv6());
+        ips.dedup();
+        if ips.is_empty() {
+            return Err(Failure::NoRecords);
+        }
+        Ok(ips)
+    }
+}
