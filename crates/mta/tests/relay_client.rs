@@ -273,6 +273,8 @@ fn config() -> RelayConfig {
         hostname: "relay.test".into(),
         smarthost: None,
         smarthost_auth: None,
+        smarthost_tls: mta::relay::SmarthostTls::Opportunistic,
+        ca_certificates: Vec::new(),
         remote_port: 25,
         // Unused by deliver_to_hosts; no system resolver needed.
         dns_servers: vec!["127.0.0.1:9".parse().unwrap()],

@@ -183,6 +183,8 @@ fn relay_with_dns(port: u16, dns: SocketAddr) -> Relay {
         hostname: "relay.test".into(),
         smarthost: None,
         smarthost_auth: None,
+        smarthost_tls: mta::relay::SmarthostTls::Opportunistic,
+        ca_certificates: Vec::new(),
         remote_port: port,
         dns_servers: vec![dns],
         per_destination_limit: 4,

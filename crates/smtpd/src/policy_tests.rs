@@ -22,9 +22,10 @@ fn targets(v: &[&str]) -> Vec<String> {
 #[test]
 fn rcpt_verdicts() {
     let (_t, d) = setup();
-    d.add_alias("loop1@a.example", &targets(&["loop2@a.example"]))
+    // A loop, as an older directory could hold (add_alias refuses them now).
+    d.add_alias_unchecked("loop1@a.example", &targets(&["loop2@a.example"]))
         .expect("alias");
-    d.add_alias("loop2@a.example", &targets(&["loop1@a.example"]))
+    d.add_alias_unchecked("loop2@a.example", &targets(&["loop1@a.example"]))
         .expect("alias");
     let p = DirectoryPolicy::new(d, None);
     assert_eq!(

@@ -434,10 +434,10 @@ impl Directory {
         self.insert_alias(alias, targets, true)
     }
 
-    /// [`Directory::add_alias`] without the target and loop checks: for tests of how the
-    /// router treats tables written before those checks existed.
-    #[cfg(test)]
-    pub(crate) fn add_alias_unchecked(
+    /// [`Directory::add_alias`] without the target and loop checks: only for tests of how the
+    /// router and the RCPT policy treat tables written before those checks existed.
+    #[doc(hidden)]
+    pub fn add_alias_unchecked(
         &self,
         alias: &str,
         targets: &[String],
