@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod directory;
+pub mod dkim_keys;
 pub mod durable;
 pub mod forward_failures;
 pub mod login_guard;
