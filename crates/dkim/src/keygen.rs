@@ -5,7 +5,7 @@
 
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::dkim::generate::DkimKeyPair;
-use store::dkim_keys::{Algorithm, NewKey};
+use store::dkim_keys::{Algorithm, DkimKeys, KeyInfo, NewKey};
 
 /// RSA modulus size: 2048 is what RFC 8301 asks for and every DNS host takes in one record.
 pub const RSA_BITS: usize = 2048;
@@ -30,6 +30,27 @@ pub fn generate() -> Result<Vec<NewKey>, String> {
             public_der: rsa_spki(&rsa_public),
         },
     ])
+}
+
+/// Makes and stores `domain`'s first generation when it has no key at all (then it signs at
+/// once); returns the keys made, none when it had keys.
+pub fn ensure(keys: &DkimKeys, domain: &str, now: u64) -> Result<Vec<KeyInfo>, String> {
+    if !keys
+        .list(Some(domain))
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(Vec::new());
+    }
+    keys.add_generation(domain, &generate()?, now)
+        .map_err(|e| e.to_string())
+}
+
+/// Makes and stores a new generation for `domain`: active if it is the first, else published
+/// until activated.
+pub fn rotate(keys: &DkimKeys, domain: &str, now: u64) -> Result<Vec<KeyInfo>, String> {
+    keys.add_generation(domain, &generate()?, now)
+        .map_err(|e| e.to_string())
 }
 
 /// DER length octets.

@@ -36,6 +36,22 @@ pub struct Config {
     pub tls: TlsConfig,
     pub delivery: DeliveryConfig,
     pub relay: RelayConfig,
+    pub dkim: DkimConfig,
+}
+
+/// `[dkim]`: signing the mail we send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    /// Sign mail from our domains (submission, trusted networks, our DSNs) once at enqueue
+    /// with the domain's active Ed25519 and RSA keys; `false`: send unsigned.
+    pub sign: bool,
+}
+
+impl Default for DkimConfig {
+    fn default() -> DkimConfig {
+        DkimConfig { sign: true }
+    }
 }
 
 /// `[relay]`: delivery to other domains' MTAs.
@@ -328,6 +344,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             relay: RelayConfig::default(),
+            dkim: DkimConfig::default(),
             delivery: DeliveryConfig::default(),
         }
     }

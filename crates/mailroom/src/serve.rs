@@ -106,6 +106,31 @@ fn to_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, F
         .collect()
 }
 
+/// Gives every domain without DKIM keys its first pair (domains made before keys existed),
+/// and returns the keyring to sign with, `None` when `[dkim] sign = false`.
+fn dkim_keyring(
+    config: &Config,
+    directory: &Directory,
+) -> Result<Option<Arc<dkim::Keyring>>, Failure> {
+    let keys = crate::admin_dkim::open_keys(config)?;
+    let now = crate::admin_dkim::unix_now();
+    for domain in directory.list_domains().map_err(Failure::failed)? {
+        match dkim::keygen::ensure(&keys, &domain, now) {
+            Ok(made) => {
+                for k in made {
+                    tracing::info!(
+                        "dkim: {domain}: made key {} ({}); publish it: mailroom dns-records {domain}",
+                        k.selector,
+                        k.algorithm.as_str()
+                    );
+                }
+            }
+            Err(e) => tracing::error!("dkim: {domain}: cannot make keys: {e}"),
+        }
+    }
+    Ok(config.dkim.sign.then(|| Arc::new(dkim::Keyring::new(keys))))
+}
+
 async fn serve(
     config: Config,
     listeners: Listeners,
@@ -119,6 +144,7 @@ async fn serve(
             config.data_dir.display()
         ))
     })?);
+    let keyring = dkim_keyring(&config, &directory)?;
     let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
     let smtp_listeners = to_tokio(listeners.smtp)?;
     let submission_listeners = to_tokio(listeners.submission)?;
@@ -154,6 +180,7 @@ async fn serve(
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
         clock: Arc::new(store::clock::SystemClock),
+        dkim: keyring.clone(),
     });
     let direct = Arc::new(Direct {
         directory: directory.clone(),
@@ -201,6 +228,7 @@ async fn serve(
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
+            dkim: keyring.clone(),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();

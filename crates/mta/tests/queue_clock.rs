@@ -64,6 +64,7 @@ fn world() -> World {
         resubmit,
         forward_failures: Arc::default(),
         clock: clock.clone(),
+        dkim: None,
     });
     World {
         _dir: dir,

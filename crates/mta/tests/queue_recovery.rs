@@ -55,6 +55,7 @@ fn world() -> World {
         resubmit,
         forward_failures: Arc::default(),
         clock: Arc::new(store::clock::SystemClock),
+        dkim: None,
     });
     World {
         _dir: dir,

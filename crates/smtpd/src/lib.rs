@@ -1,6 +1,7 @@
 //! Receiving mail: the SMTP listeners on 25, 587 and 465 ([`listener`]), which recipients
 //! and senders are allowed ([`policy`]), password checks for AUTH ([`auth`]), bounded reads
-//! and writes ([`timed_io`]), and direct delivery of local-only mail ([`direct`]).
+//! and writes ([`timed_io`]), direct delivery of local-only mail ([`direct`]), and DKIM signatures on the mail of verified
+//! senders as it is queued ([`signing`]).
 //!
 //! Every accepted message leaves through one of two doors, and only after it is durable: the
 //! spool (`store::spool`), or the Maildirs through `mda` (direct delivery). This crate does
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod direct;
 pub mod listener;
 pub mod policy;
+pub mod signing;
 pub mod timed_io;
 
 pub use listener::{serve, PerIp, Smtpd, SmtpdConfig};

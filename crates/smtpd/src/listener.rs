@@ -98,6 +98,8 @@ pub struct Smtpd {
     /// When set, mail for local accounts only is delivered at commit time
     /// ([`crate::direct::Direct::deliver`]) instead of through the spool.
     pub direct: Option<Arc<crate::direct::Direct>>,
+    /// DKIM keys for the mail of verified senders from our domains; `None`: unsigned.
+    pub dkim: Option<Arc<dkim::Keyring>>,
 }
 
 /// How long a TLS handshake may take.
@@ -310,7 +312,11 @@ async fn store_message(
     match draft {
         Some(Ok(mut file)) => {
             let id = file.id().to_string();
-            let r = match tokio::task::block_in_place(|| file.write(&message)) {
+            let verified = conn.session().sender_verified();
+            let r = match tokio::task::block_in_place(|| {
+                file.write(&message)?;
+                crate::signing::sign_draft(smtpd.dkim.as_ref(), verified, &mut file)
+            }) {
                 Ok(()) => smtpd.spool.commit(file).await.map(|()| Stored::Queued),
                 Err(e) => Err(e),
             };
@@ -364,6 +370,8 @@ async fn store_message(
             Err(e) => return (id, Err(std::io::Error::other(e.to_string()))),
         }
     }
+    let verified = conn.session().sender_verified();
+    let signature = crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &message).await;
     let queued = smtpd
         .spool
         .enqueue(
@@ -372,7 +380,7 @@ async fn store_message(
             &envelope.recipients,
             &env_origin,
             received,
-            &[headers.as_bytes(), &message],
+            &[&signature, headers.as_bytes(), &message],
         )
         .await;
     let queued = match queued {

@@ -150,6 +150,24 @@ impl Runner {
             tracing::info!("delivery: {id}: no DSN: null sender");
             return;
         };
+        // Our DSNs are our mail: signed once here, before they are queued.
+        let signature = match &self.dkim {
+            Some(keyring) => {
+                let (keyring, r) = (keyring.clone(), report.clone());
+                match tokio::task::spawn_blocking(move || keyring.sign(&r)).await {
+                    Ok(Ok(sig)) => sig.unwrap_or_default(),
+                    Ok(Err(e)) => {
+                        tracing::warn!("delivery: {id}: DSN not DKIM-signed: {e}");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!("delivery: {id}: DSN not DKIM-signed: {e}");
+                        Vec::new()
+                    }
+                }
+            }
+            None => Vec::new(),
+        };
         let dsn_id = store::spool::new_id();
         let sender = [env.sender.clone()];
         match self
@@ -160,7 +178,7 @@ impl Runner {
                 &sender,
                 &Origin::client(&format!("dsn for {id}")),
                 now,
-                &[&report],
+                &[&signature, &report],
             )
             .await
         {

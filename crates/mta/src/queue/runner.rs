@@ -51,6 +51,8 @@ pub struct Runner {
     pub forward_failures: Arc<ForwardFailures>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Signs the DSNs we send from our domains; `None`: unsigned.
+    pub dkim: Option<Arc<dkim::Keyring>>,
 }
 
 /// How long running steps may take to end after a shutdown is asked.
