@@ -20,7 +20,7 @@ POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 class Dns:
     """dnsmasq serving only the records given, nothing else (no upstream, no /etc/hosts)."""
 
-    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=()):
+    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=(), txt=(), srv=()):
         self.port = free_port()
         self.tmp = tmp
         args = [DNSMASQ, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
@@ -36,6 +36,13 @@ class Dns:
             args.append(f"--host-record={name},{ip}")
         for r in raw:
             args.append(f"--dns-rr={r}")
+        # TXT: (name, [character strings]), one string per comma (no quoting on a command
+        # line); SRV: (name, target, port, priority, weight).
+        for name, strings in txt:
+            assert not any("," in s for s in strings), strings
+            args.append(f"--txt-record={name}," + ",".join(strings))
+        for name, target, port, prio, weight in srv:
+            args.append(f"--srv-host={name},{target},{port},{prio},{weight}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "dnsmasq.err", "ab"))
         self._wait_ready(tmp)
 

@@ -85,16 +85,17 @@ impl Keyring {
         }
     }
 
-    /// The `DKIM-Signature:` fields for `message`, or `None` when its `From:` domain is not
-    /// one we hold keys for (or the message has no single `From:` address).
-    pub fn sign(&self, message: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let Some(domain) = signer::from_domain(message) else {
+    /// The `DKIM-Signature:` fields for the message made of `chunks` (see `signer::sign`),
+    /// or `None` when its `From:` domain is not one we hold keys for (or the message has no
+    /// single `From:` address). `From:` is looked for in the last chunk, the message itself.
+    pub fn sign(&self, chunks: &[&[u8]]) -> Result<Option<Vec<u8>>, String> {
+        let Some(domain) = chunks.last().and_then(|m| signer::from_domain(m)) else {
             return Ok(None);
         };
         let Some(keys) = self.keys_for(&domain)? else {
             return Ok(None);
         };
-        signer::sign(&keys, message).map(Some)
+        signer::sign(&keys, chunks).map(Some)
     }
 }
 
@@ -111,7 +112,7 @@ mod tests {
             .unwrap();
         let ring = Keyring::new(store);
         let msg = b"From: a@example.org\r\nTo: b@x.test\r\n\r\nhi\r\n";
-        let first = String::from_utf8(ring.sign(msg).unwrap().unwrap()).unwrap();
+        let first = String::from_utf8(ring.sign(&[msg]).unwrap().unwrap()).unwrap();
         assert!(first.contains("s=19700101g1-ed25519"), "{first}");
         assert!(first.contains("s=19700101g1-rsa"));
 
@@ -119,23 +120,23 @@ mod tests {
             .add_generation("example.org", &crate::keygen::generate().unwrap(), 2000)
             .unwrap();
         // Published only: still signing with generation 1.
-        let s = String::from_utf8(ring.sign(msg).unwrap().unwrap()).unwrap();
+        let s = String::from_utf8(ring.sign(&[msg]).unwrap().unwrap()).unwrap();
         assert!(s.contains("g1-rsa") && !s.contains("g2-"));
         cli.activate("example.org", &second[0].selector, 3000)
             .unwrap();
-        let s = String::from_utf8(ring.sign(msg).unwrap().unwrap()).unwrap();
+        let s = String::from_utf8(ring.sign(&[msg]).unwrap().unwrap()).unwrap();
         assert!(s.contains("g2-ed25519") && s.contains("g2-rsa") && !s.contains("g1-"));
 
         // A subdomain signs with the parent's keys; other domains are not ours.
         let sub = b"From: MAILER-DAEMON@mail.example.org\r\n\r\nx\r\n";
-        let s = String::from_utf8(ring.sign(sub).unwrap().unwrap()).unwrap();
+        let s = String::from_utf8(ring.sign(&[sub]).unwrap().unwrap()).unwrap();
         assert!(s.contains("d=example.org;"), "{s}");
         assert!(ring
-            .sign(b"From: a@other.test\r\n\r\nx\r\n")
+            .sign(&[b"From: a@other.test\r\n\r\nx\r\n"])
             .unwrap()
             .is_none());
         assert!(ring
-            .sign(b"Subject: no from\r\n\r\nx\r\n")
+            .sign(&[b"Subject: no from\r\n\r\nx\r\n"])
             .unwrap()
             .is_none());
     }

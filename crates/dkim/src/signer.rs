@@ -2,10 +2,10 @@
 //! for Ed25519). Pure: no files, no clock beyond the signature's `t=`.
 //!
 //! Every signature is relaxed/relaxed with no `l=` (a body length lets anybody append), signs
-//! `From` twice (the second, empty, instance stops a second `From:` being added), and the
-//! headers a reader sees and a list adds: To, Cc, Subject, Date, Message-ID, MIME-Version,
-//! Content-Type, In-Reply-To, References (named in `h=` even when absent, so they cannot be
-//! added later), plus whichever `List-*` fields the message has. mail-auth hashes the body once
+//! `From` twice (the second, empty, instance stops a second `From:` being added), and of the
+//! fields a reader sees, To, Cc, Subject, Date, Message-ID, MIME-Version, Content-Type,
+//! In-Reply-To, References and `List-*`, those the message has (one it lacks is not named:
+//! MTAs on the way add a missing `Date:` or `Message-ID:`, and that must not break it). mail-auth hashes the body once
 //! per signature: two passes over the message for the pair, no copy of it.
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
@@ -83,10 +83,16 @@ fn header_block(message: &[u8]) -> &[u8] {
     &message[..end]
 }
 
-/// The field names to sign for this message: [`SIGNED`] and its `List-*` fields.
-pub fn headers_to_sign(message: &[u8]) -> Vec<String> {
-    let mut names: Vec<String> = SIGNED.iter().map(|s| s.to_string()).collect();
-    for line in header_block(message).split(|b| *b == b'\n') {
+/// The field names to sign for the message made of `chunks`: `From` twice, and those of
+/// [`SIGNED`] and the `List-*` fields that the message has. A field the message lacks is not
+/// named: an MTA on the way that adds a missing `Date:` or `Message-ID:` (Postfix does) must
+/// not break the signature.
+pub fn headers_to_sign(chunks: &[&[u8]]) -> Vec<String> {
+    let mut present: Vec<String> = Vec::new();
+    let lines = chunks
+        .iter()
+        .flat_map(|c| header_block(c).split(|b| *b == b'\n'));
+    for line in lines {
         if line.first().is_none_or(|b| *b == b' ' || *b == b'\t') {
             continue;
         }
@@ -94,14 +100,22 @@ pub fn headers_to_sign(message: &[u8]) -> Vec<String> {
             continue;
         };
         let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-        if name.len() > 5
-            && name[..5].eq_ignore_ascii_case("list-")
+        if !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_graphic())
-            && !names.iter().any(|n| n.eq_ignore_ascii_case(&name))
+            && !present.iter().any(|n| n.eq_ignore_ascii_case(&name))
         {
-            names.push(name);
+            present.push(name);
         }
     }
+    let has = |n: &str| present.iter().any(|p| p.eq_ignore_ascii_case(n));
+    let mut names: Vec<String> = vec!["From".into(), "From".into()];
+    names.extend(SIGNED[2..].iter().filter(|n| has(n)).map(|n| n.to_string()));
+    names.extend(
+        present
+            .iter()
+            .filter(|n| n.len() > 5 && n[..5].eq_ignore_ascii_case("list-"))
+            .cloned(),
+    );
     names
 }
 
@@ -128,19 +142,18 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
     (!domain.is_empty()).then_some(domain)
 }
 
-/// Signs `message` (CRLF line ends, header block first) with each key, in order; returns the
-/// `DKIM-Signature:` fields to put on top of it, CRLF-terminated.
-pub fn sign(keys: &[SigningKey], message: &[u8]) -> Result<Vec<u8>, String> {
-    let names = headers_to_sign(message);
+/// Signs the message made of `chunks` in order (CRLF line ends; header fields that are put
+/// on top, like our trace fields, may come as chunks of their own before the message) with
+/// each key, in order; returns the `DKIM-Signature:` fields to put on top, CRLF-terminated.
+pub fn sign(keys: &[SigningKey], chunks: &[&[u8]]) -> Result<Vec<u8>, String> {
+    let names = headers_to_sign(chunks);
     let mut out = Vec::new();
     for key in keys {
         let signature = match &key.secret {
-            Secret::Ed25519(k) => {
-                configure(DkimSigner::from_key(Borrowed(k)), key, &names).sign(message)
-            }
-            Secret::Rsa(k) => {
-                configure(DkimSigner::from_key(Borrowed(k)), key, &names).sign(message)
-            }
+            Secret::Ed25519(k) => configure(DkimSigner::from_key(Borrowed(k)), key, &names)
+                .sign_chained(chunks.iter().copied()),
+            Secret::Rsa(k) => configure(DkimSigner::from_key(Borrowed(k)), key, &names)
+                .sign_chained(chunks.iter().copied()),
         }
         .map_err(|e| format!("DKIM signing for {}: {e}", key.domain))?;
         out.extend_from_slice(signature.to_header().as_bytes());

@@ -87,7 +87,7 @@ pub fn dkim(config: &Config, cmd: DkimCommand) -> Result<(), Failure> {
             let list = keys.list(domain.as_deref()).map_err(Failure::failed)?;
             for k in list {
                 let retired = match (k.state, k.retired_at) {
-                    (KeyState::Retired, Some(t)) => format!("  retired {}", date(t)),
+                    (KeyState::Retired, Some(t)) => format!("  retired-at {}", date(t)),
                     _ => String::new(),
                 };
                 println!(

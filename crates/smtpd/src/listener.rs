@@ -371,7 +371,8 @@ async fn store_message(
         }
     }
     let verified = conn.session().sender_verified();
-    let signature = crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &message).await;
+    let signature =
+        crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &headers, &message).await;
     let queued = smtpd
         .spool
         .enqueue(

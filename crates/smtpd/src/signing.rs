@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use dkim::Keyring;
 
-fn sign_logged(keyring: &Keyring, id: &str, message: &[u8]) -> Vec<u8> {
-    match keyring.sign(message) {
+fn sign_logged(keyring: &Keyring, id: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    match keyring.sign(chunks) {
         Ok(Some(fields)) => fields,
         Ok(None) => Vec::new(),
         Err(e) => {
@@ -26,23 +26,28 @@ fn sign_logged(keyring: &Keyring, id: &str, message: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The signature fields for a message held in memory (empty when it is not ours to sign).
+/// The signature fields for a message held in memory under the trace fields `headers` (which
+/// may add `Date:` and `Message-ID:`; they are signed too). Empty when it is not ours to sign.
 pub async fn fields(
     keyring: Option<&Arc<Keyring>>,
     verified: bool,
     id: &str,
+    headers: &str,
     message: &Arc<Vec<u8>>,
 ) -> Vec<u8> {
     let Some(keyring) = keyring.filter(|_| verified) else {
         return Vec::new();
     };
     let (keyring, message, id2) = (keyring.clone(), message.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || sign_logged(&keyring, &id2, &message))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!("smtpd: {id}: not DKIM-signed: {e}");
-            Vec::new()
-        })
+    let headers = headers.to_string();
+    tokio::task::spawn_blocking(move || {
+        sign_logged(&keyring, &id2, &[headers.as_bytes(), &message])
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::warn!("smtpd: {id}: not DKIM-signed: {e}");
+        Vec::new()
+    })
 }
 
 /// Signs a streamed message in its draft file (blocking: call from `block_in_place`).
@@ -55,5 +60,5 @@ pub fn sign_draft(
         return Ok(());
     };
     let id = draft.id().to_string();
-    draft.insert_headers(|message| Ok(sign_logged(keyring, &id, message)))
+    draft.insert_headers(|message| Ok(sign_logged(keyring, &id, &[message])))
 }

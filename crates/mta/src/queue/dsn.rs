@@ -154,7 +154,7 @@ impl Runner {
         let signature = match &self.dkim {
             Some(keyring) => {
                 let (keyring, r) = (keyring.clone(), report.clone());
-                match tokio::task::spawn_blocking(move || keyring.sign(&r)).await {
+                match tokio::task::spawn_blocking(move || keyring.sign(&[&r])).await {
                     Ok(Ok(sig)) => sig.unwrap_or_default(),
                     Ok(Err(e)) => {
                         tracing::warn!("delivery: {id}: DSN not DKIM-signed: {e}");
