@@ -145,6 +145,9 @@ async fn serve(
         ))
     })?);
     let keyring = dkim_keyring(&config, &directory)?;
+    let srs_secret: Arc<[u8]> = store::srs_secret::load_or_create(&config.data_dir)
+        .map_err(|e| Failure::failed(format!("SRS secret: {e}")))?
+        .into();
     let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
     let smtp_listeners = to_tokio(listeners.smtp)?;
     let submission_listeners = to_tokio(listeners.submission)?;
@@ -181,6 +184,7 @@ async fn serve(
         forward_failures: forward_failures.clone(),
         clock: Arc::new(store::clock::SystemClock),
         dkim: keyring.clone(),
+        srs_secret: Some(srs_secret.clone()),
     });
     let direct = Arc::new(Direct {
         directory: directory.clone(),
@@ -191,7 +195,9 @@ async fn serve(
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
-        DirectoryPolicy::new(directory.clone(), postmaster).with_forward_failures(forward_failures),
+        DirectoryPolicy::new(directory.clone(), postmaster)
+            .with_forward_failures(forward_failures)
+            .with_srs(srs_secret),
     );
     let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
     let per_ip = Arc::new(smtpd::PerIp::default());

@@ -65,6 +65,7 @@ fn world() -> World {
         forward_failures: Arc::default(),
         clock: clock.clone(),
         dkim: None,
+        srs_secret: None,
     });
     World {
         _dir: dir,

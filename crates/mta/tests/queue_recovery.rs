@@ -56,6 +56,7 @@ fn world() -> World {
         forward_failures: Arc::default(),
         clock: Arc::new(store::clock::SystemClock),
         dkim: None,
+        srs_secret: None,
     });
     World {
         _dir: dir,

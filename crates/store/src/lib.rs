@@ -15,3 +15,4 @@ pub mod outcome;
 pub mod password_check;
 pub mod queue_status;
 pub mod spool;
+pub mod srs_secret;
