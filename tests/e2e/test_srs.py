@@ -50,3 +50,18 @@ def test_senders_of_our_domains_are_not_rewritten(world):  # noqa: F811
                    f"From: alice@{DOMAIN}\r\nSubject: ours\r\n\r\nx\r\n".encode())
     [raw] = pf.wait_messages("bob", 1)
     assert re.search(rb"^Return-Path: <alice@example\.test>", raw, re.M), raw[:300]
+
+
+def test_a_dsn_about_a_forwarded_copy_goes_to_the_original_sender(world):  # noqa: F811
+    """A verified (trusted-network) sender from another domain writes to an alias whose remote
+    target refuses: the DSN is for dave@remote.test itself, not for our SRS address (which
+    the queue would find no mailbox for)."""
+    s, pf, _ = world
+    pf.set_access("/^nobody@/ 550 5.1.1 no such user here\n")
+    s.cli("alias", "add", f"gone@{DOMAIN}", "nobody@remote.test")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("dave@remote.test", [f"gone@{DOMAIN}"], b"From: dave@remote.test\r\nSubject: lost\r\n\r\nx\r\n")
+    [dsn] = pf.wait_messages("dave", 1)
+    assert b"Final-Recipient: rfc822; nobody@remote.test" in dsn
+    assert b"To: <dave@remote.test>" in dsn or b"To: dave@remote.test" in dsn, dsn[:600]
+    s.wait_queue_empty()

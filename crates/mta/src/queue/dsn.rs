@@ -136,10 +136,12 @@ impl Runner {
             }
         };
         let message = &message[..];
+        // A forwarded copy's SRS sender stands for the original one: tell that one.
+        let to = self.dsn_recipient(&env.sender);
         let report = bounce::build(&bounce::Bounce {
             reporting_mta: &self.hostname,
             queue_id: id,
-            sender: &env.sender,
+            sender: &to,
             arrival_date: env.received as i64,
             now: now as i64,
             recipients: rcpts,
@@ -169,7 +171,7 @@ impl Runner {
             None => Vec::new(),
         };
         let dsn_id = store::spool::new_id();
-        let sender = [env.sender.clone()];
+        let sender = [to];
         match self
             .spool
             .enqueue(
@@ -185,7 +187,7 @@ impl Runner {
             Ok(()) => {
                 tracing::info!(
                     "delivery: {id}: sender non-delivery notification: {dsn_id} to=<{}>",
-                    env.sender
+                    sender[0]
                 );
                 let _ = self.resubmit.send(dsn_id);
             }
