@@ -71,7 +71,8 @@ fn hash(secret: &[u8], tt: &str, domain: &str, local: &str) -> String {
 /// or `None` when the sender is `<>`, has no `@`, or the result would be too long.
 pub fn encode(secret: &[u8], sender: &str, day: u64) -> Option<String> {
     let (local, domain) = sender.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() {
+    // A domain with `=` could not be told from the local part again.
+    if local.is_empty() || domain.is_empty() || domain.contains('=') {
         return None;
     }
     let tt = timestamp(day);
