@@ -101,7 +101,8 @@ class Server:
         return r
 
     def add_user(self, address, password="secret"):
-        self.cli("user", "add", address, "--password-stdin", input=password + "\n")
+        # Test passwords are short on purpose: --allow-weak (test_admin_cli.py covers the check).
+        self.cli("user", "add", address, "--password-stdin", "--allow-weak", input=password + "\n")
 
     def start(self):
         started_before = self.log_text().count("mailroom started")

@@ -179,9 +179,20 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                        input=password.encode(), check=True)
         os.chmod(db, 0o644)
         (sasl / "smtpd.conf").write_text(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {db}\n")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=mx1.remote.test", "-keyout", str(self.conf / "key.pem"),
-                        "-out", str(self.conf / "cert.pem")], check=True, capture_output=True)
+        # A test CA (ca.pem: what a client may trust) and the server's certificate from it,
+        # naming mx1.remote.test and the listening address.
+        c = self.conf
+        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+            "-keyout", str(c / "ca-key.pem"), "-out", str(c / "ca.pem"))
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx1.remote.test",
+            "-keyout", str(c / "key.pem"), "-out", str(c / "req.pem"))
+        (c / "ext.cnf").write_text(f"subjectAltName=DNS:mx1.remote.test,IP:{self.ip}\n"
+                                   "basicConstraints=critical,CA:FALSE\n"
+                                   "extendedKeyUsage=serverAuth\n")
+        run("x509", "-req", "-in", str(c / "req.pem"), "-CA", str(c / "ca.pem"),
+            "-CAkey", str(c / "ca-key.pem"), "-CAcreateserial", "-days", "2",
+            "-extfile", str(c / "ext.cnf"), "-out", str(c / "cert.pem"))
         return f"""smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 cyrus_sasl_config_path = {sasl}

@@ -26,7 +26,7 @@ def test_domain_user_alias_commands(make_server):
     assert r.returncode == 1 and "already exists" in r.stderr
     assert s.cli("user", "list").stdout == "Alice@example.test\n"
     assert s.cli("user", "list", "example.test").stdout == "Alice@example.test\n"
-    s.cli("user", "passwd", "ALICE@example.test", "--password-stdin", input="pw2\n")
+    s.cli("user", "passwd", "ALICE@example.test", "--password-stdin", input="a new long password\n")
     r = s.cli("user", "passwd", "nobody@example.test", "--password-stdin", input="x\n", check=False)
     assert r.returncode == 1 and r.stderr == "mailroom: no such account: nobody@example.test\n"
 
@@ -146,3 +146,24 @@ def test_mail_accepted_before_shutdown_is_delivered_after_restart(make_server):
     assert queued.name.encode() in raw  # the Received: names the queue id it was accepted as
     s.wait_queue_empty()
     assert s.stop() == 0
+
+
+def test_check_config_prints_toml_and_checks_the_certificate(make_server, tmp_path):
+    s = make_server()
+    full = s.cli("check-config").stdout
+    assert "[smtp]" in full and 'command_timeout = "5m"' in full and "Some(" not in full
+    # --non-default: only what the test config changed, and it reads back as a config.
+    nd = s.cli("check-config", "--non-default").stdout
+    assert f'data_dir = "{s.data}"' in nd
+    assert "max_recipients = 50" in nd and 'shutdown_grace = "2s"' in nd
+    assert "max_errors" not in nd and "[relay]" not in nd and "log_level" not in nd
+    back = tmp_path / "back.toml"
+    back.write_text(nd)
+    assert subprocess.run([BIN, "--config", str(back), "check-config", "--non-default"],
+                          capture_output=True, text=True).stdout == nd
+    # A configured key that cannot be read: exit 2 naming the key.
+    bad = tmp_path / "bad.toml"
+    bad.write_text(nd + '\n[tls]\ncertificate = "/etc/hostname"\nprivate_key = "/nonexistent/key.pem"\n')
+    r = subprocess.run([BIN, "--config", str(bad), "check-config"], capture_output=True, text=True)
+    assert r.returncode == 2, r
+    assert "tls." in r.stderr

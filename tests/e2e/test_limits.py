@@ -24,6 +24,13 @@ def test_connections_per_ip_and_in_total(make_server):
     # Another address still gets in, up to the total.
     d, gd = greet(s.smtp_port, "127.0.0.9")
     assert gd.startswith(b"220 ")
+    # Full, but every session has sent MAIL, so none may be closed to make room
+    # (test_flood.py has the eviction of idle ones): the newcomer is refused.
+    for x in (a, b, d):
+        x.sendall(b"EHLO client.test\r\nMAIL FROM:<>\r\n")
+        f = x.makefile("rb")
+        while not (line := f.readline()).startswith(b"250 2.1.0"):
+            assert line.startswith(b"250"), line
     e, ge = greet(s.smtp_port, "127.0.0.10")
     assert ge.startswith(b"421 4.7.0"), ge
     for x in (a, b, d, e):
@@ -66,4 +73,25 @@ def test_idle_and_session_time_limits(make_server):
     # Not before the limit (3 s); how long after it is the scheduler's business, not a test's.
     assert time.time() - start > 2.5
     c.close()
+    s.stop()
+
+
+def test_connections_per_network(make_server):
+    # Per IPv4 /24 (IPv6 /64: unit tests in store::admission); trusted networks are exempt.
+    s = make_server(trusted=("127.0.0.2/32",), smtp_extra="max_connections_per_net = 2\n")
+    s.start()
+    a, ga = greet(s.smtp_port, "127.0.5.1")
+    b, gb = greet(s.smtp_port, "127.0.5.2")
+    assert ga.startswith(b"220 ") and gb.startswith(b"220 ")
+    c, gc = greet(s.smtp_port, "127.0.5.3")
+    assert gc.startswith(b"421 4.7.0 Too many connections from your network"), gc
+    # Another /24 gets in; a trusted client is not limited (three from one /24 here).
+    d, gd = greet(s.smtp_port, "127.0.6.1")
+    assert gd.startswith(b"220 "), gd
+    t1, g1 = greet(s.smtp_port, "127.0.0.2")
+    t2, g2 = greet(s.smtp_port, "127.0.0.2")
+    t3, g3 = greet(s.smtp_port, "127.0.0.2")
+    assert all(g.startswith(b"220 ") for g in (g1, g2, g3)), (g1, g2, g3)
+    for x in (a, b, c, d, t1, t2, t3):
+        x.close()
     s.stop()

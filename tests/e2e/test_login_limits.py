@@ -1,8 +1,9 @@
 """Login limits (`[auth]`): one guard for SMTP AUTH and POP3. Parallel guesses are counted
-before their password check, failures over POP3 lock SMTP AUTH from the same address, and
-every spelling that logs in as an account shares its lockout. The defaults are used
-(10 failures per address or account in 10 minutes, delays of 1 s doubling to 8 s); the
-guesses run in parallel so the delays overlap."""
+before their password check, failures over POP3 lock SMTP AUTH from the same address, every
+spelling that logs in as an account shares its lockout from that address, and strangers
+guessing from many addresses never lock the owner out. The defaults are used (10 failures per
+address, or per account from one address, in 10 minutes; delays of 1 s doubling to 8 s)
+unless a test says otherwise; the guesses run in parallel so the delays overlap."""
 
 import base64
 import poplib
@@ -102,15 +103,43 @@ def test_pop3_failures_lock_smtp_auth_from_that_address(srv):
     assert smtp_auth(srv, "alice@example.test", "alice-pw", source="127.0.0.2") == 235
 
 
-def test_every_spelling_of_a_locked_account_is_locked(srv):
+@pytest.fixture
+def srv_wide(make_server):
+    """A server whose per-address limit is above the per-account one, so an address can be
+    locked out of one account while it may still try others."""
+    s = make_server(trusted=("10.255.255.255/32",),
+                    extra="[auth]\nlockout_after_per_ip = 100\n")
+    s.cli("domain", "add", "example.test")
+    s.add_user("alice@example.test", "alice-pw")
+    s.add_user("kate@example.test", "kate-pw")
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_every_spelling_of_a_locked_account_is_locked(srv_wide):
+    srv = srv_wide
     kelvin = "\u212aate@example.test"  # KELVIN SIGN: the directory folds it to k
     assert smtp_auth(srv, kelvin, "kate-pw", source="127.0.0.3") == 235, "logs in as kate"
     codes = parallel(LOCKOUT_AFTER, lambda i: smtp_auth(srv, "kate@example.test", f"guess-{i}"))
     assert codes == [535] * LOCKOUT_AFTER
-    # kate is locked from every address, under every spelling, over both protocols.
-    assert smtp_auth(srv, "kate@example.test", "kate-pw", source="127.0.0.3") == 535
-    assert smtp_auth(srv, kelvin, "kate-pw", source="127.0.0.3") == 535
-    assert smtp_auth(srv, "KATE@example.test", "kate-pw", source="127.0.0.4") == 535
-    assert not pop3_login(srv, kelvin, "kate-pw", source="127.0.0.5")
-    # Other accounts are not locked from a fresh address.
-    assert smtp_auth(srv, "alice@example.test", "alice-pw", source="127.0.0.3") == 235
+    # kate is locked from the guessing address, under every spelling, over both protocols.
+    assert smtp_auth(srv, "kate@example.test", "kate-pw") == 535
+    assert smtp_auth(srv, kelvin, "kate-pw") == 535
+    assert smtp_auth(srv, "KATE@example.test", "kate-pw") == 535
+    assert not pop3_login(srv, kelvin, "kate-pw")
+    # The address may still log in to other accounts, and kate from elsewhere.
+    assert smtp_auth(srv, "alice@example.test", "alice-pw") == 235
+    assert smtp_auth(srv, kelvin, "kate-pw", source="127.0.0.3") == 235
+    assert pop3_login(srv, "KATE@example.test", "kate-pw", source="127.0.0.4")
+
+
+def test_strangers_from_many_addresses_do_not_lock_the_owner_out(srv):
+    """Issue 15: twelve wrong POP3 passwords from 127.0.0.10-21 refused alice's right password
+    from a new address."""
+    strangers = [f"127.0.0.{i}" for i in range(10, 22)]
+    ok = parallel(len(strangers),
+                  lambda i: pop3_login(srv, "alice@example.test", f"guess-{i}", source=strangers[i]))
+    assert ok == [False] * len(strangers)
+    assert pop3_login(srv, "alice@example.test", "alice-pw", source="127.0.0.30")
+    assert smtp_auth(srv, "alice@example.test", "alice-pw", source="127.0.0.31") == 235

@@ -154,7 +154,7 @@ class SlowSmtp:
 def test_relay_connections_never_exceed_the_limits(make_server, concurrency, limit, expect):
     fake = SlowSmtp()
     extra = (f"[delivery]\nconcurrency = {concurrency}\n"
-             f'[relay]\nsmarthost = "{HOST}:{fake.port}"\nper_destination_limit = {limit}\n'
+             f'[relay]\nsmarthost = "{HOST}:{fake.port}"\nsmarthost_tls = "opportunistic"\nper_destination_limit = {limit}\n'
              'retry_schedule = ["1s"]\n')
     s = make_server(trusted=("127.0.0.1/32",), extra=extra)
     s.cli("domain", "add", "example.test")

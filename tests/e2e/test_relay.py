@@ -282,6 +282,9 @@ def test_smarthost_with_auth(tmp_path, make_server):
         f'smarthost = "127.0.0.22:{pf.port}"\n'
         'smarthost_username = "relayuser@remote.test"\n'
         f'smarthost_password_file = "{pwfile}"\n'
+        # smarthost_tls = "verify" (the default): Postfix's certificate is trusted through
+        # ca_file and names 127.0.0.22.
+        f'ca_file = "{pf.conf / "ca.pem"}"\n'
         'dns_servers = ["127.0.0.1:9"]\n'
         'retry_schedule = ["1s"]\n'
     )
@@ -299,6 +302,39 @@ def test_smarthost_with_auth(tmp_path, make_server):
     finally:
         s.stop()
         pf.stop()
+
+
+@pytest.mark.skipif(not has("saslpasswd2"), reason="sasl2-bin needed")
+def test_smarthost_with_an_untrusted_certificate_gets_no_password(tmp_path, make_server):
+    """Issue 12: with smarthost_tls = "verify" (the default), a smarthost whose certificate
+    does not verify is not sent the password, nor the mail: it stays queued with the reason."""
+    pf = Postfix(tmp_path, ip="127.0.0.23", domains=("remote.test",), sasl_user=("relayuser", "relay-pw"))
+    pwfile = tmp_path / "smarthost.pw"
+    pwfile.write_text("relay-pw\n")
+    extra = (
+        "[relay]\n"
+        f'smarthost = "127.0.0.23:{pf.port}"\n'
+        'smarthost_username = "relayuser@remote.test"\n'
+        f'smarthost_password_file = "{pwfile}"\n'
+        'dns_servers = ["127.0.0.1:9"]\n'
+        'retry_schedule = ["1h"]\n'
+    )
+    s = make_server(trusted=("127.0.0.1/32",), extra=extra)
+    s.cli("domain", "add", "example.test")
+    s.start()
+    try:
+        with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+            c.sendmail("alice@example.test", ["bob@remote.test"], b"Subject: x\r\n\r\nx\r\n")
+        s.wait_log("deferred")
+        out = s.cli("queue", "list").stdout
+        assert "pending" in out and "invalid peer certificate" in out, out
+        time.sleep(1)
+        assert "sasl_username" not in pf.log()
+        assert pf.maildir_messages("bob") == []
+    finally:
+        s.stop()
+        pf.stop()
+
 
 
 @pytest.mark.relay_extra('delay_warning_after = "2s"\nmax_queue_lifetime = "6s"\n')

@@ -169,7 +169,7 @@ def test_large_relayed_messages_stream(make_server, tmp_path, chunking):
     sink_dir.mkdir()
     sink = Sink(sink_dir, chunking)
     extra = (
-        f'[relay]\nsmarthost = "{HOST}:{sink.port}"\nper_destination_limit = {MESSAGES}\n'
+        f'[relay]\nsmarthost = "{HOST}:{sink.port}"\nsmarthost_tls = "opportunistic"\nper_destination_limit = {MESSAGES}\n'
         'retry_schedule = ["1s"]\n'
     )
     s = make_server(trusted=("127.0.0.1/32",), max_message_size=SIZE + (1 << 20), extra=extra)

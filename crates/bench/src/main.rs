@@ -5,11 +5,13 @@
 //! - S1 inbound SMTP to Maildir (4 KiB and 64 KiB), every message verified on disk;
 //! - S2 relay through the queue to `smtp-sink`, end to end;
 //! - S3 POP3: log in, UIDL, RETR every message, QUIT, over many mailboxes;
-//! - S4 many idle SMTP and POP3 connections: server memory, and S1 latency meanwhile.
+//! - S4 many idle SMTP and POP3 connections: server memory, and S1 latency meanwhile;
+//! - S5 S1 during a 5,000-connection flood (`flood`; full runs, or `--only s5`).
 //!
 //! It asserts nothing about speed: it exits non-zero only when a verification fails (a
 //! message lost, duplicated, truncated or refused; a connection refused).
 
+mod flood;
 mod maildir;
 mod net;
 mod peers;
@@ -52,7 +54,8 @@ struct Args {
     /// The peers script (default: scripts/bench-peers of this source tree).
     #[arg(long)]
     peers_script: Option<PathBuf>,
-    /// Scenarios to run, comma separated: probe,s1,s2,s2t,s3,s4 (default: all).
+    /// Scenarios to run, comma separated: probe,s1,s2,s2t,s3,s4,s5 (default: all; s5 not in
+    /// --quick).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accounts that S1 spreads messages over.
@@ -451,6 +454,10 @@ fn run(args: &Args) -> Result<bool, String> {
             dov,
             None,
         );
+    }
+
+    if want("s5") && (!args.quick || !args.only.is_empty()) {
+        flood::run(&rt, &mut rep, &bin, &work, peers.as_ref(), &sc)?;
     }
 
     mr.stop();

@@ -121,7 +121,7 @@ retry_schedule = ["5s"]
 "#,
             data = data.display(),
             route = match dns {
-                None => format!("smarthost = \"{sink}\""),
+                None => format!("smarthost = \"{sink}\"\nsmarthost_tls = \"opportunistic\""),
                 Some(dns) => format!("dns_servers = [\"{dns}\"]\nremote_port = {}", sink.port()),
             }
         );

@@ -1,23 +1,27 @@
-//! The admin commands: domains, accounts, aliases and the queue. Each opens the directory or
-//! spool under `data_dir` directly (SQLite and the spool are safe to use while the server
+//! The admin commands for domains, accounts and aliases (the queue's are in `admin_queue`).
+//! Each opens the directory under `data_dir` directly (SQLite is safe to use while the server
 //! runs; the server sees changes at its next lookup, no restart). Passwords are read from
-//! stdin or the terminal and never printed or logged.
+//! stdin or the terminal, checked against weak choices, and never printed or logged.
 
 use std::io::BufRead;
 
 use clap::Subcommand;
 use store::directory::Directory;
-use store::queue_status::MessageStatus;
-use store::spool::Spool;
 
 use crate::config::Config;
-use crate::terminal::safe;
 use crate::Failure;
+
+pub use crate::admin_queue::{queue, QueueCommand};
 
 #[derive(Subcommand, Debug)]
 pub enum DomainCommand {
     /// Receive mail for DOMAIN.
-    Add { domain: String },
+    Add {
+        /// A name like `-bad.com` is taken as the domain (and refused with its reason), not as
+        /// an option.
+        #[arg(allow_hyphen_values = true)]
+        domain: String,
+    },
     /// Stop receiving mail for DOMAIN (it must have no accounts or aliases left).
     Remove { domain: String },
     /// List our domains.
@@ -32,12 +36,17 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Accept a password shorter than 10 characters, equal to the address or blank.
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Change an account's password.
     Passwd {
         address: String,
         #[arg(long)]
         password_stdin: bool,
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Remove an account (its Maildir is left on disk).
     Remove { address: String },
@@ -53,32 +62,28 @@ pub enum AliasCommand {
         #[arg(required = true)]
         targets: Vec<String>,
     },
-    /// Remove an alias.
-    Remove { alias: String },
+    /// Remove an alias, or only its TARGET (the alias goes with its last target).
+    Remove {
+        alias: String,
+        target: Option<String>,
+    },
     /// List aliases.
     List,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum QueueCommand {
-    /// List queued messages: id, age, size, sender, and each recipient's state, attempts and
-    /// last error.
-    List,
-    /// Show one message's envelope and headers.
-    Show { id: String },
-    /// Retry now: one message, or every message.
-    Flush { id: Option<String> },
-    /// Delete a message from the queue without delivering or bouncing it.
-    Remove { id: String },
-    /// Give up on a message: its pending recipients are bounced to the sender.
-    Bounce { id: String },
 }
 
 fn open_directory(config: &Config) -> Result<Directory, Failure> {
     Directory::open(&config.data_dir).map_err(Failure::failed)
 }
 
+/// Shortest password accepted without `--allow-weak`.
+const MIN_PASSWORD_CHARS: usize = 10;
+
 fn read_password(from_stdin: bool) -> Result<String, Failure> {
+    if !from_stdin && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Failure::failed(
+            "standard input is not a terminal: to pipe the password in, use --password-stdin",
+        ));
+    }
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -100,6 +105,31 @@ fn read_password(from_stdin: bool) -> Result<String, Failure> {
         return Err(Failure::failed("empty password"));
     }
     Ok(password)
+}
+
+/// Why `password` is too weak for `address`, if it is.
+fn weakness(address: &str, password: &str) -> Option<&'static str> {
+    let p = password.to_lowercase();
+    let local = address.split('@').next().unwrap_or("").to_lowercase();
+    if password.trim().is_empty() {
+        Some("it is blank")
+    } else if p == address.to_lowercase() || p == local {
+        Some("it is the address")
+    } else if password.chars().count() < MIN_PASSWORD_CHARS {
+        Some("it is shorter than 10 characters")
+    } else {
+        None
+    }
+}
+
+fn new_password(address: &str, from_stdin: bool, allow_weak: bool) -> Result<String, Failure> {
+    let password = read_password(from_stdin)?;
+    match weakness(address, &password) {
+        Some(why) if !allow_weak => Err(Failure::failed(format!(
+            "password refused: {why} (use --allow-weak to set it anyway)"
+        ))),
+        _ => Ok(password),
+    }
 }
 
 pub fn domain(config: &Config, cmd: DomainCommand) -> Result<(), Failure> {
@@ -125,6 +155,7 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::Add {
             address,
             password_stdin,
+            allow_weak,
         } => {
             // Check the address and domain before asking for a password.
             if dir.account(&address).map_err(Failure::failed)?.is_some() {
@@ -132,17 +163,25 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
                     "account already exists: {address}"
                 )));
             }
-            let password = read_password(password_stdin)?;
+            let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            if !dir.is_local_domain(domain).unwrap_or(false) {
+                return Err(Failure::failed(format!(
+                    "no such domain: {}",
+                    domain.to_lowercase()
+                )));
+            }
+            let password = new_password(&address, password_stdin, allow_weak)?;
             dir.add_user(&address, &password).map_err(Failure::failed)
         }
         UserCommand::Passwd {
             address,
             password_stdin,
+            allow_weak,
         } => {
             if dir.account(&address).map_err(Failure::failed)?.is_none() {
                 return Err(Failure::failed(format!("no such account: {address}")));
             }
-            let password = read_password(password_stdin)?;
+            let password = new_password(&address, password_stdin, allow_weak)?;
             dir.set_password(&address, &password)
                 .map_err(Failure::failed)
         }
@@ -162,7 +201,11 @@ pub fn alias(config: &Config, cmd: AliasCommand) -> Result<(), Failure> {
         AliasCommand::Add { alias, targets } => {
             dir.add_alias(&alias, &targets).map_err(Failure::failed)
         }
-        AliasCommand::Remove { alias } => dir.remove_alias(&alias).map_err(Failure::failed),
+        AliasCommand::Remove { alias, target } => match target {
+            Some(t) => dir.remove_alias_target(&alias, &t),
+            None => dir.remove_alias(&alias),
+        }
+        .map_err(Failure::failed),
         AliasCommand::List => {
             for (alias, targets) in dir.list_aliases().map_err(Failure::failed)? {
                 println!("{alias} -> {}", targets.join(", "));
@@ -172,124 +215,21 @@ pub fn alias(config: &Config, cmd: AliasCommand) -> Result<(), Failure> {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-fn no_such_message(id: &str, e: std::io::Error) -> Failure {
-    if matches!(
-        e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
-    ) {
-        Failure::failed(format!("no such message in the queue: {id}"))
-    } else {
-        Failure::failed(format!("{id}: {e}"))
-    }
-}
-
-/// Octets of a message `queue show` reads for its header block.
-const SHOW_HEADERS: usize = 1 << 20;
-
-pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
-    let spool = Spool::open(&config.data_dir).map_err(Failure::failed)?;
-    match cmd {
-        QueueCommand::List => {
-            let now = unix_now();
-            let ids = spool.list().map_err(Failure::failed)?;
-            for id in &ids {
-                let Ok((env, message)) = spool.open_message(id) else {
-                    continue;
-                };
-                let log = spool.log(id).unwrap_or_default();
-                let status = MessageStatus::from_log(env.recipients.len(), &log);
-                println!(
-                    "{id}  age={}  size={}  from=<{}>",
-                    age(now.saturating_sub(env.received)),
-                    message.len(),
-                    safe(&env.sender)
-                );
-                for (r, st) in env.recipients.iter().zip(&status.recipients) {
-                    let next = match &st.last {
-                        Some(store::outcome::Outcome::Deferred {
-                            next_attempt: Some(t),
-                            ..
-                        }) => format!("  next: in {}", age(t.saturating_sub(now))),
-                        _ => String::new(),
-                    };
-                    let last = match &st.last {
-                        None => String::new(),
-                        Some(_) => format!("  last: {}{next}", safe(&st.last_text())),
-                    };
-                    println!(
-                        "    to=<{}>  {}  attempts={}{last}",
-                        safe(r),
-                        st.state.as_str(),
-                        st.attempts
-                    );
-                }
-            }
-            println!("-- {} message(s) in the queue", ids.len());
-            Ok(())
-        }
-        QueueCommand::Show { id } => {
-            let (env, body) = spool
-                .open_message(&id)
-                .map_err(|e| no_such_message(&id, e))?;
-            // The header block only: a large message is not loaded to show it.
-            let message = body
-                .head(SHOW_HEADERS)
-                .map_err(|e| no_such_message(&id, e))?;
-            println!("id: {}", env.id);
-            println!(
-                "received: {} ({}s ago)",
-                env.received,
-                unix_now().saturating_sub(env.received)
-            );
-            println!("sender: <{}>", safe(&env.sender));
-            println!("client: {}", safe(&env.client));
-            for r in &env.recipients {
-                println!("recipient: <{}>", safe(r));
-            }
-            println!();
-            // Header bytes are a stranger's: escaped so they cannot drive the terminal.
-            print!("{}", crate::terminal::header_block(&message));
-            Ok(())
-        }
-        QueueCommand::Flush { id } => {
-            let ids = match id {
-                Some(id) => {
-                    spool
-                        .open_message(&id)
-                        .map_err(|e| no_such_message(&id, e))?;
-                    vec![id]
-                }
-                None => Vec::new(),
-            };
-            spool.request_flush(&ids).map_err(Failure::failed)
-        }
-        QueueCommand::Remove { id } => spool.remove(&id).map_err(|e| no_such_message(&id, e)),
-        QueueCommand::Bounce { id } => {
-            spool
-                .record(
-                    &id,
-                    &store::outcome::Entry::Mark(store::outcome::Mark::BounceRequested),
-                )
-                .map_err(|e| no_such_message(&id, e))?;
-            spool
-                .request_flush(std::slice::from_ref(&id))
-                .map_err(Failure::failed)
-        }
+    #[test]
+    fn weak_passwords() {
+        let a = "Alice@example.test";
+        assert_eq!(weakness(a, "          "), Some("it is blank"));
+        assert_eq!(weakness(a, "alice@EXAMPLE.test"), Some("it is the address"));
+        assert_eq!(weakness(a, "alice"), Some("it is the address"));
+        assert_eq!(
+            weakness(a, "short-pw1"),
+            Some("it is shorter than 10 characters")
+        );
+        assert_eq!(weakness(a, "correct horse"), None);
+        assert_eq!(weakness(a, "pässwörter!"), None);
     }
 }

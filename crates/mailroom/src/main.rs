@@ -5,10 +5,14 @@
 
 mod admin;
 mod admin_dkim;
-mod at;
+mod admin_queue;
+mod check_config;
 mod config;
 mod dns_records;
+mod import;
+mod import_maildir;
 mod local_addrs;
+mod open_files;
 mod privilege;
 mod serve;
 mod terminal;
@@ -44,6 +48,13 @@ enum Command {
     /// Manage aliases and catch-alls.
     #[command(subcommand)]
     Alias(admin::AliasCommand),
+    /// Bring accounts and aliases over from Dovecot and Postfix.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Copy data_dir (directory, queue, Maildirs, keys) into DIR while the server runs.
+    Backup { dir: PathBuf },
+    /// Copy a complete backup from DIR into the empty data_dir (server stopped).
+    Restore { dir: PathBuf },
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
@@ -60,8 +71,13 @@ enum Command {
         #[arg(long)]
         ipv6: Option<std::net::Ipv6Addr>,
     },
-    /// Print the configuration in effect (defaults filled in).
-    CheckConfig,
+    /// Check the configuration (and the certificate files it names), then print it as TOML
+    /// with the defaults filled in.
+    CheckConfig {
+        /// Print only the settings that differ from the defaults (like `postconf -n`).
+        #[arg(long)]
+        non_default: bool,
+    },
 }
 
 /// An error that ends the program with a code and a one-line message.
@@ -101,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig);
+    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig { .. });
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
             eprintln!("mailroom: {}", f.message);
@@ -118,10 +134,14 @@ fn main() -> ExitCode {
         Command::DnsRecords { domain, ipv4, ipv6 } => {
             dns_records::run(&config, &domain, ipv4, ipv6)
         }
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(())
-        }
+        Command::Import(c) => import::import(&config, c),
+        Command::Backup { dir } => store::backup::backup(&config.data_dir, &dir)
+            .map(|c| println!("backup complete: {} files, {} bytes", c.files, c.bytes))
+            .map_err(|e| Failure::failed(format!("backup into {}: {e}", dir.display()))),
+        Command::Restore { dir } => store::backup::restore(&dir, &config.data_dir)
+            .map(|c| println!("restored: {} files, {} bytes", c.files, c.bytes))
+            .map_err(|e| Failure::failed(format!("restore from {}: {e}", dir.display()))),
+        Command::CheckConfig { non_default } => check_config::run(&config, non_default),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

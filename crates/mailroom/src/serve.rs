@@ -9,20 +9,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta::queue::{RetryPolicy, Runner};
+use mta::queue::Runner;
 use mta::relay::{Relay, RelayConfig};
 use proto::smtp::{Service, SessionConfig};
 use smtpd::auth::SmtpAuth;
 use smtpd::direct::Direct;
 use smtpd::policy::DirectoryPolicy;
 use smtpd::{Smtpd, SmtpdConfig};
+use store::admission::AdmissionLimits;
+use store::admission_gate::Gate;
 use store::directory::Directory;
 use store::login_guard::LoginGuard;
 use store::spool::Spool;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{parse_duration, parse_host_port, Config};
+use crate::config::Config;
 use crate::Failure;
 
 fn init_logging(level: &str) {
@@ -63,7 +65,8 @@ struct Listeners {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
-    init_logging(&config.log_level);
+    init_logging(config.log_level.as_str());
+    crate::open_files::raise(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
@@ -169,17 +172,7 @@ async fn serve(
         postmaster: postmaster.clone(),
         sched: config.relay.schedule(config.delivery.concurrency),
         relay: Some(relay),
-        retry: RetryPolicy {
-            schedule: config
-                .relay
-                .retry_schedule
-                .iter()
-                .filter_map(|d| parse_duration(d))
-                .collect(),
-            max_lifetime: parse_duration(&config.relay.max_queue_lifetime)
-                .unwrap_or(Duration::from_secs(5 * 86_400)),
-            delay_warning_after: parse_duration(&config.relay.delay_warning_after),
-        },
+        retry: config.relay.retry(),
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
         clock: Arc::new(store::clock::SystemClock),
@@ -199,8 +192,17 @@ async fn serve(
             .with_forward_failures(forward_failures)
             .with_srs(srs_secret),
     );
-    let slots = Arc::new(Semaphore::new(config.smtp.max_connections));
-    let per_ip = Arc::new(smtpd::PerIp::default());
+    // One admission for all SMTP listeners: slots, per-address and per-network limits,
+    // stress mode.
+    let gate = Gate::new(
+        "smtpd",
+        AdmissionLimits::new(
+            config.smtp.max_connections,
+            config.smtp.max_connections_per_ip,
+            config.smtp.max_connections_per_net,
+            config.smtp.stress_threshold,
+        ),
+    );
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
     let login_guard = Arc::new(LoginGuard::new(config.auth.limits()));
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
@@ -220,17 +222,18 @@ async fn serve(
                     max_received_headers: config.smtp.max_received_headers,
                     ..SessionConfig::new(&config.hostname, service)
                 }),
-                max_connections_per_ip: config.smtp.max_connections_per_ip,
-                max_session_time: Duration::from_secs(config.smtp.max_session_time.max(1)),
+                max_session_time: config.smtp.max_session_time.get(),
                 trusted_networks: config.smtp.trusted_networks.clone(),
-                command_timeout: Duration::from_secs(config.smtp.command_timeout.max(1)),
-                shutdown_grace: Duration::from_secs(config.smtp.shutdown_grace),
+                command_timeout: config.smtp.command_timeout.get(),
+                shutdown_grace: config.smtp.shutdown_grace.get(),
+                stress_timeout: config.smtp.stress_timeout.get(),
+                stress_max_errors: config.smtp.stress_max_errors,
+                greet_delay: config.smtp.greet_delay.get(),
             },
             policy: policy.clone(),
             spool: spool.clone(),
             queued: queued_tx.clone(),
-            slots: slots.clone(),
-            per_ip: per_ip.clone(),
+            gate: gate.clone(),
             tls: Some(acceptor.clone()),
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
@@ -243,6 +246,7 @@ async fn serve(
         }
     }
     drop(queued_tx);
+    let retention = spawn_retention(&config);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
     for (listeners, implicit_tls) in pop3_sets {
@@ -280,9 +284,12 @@ async fn serve(
     });
     wait_for_signal(&cert).await;
     trimmer.abort();
+    if let Some(r) = retention {
+        r.abort();
+    }
     tracing::info!(
-        "shutdown requested: no new connections; sessions get {}s to finish",
-        config.smtp.shutdown_grace
+        "shutdown requested: no new connections; sessions get {:?} to finish",
+        config.smtp.shutdown_grace.get()
     );
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
@@ -315,13 +322,49 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
     }
 }
 
+/// The POP3 retention sweep (`[pop3] delete_retrieved_after`, `delete_after`), when on: every
+/// half of the shortest period (between 1 s and 1 h), on a blocking thread.
+fn spawn_retention(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
+    let policy = config.pop3.retention();
+    let shortest = [policy.delete_retrieved_after, policy.delete_after]
+        .into_iter()
+        .flatten()
+        .min()?;
+    let every = (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let data_dir = config.data_dir.clone();
+    tracing::info!("pop3: retention on ({policy:?}), swept every {every:?}");
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let data_dir = data_dir.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                store::retention::sweep_all(&data_dir, &policy, std::time::SystemTime::now())
+            })
+            .await
+            .unwrap_or_default();
+            for (mailbox, result) in results {
+                let mailbox = mailbox.display();
+                match result {
+                    Ok(s) => tracing::info!(
+                        "pop3: retention: mailbox={mailbox} deleted={} bytes={}",
+                        s.deleted,
+                        s.bytes
+                    ),
+                    Err(store::mailbox::MailboxError::Locked) => {
+                        tracing::info!("pop3: retention: mailbox={mailbox} skipped=in-use")
+                    }
+                    Err(e) => tracing::warn!("pop3: retention: mailbox={mailbox} error={e}"),
+                }
+            }
+        }
+    }))
+}
+
 /// The relay client from `[relay]`.
 fn build_relay(config: &Config) -> Result<Relay, Failure> {
-    let smarthost = if config.relay.smarthost.is_empty() {
-        None
-    } else {
-        parse_host_port(&config.relay.smarthost)
-    };
+    let smarthost = config.relay.smarthost.0.clone();
     let smarthost_auth = if config.relay.smarthost_username.is_empty() {
         None
     } else {
@@ -337,10 +380,14 @@ fn build_relay(config: &Config) -> Result<Relay, Failure> {
     // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
     let local_addresses = crate::local_addrs::local_addresses(&config.smtp.listen);
     tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
+    let ca_certificates =
+        crate::tls::ca_certificates(&config.relay.ca_file).map_err(Failure::failed)?;
     Relay::new(RelayConfig {
         hostname: config.hostname.clone(),
         smarthost,
         smarthost_auth,
+        smarthost_tls: config.relay.smarthost_tls.into(),
+        ca_certificates,
         remote_port: config.relay.remote_port,
         dns_servers: config.relay.dns_servers.clone(),
         per_destination_limit: config.relay.per_destination_limit,
@@ -373,13 +420,17 @@ fn pop3_service(
     config: &Config,
     directory: Arc<Directory>,
 ) -> (Arc<pop3::Pop3Config>, Arc<dyn pop3::Authenticator>) {
-    let pop3_config = pop3::Pop3Config {
+    let mut pop3_config = pop3::Pop3Config {
         hostname: config.hostname.clone(),
         // Clear-text logins (no TLS) only from trusted networks; over TLS always.
         plaintext_allowed_networks: config.smtp.trusted_networks.clone(),
         max_connections: config.pop3.max_connections,
+        stress_threshold: config.pop3.stress_threshold,
+        stress_timeout: config.pop3.stress_timeout.get(),
         ..pop3::Pop3Config::default()
     };
+    // 110 and 995 share POP3's slots (not SMTP's).
+    pop3_config.gate = Some(pop3_config.new_gate());
     let auth = DirectoryAuth {
         directory,
         data_dir: config.data_dir.clone(),

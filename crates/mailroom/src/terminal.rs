@@ -40,8 +40,14 @@ pub fn header_block(message: &[u8]) -> String {
         .position(|w| w == b"\r\n\r\n")
         .map(|p| p + 2)
         .unwrap_or(message.len());
+    lines(&message[..end])
+}
+
+/// Message bytes as printable lines: CRLF line ends become `\n`; everything else, bare CR and
+/// LF included, is escaped.
+pub fn lines(bytes: &[u8]) -> String {
     let mut out = String::new();
-    for line in message[..end].split_inclusive(|&b| b == b'\n') {
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
         let (body, eol) = match line.strip_suffix(b"\r\n") {
             Some(b) => (b, true),
             None => (line, false),

@@ -5,7 +5,6 @@
 //!
 //! It does not speak any mail protocol: listeners get a [`tokio_rustls::TlsAcceptor`].
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -14,8 +13,6 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-use crate::at;
 
 /// Where the certificate and key come from.
 #[derive(Clone, Debug)]
@@ -82,22 +79,17 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
     Ok(ck)
 }
 
-/// A file's bytes; with `in_data_dir`, `path` is `data_dir/tls/<name>` and neither `tls` nor
-/// `<name>` may be a symlink.
+/// A file's bytes; with `in_data_dir`, `path` is `data_dir/tls/<name>`, read through
+/// [`store::private_files`] (neither `tls` nor `<name>` may be a symlink).
 fn read_file(path: &Path, in_data_dir: bool) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
     let (Some(tls), Some(name)) = (path.parent(), path.file_name()) else {
         return std::fs::read(path);
     };
     let Some(data_dir) = tls.parent().filter(|_| in_data_dir) else {
         return std::fs::read(path);
     };
-    let dir = at::open_configured_dir(data_dir)?;
-    let dir = at::open_at(&dir, c"tls", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-    let mut bytes = Vec::new();
-    std::fs::File::from(at::open_at(&dir, &at::c_name(name)?, libc::O_RDONLY, 0)?)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    let name = name.to_str().ok_or(std::io::ErrorKind::InvalidInput)?;
+    store::private_files::read(data_dir, "tls", name)
 }
 
 /// The certificate files to use: the configured ones, or a self-signed pair for `hostname`
@@ -149,33 +141,30 @@ pub fn cert_source(
     Ok(source)
 }
 
-/// Writes the generated files into `data_dir/tls/`. This runs as root before the drop, in a
-/// directory the service user owns, so nothing there is followed: `tls` is opened with
-/// `O_NOFOLLOW`, a stale (or planted) `<name>.tmp` is unlinked (which never follows a symlink),
-/// the new one is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, written, fsynced and
-/// renamed over `<name>` (a symlink there is replaced, not followed).
+/// Writes the generated files into `data_dir/tls/` through [`store::private_files`]: this runs
+/// as root before the drop, in a directory the service user owns, so nothing there is followed.
 fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
-    let tls = data_dir.join("tls");
-    let cannot = |e: std::io::Error| format!("tls: cannot write in {}: {e}", tls.display());
-    std::fs::create_dir_all(data_dir).map_err(cannot)?;
-    let top = at::open_configured_dir(data_dir).map_err(cannot)?;
-    let dir = at::subdir(&top, c"tls", 0o700).map_err(cannot)?;
-    for (name, bytes) in files {
-        write_private(&dir, name, bytes)
-            .map_err(|e| format!("tls: cannot write {}: {e}", tls.join(name).display()))?;
-    }
-    std::fs::File::from(dir).sync_all().map_err(cannot)
+    store::private_files::write(data_dir, "tls", files).map_err(|e| {
+        format!(
+            "tls: cannot write in {}: {e}",
+            data_dir.join("tls").display()
+        )
+    })
 }
 
-fn write_private(dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = at::c_name(Path::new(name).with_extension("tmp"))?;
-    at::unlink_at(dir, &tmp)?;
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-    let mut f = std::fs::File::from(at::open_at(dir, &tmp, flags, 0o600)?);
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    at::rename_at(dir, &tmp, &at::c_name(name)?)
+/// The certificates of a PEM file (`[relay] ca_file`); `""` gives none.
+pub fn ca_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("relay.ca_file {path}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("relay.ca_file {path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("relay.ca_file {path}: no certificate in file"));
+    }
+    Ok(certs)
 }
 
 /// The server configuration shared by every TLS listener, and the handle to reload it.

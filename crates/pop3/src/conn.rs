@@ -48,6 +48,8 @@ pub(crate) struct Context {
     pub tls: Option<TlsAcceptor>,
     /// Handshake before the greeting (RFC 8314).
     pub implicit_tls: bool,
+    /// This session's slot (`store::admission_gate`): freed when the connection ends.
+    pub ticket: store::admission_gate::Ticket,
 }
 
 /// Octets asked of the socket per read; the framer holds at most this much unframed input.
@@ -252,6 +254,20 @@ struct Conn {
 }
 
 impl Conn {
+    /// Before each read: a logged-in (or trusted) session keeps its slot; in stress mode one
+    /// that has not logged in gets the stress timeout. Returns the timeout for the read.
+    fn admission_rules(&self, ctx: &Context) -> Duration {
+        if self.session.user().is_some() {
+            ctx.ticket.protect();
+            return self.timeout;
+        }
+        if ctx.ticket.gate().stressed() && !ctx.config.plaintext_allowed(self.ip) {
+            ctx.config.stress_timeout.min(self.timeout)
+        } else {
+            self.timeout
+        }
+    }
+
     /// After `+OK` to STLS: discards the buffered clear text, negotiates TLS and serves the
     /// rest of the connection inside it.
     async fn start_tls(
@@ -309,23 +325,36 @@ impl Conn {
         {
             return Stop::Abort("write error");
         }
+        let mut stress = ctx.ticket.gate().stress_watch();
         loop {
             let max = self.session.max_line_length();
-            let line = tokio::select! {
-                r = tokio::time::timeout(self.timeout, read_line(io, &mut self.lines, max)) => match r {
-                    Ok(Ok(Some(line))) => line,
-                    Ok(Ok(None)) => return Stop::Abort("eof"),
-                    Ok(Err(_)) => return Stop::Abort("read error"),
-                    Err(_) => {
-                        let _ = send(io, b"-ERR Idle timeout, closing\r\n", t).await;
+            let start = tokio::time::Instant::now();
+            let line = loop {
+                // Re-evaluated when stress mode begins or ends during the wait.
+                let deadline = start + self.admission_rules(ctx);
+                tokio::select! {
+                    _ = ctx.ticket.evicted() => {
+                        tracing::info!(ip = %self.ip, "pop3: closed to make room for a newcomer");
+                        let _ = send(io, b"-ERR [SYS/TEMP] Too many connections, closing idle session\r\n", t).await;
                         let _ = flush(io, t).await;
-                        return Stop::Abort("idle timeout");
+                        return Stop::Abort("evicted");
                     }
-                },
-                _ = ctx.shutdown.changed() => {
-                    let _ = send(io, b"-ERR [SYS/TEMP] Server shutting down\r\n", t).await;
-                    let _ = flush(io, t).await;
-                    return Stop::Abort("shutdown");
+                    Ok(()) = stress.changed() => continue,
+                    r = tokio::time::timeout_at(deadline, read_line(io, &mut self.lines, max)) => match r {
+                        Ok(Ok(Some(line))) => break line,
+                        Ok(Ok(None)) => return Stop::Abort("eof"),
+                        Ok(Err(_)) => return Stop::Abort("read error"),
+                        Err(_) => {
+                            let _ = send(io, b"-ERR Idle timeout, closing\r\n", t).await;
+                            let _ = flush(io, t).await;
+                            return Stop::Abort("idle timeout");
+                        }
+                    },
+                    _ = ctx.shutdown.changed() => {
+                        let _ = send(io, b"-ERR [SYS/TEMP] Server shutting down\r\n", t).await;
+                        let _ = flush(io, t).await;
+                        return Stop::Abort("shutdown");
+                    }
                 }
             };
             let action = self.session.handle_line(&line);
@@ -456,6 +485,8 @@ impl Conn {
         let opened = tokio::task::spawn_blocking(move || Mailbox::open(&root)).await;
         match opened {
             Ok(Ok(mb)) => {
+                // Logged in: never evicted from now on (before the +OK goes out).
+                ctx.ticket.protect();
                 let listing = mb.listing();
                 tracing::info!(%ip, user = ?user, tls, messages = listing.len(), "pop3: login ok");
                 self.mailbox = Some(mb);

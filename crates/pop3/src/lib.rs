@@ -1,7 +1,10 @@
 //! The POP3 listener (RFC 1939) over tokio, with TLS (RFC 2595 STLS, RFC 8314 implicit TLS).
 //!
-//! What it does: accepts TCP connections (at most `max_connections` at once; extra clients get
-//! `-ERR [SYS/TEMP]` and are closed), greets, and runs each connection's loop (see `conn`):
+//! What it does: accepts TCP connections under its own admission (`store::admission`: at most
+//! `max_connections` at once; when all are taken the oldest session that has not logged in is
+//! told `-ERR [SYS/TEMP]` and closed to make room, and only when every session has logged in
+//! or is trusted the newcomer gets that reply; in stress mode sessions that have not logged in
+//! get `stress_timeout` instead of the idle timeout), greets, and runs each connection's loop (see `conn`):
 //! bounded line reads with an idle timeout, the sans-I/O `proto::pop3::Session`, password
 //! checks off the event loop under the process's one `store::login_guard::LoginGuard` (shared
 //! with SMTP AUTH: delays and lockouts per network and per account), message streaming, and the UPDATE state at QUIT only. With a TLS acceptor
@@ -22,9 +25,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use store::admission::AdmissionLimits;
+use store::admission_gate::Gate;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use store::login_guard::{LoginGuard, LoginLimits};
@@ -55,6 +60,13 @@ pub struct Pop3Config {
     /// Time allowed for a TLS handshake (implicit TLS or after STLS); the connection is
     /// closed if it takes longer.
     pub tls_handshake_timeout: Duration,
+    /// Stress mode begins when this percentage of `max_connections` is open.
+    pub stress_threshold: u8,
+    /// In stress mode, the idle timeout of sessions that have not logged in.
+    pub stress_timeout: Duration,
+    /// The slots several listeners share (110 and 995); `None`: each listener makes its own
+    /// from `max_connections`.
+    pub gate: Option<Arc<Gate>>,
 }
 
 impl Default for Pop3Config {
@@ -68,11 +80,26 @@ impl Default for Pop3Config {
             idle_timeout: Duration::from_secs(600),
             max_connections: 200,
             tls_handshake_timeout: Duration::from_secs(30),
+            stress_threshold: 75,
+            stress_timeout: Duration::from_secs(10),
+            gate: None,
         }
     }
 }
 
 impl Pop3Config {
+    /// A gate for these settings, to share between listeners through [`Pop3Config::gate`].
+    pub fn new_gate(&self) -> Arc<Gate> {
+        // No per-address or per-network limit for POP3: the slots and stress mode only.
+        let limits = AdmissionLimits::new(
+            self.max_connections,
+            usize::MAX,
+            usize::MAX,
+            self.stress_threshold,
+        );
+        Gate::new("pop3", limits)
+    }
+
     /// True if a client at `ip` may log in with a plain-text password without TLS.
     pub fn plaintext_allowed(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -108,13 +135,14 @@ pub async fn serve(
         tracing::error!("pop3: implicit TLS requested without a TLS configuration; not serving");
         return;
     }
-    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let gate = config.gate.clone().unwrap_or_else(|| config.new_gate());
     let mut tasks = JoinSet::new();
     while !*shutdown.borrow_and_update() {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    let trusted = config.plaintext_allowed(peer.ip());
+                    let Ok(ticket) = gate.admit(peer.ip(), trusted) else {
                         tracing::warn!(%peer, "pop3: too many connections, refusing");
                         if implicit_tls {
                             // A clear-text reply means nothing to a TLS client: just close.
@@ -136,11 +164,9 @@ pub async fn serve(
                         shutdown: shutdown.clone(),
                         tls: tls.clone(),
                         implicit_tls,
+                        ticket,
                     };
-                    tasks.spawn(async move {
-                        conn::run(stream, peer, ctx).await;
-                        drop(permit);
-                    });
+                    tasks.spawn(conn::run(stream, peer, ctx));
                 }
                 Err(e) => {
                     // E.g. EMFILE: back off instead of spinning.

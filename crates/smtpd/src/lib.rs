@@ -1,7 +1,8 @@
 //! Receiving mail: the SMTP listeners on 25, 587 and 465 ([`listener`]), which recipients
 //! and senders are allowed ([`policy`]), password checks for AUTH ([`auth`]), bounded reads
-//! and writes ([`timed_io`]), direct delivery of local-only mail ([`direct`]), and DKIM signatures on the mail of verified
-//! senders as it is queued ([`signing`]).
+//! and writes ([`timed_io`]), direct delivery of local-only mail ([`direct`]), making a
+//! finished message durable (`commit`), the early-talker test (`pregreet`), and DKIM
+//! signatures on the mail of verified senders as it is queued ([`signing`]).
 //!
 //! Every accepted message leaves through one of two doors, and only after it is durable: the
 //! spool (`store::spool`), or the Maildirs through `mda` (direct delivery). This crate does
@@ -9,13 +10,15 @@
 //! so. Protocol logic lives in `proto`.
 
 pub mod auth;
+mod commit;
 pub mod direct;
 pub mod listener;
 pub mod policy;
+mod pregreet;
 pub mod signing;
 pub mod timed_io;
 
-pub use listener::{serve, PerIp, Smtpd, SmtpdConfig};
+pub use listener::{serve, Smtpd, SmtpdConfig};
 
 /// Resolves once `shutdown` turns true (never, if its sender is gone without saying so).
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {

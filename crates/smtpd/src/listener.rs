@@ -2,7 +2,10 @@
 //! [`proto::smtp::Connection`]; commits finished messages to the spool and only then lets the
 //! `250` go out.
 //!
-//! It owns what protocol logic cannot: the connection limit (`421 4.7.0`), the idle timeout
+//! It owns what protocol logic cannot: admission through the shared `store::admission_gate`
+//! (refusals and evictions get `421 4.7.0`; stress mode shortens the timeout and the error
+//! limit of unproven sessions), the early-talker test on the MX port ([`crate::pregreet`]),
+//! the idle timeout
 //! (`421 4.4.2`, RFC 5321 §4.5.3.2; writes get it too, see [`crate::timed_io`]), the shutdown (`421 4.3.2` after a grace period), TLS
 //! handshakes (implicit on port 465, after STARTTLS on 25 and 587), password checks through
 //! [`crate::auth::SmtpAuth`], and the log line per connection and per accepted message. It
@@ -14,18 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use proto::smtp::{
-    CommitError, Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo,
-};
+use proto::smtp::{Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo};
+use store::admission::Refusal;
+use store::admission_gate::{Gate, Ticket};
 use store::spool::Spool;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
-use crate::direct::DirectResult;
+use crate::pregreet::{pregreet, Pregreet};
 use crate::timed_io::{Clocks, Interrupt};
 
 use crate::stopped;
@@ -38,46 +41,16 @@ pub struct SmtpdConfig {
     pub command_timeout: Duration,
     /// Time running sessions get after shutdown is asked before `421`.
     pub shutdown_grace: Duration,
-    /// Concurrent connections allowed from one IP address.
-    pub max_connections_per_ip: usize,
     /// How long a whole session may last.
     pub max_session_time: Duration,
-}
-
-/// Connections open per client IP address, shared by all SMTP listeners.
-#[derive(Debug, Default)]
-pub struct PerIp {
-    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
-
-/// One counted connection; uncounted when dropped.
-struct IpSlot<'a> {
-    per_ip: &'a PerIp,
-    ip: std::net::IpAddr,
-}
-
-impl PerIp {
-    fn enter(&self, ip: std::net::IpAddr, max: usize) -> Option<IpSlot<'_>> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot { per_ip: self, ip })
-    }
-}
-
-impl Drop for IpSlot<'_> {
-    fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
+    /// In stress mode: the command timeout of sessions that are neither trusted nor
+    /// authenticated and have not completed a transaction yet.
+    pub stress_timeout: Duration,
+    /// In stress mode: refused commands allowed to such sessions before the close.
+    pub stress_max_errors: u32,
+    /// On the MX port, untrusted clients wait this long for the end of the greeting and are
+    /// refused if they talk first ([`crate::pregreet`]); zero: off.
+    pub greet_delay: Duration,
 }
 
 /// What the SMTP sessions of one service share.
@@ -87,10 +60,9 @@ pub struct Smtpd {
     pub spool: Arc<Spool>,
     /// Ids of newly queued messages, for the queue runner.
     pub queued: mpsc::UnboundedSender<String>,
-    /// Connection slots shared by all SMTP listeners.
-    pub slots: Arc<Semaphore>,
-    /// Connections per client IP, shared by all SMTP listeners.
-    pub per_ip: Arc<PerIp>,
+    /// Connection slots, per-address and per-network limits and stress mode, shared by all
+    /// SMTP listeners (`store::admission`).
+    pub gate: Arc<Gate>,
     /// TLS for STARTTLS and port 465; `None` when no certificate is loaded.
     pub tls: Option<TlsAcceptor>,
     /// Password checks and brute-force limits, shared by all SMTP listeners.
@@ -104,6 +76,14 @@ pub struct Smtpd {
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most a refused client's `421` may wait for the client to read it.
+const REFUSAL_WRITE: Duration = Duration::from_secs(5);
+
+/// Read buffer of a session before its first transaction: what idle sessions hold.
+const SMALL_READ: usize = 4 * 1024;
+/// Read buffer once a transaction has begun: fewer, larger reads for message data.
+const LARGE_READ: usize = 64 * 1024;
 
 /// Accepts connections until `shutdown` turns true, then waits for the running sessions.
 pub async fn serve(listener: TcpListener, smtpd: Arc<Smtpd>, mut shutdown: watch::Receiver<bool>) {
@@ -133,7 +113,7 @@ pub async fn serve(listener: TcpListener, smtpd: Arc<Smtpd>, mut shutdown: watch
     while sessions.join_next().await.is_some() {}
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -163,41 +143,60 @@ async fn handle(
     shutdown: watch::Receiver<bool>,
 ) {
     let ip = addr.ip().to_canonical();
-    let Ok(_slot) = smtpd.slots.clone().try_acquire_owned() else {
-        tracing::warn!("smtpd: connection from [{ip}] refused: too many connections");
-        let limit = smtpd.config.command_timeout;
-        let _ = tokio::time::timeout(
-            limit,
-            stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n"),
-        )
-        .await;
-        return;
-    };
-    let Some(_ip_slot) = smtpd.per_ip.enter(ip, smtpd.config.max_connections_per_ip) else {
-        tracing::warn!(
-            "smtpd: connection from [{ip}] refused: too many connections from this address"
-        );
-        let limit = smtpd.config.command_timeout;
-        let _ = tokio::time::timeout(
-            limit,
-            stream.write_all(
-                b"421 4.7.0 Too many connections from your address, try again later\r\n",
-            ),
-        )
-        .await;
-        return;
-    };
-    let _ = stream.set_nodelay(true);
     let trusted = smtpd
         .config
         .trusted_networks
         .iter()
         .any(|n| n.contains(&ip));
+    let ticket = match smtpd.gate.admit(ip, trusted) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            let (why, reply): (_, &[u8]) = match refusal {
+                Refusal::Full => (
+                    "too many connections",
+                    b"421 4.7.0 Too many connections, try again later\r\n",
+                ),
+                Refusal::PerIp => (
+                    "too many connections from this address",
+                    b"421 4.7.0 Too many connections from your address, try again later\r\n",
+                ),
+                Refusal::PerNet => (
+                    "too many connections from this network",
+                    b"421 4.7.0 Too many connections from your network, try again later\r\n",
+                ),
+            };
+            tracing::warn!("smtpd: connection from [{ip}] refused: {why}");
+            let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(reply)).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
     let service = smtpd.config.session.service;
     tracing::info!(
         "smtpd: connect from [{ip}]:{} service={service:?} trusted={trusted}",
         addr.port()
     );
+    if service == Service::Mx && !trusted && !smtpd.config.greet_delay.is_zero() {
+        let hostname = &smtpd.config.session.hostname;
+        match pregreet(&mut stream, hostname, smtpd.config.greet_delay).await {
+            Ok(Pregreet::Waited) => {}
+            Ok(Pregreet::TalkedEarly) => {
+                let n = crate::pregreet::count_early_talker();
+                tracing::warn!(
+                    "smtpd: [{ip}] talked before the greeting: 554 5.5.1, closed ({n} so far)"
+                );
+                return;
+            }
+            Ok(Pregreet::Gone) => {
+                tracing::info!("smtpd: disconnect from [{ip}] (left before the greeting)");
+                return;
+            }
+            Err(e) => {
+                tracing::info!("smtpd: disconnect from [{ip}] (error: {e})");
+                return;
+            }
+        }
+    }
     let mut session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
     let mut stats = Stats::default();
     if service == Service::Submissions {
@@ -213,7 +212,10 @@ async fn handle(
         tracing::info!("smtpd: [{ip}] TLS {} {}", info.version, info.cipher);
         session.tls_started(info);
         let mut conn = Connection::new(session);
-        let r = run(&mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats).await;
+        let r = run(
+            &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
+        )
+        .await;
         log_end(ip, &conn, &stats, r.map(|_| ()));
         return;
     }
@@ -225,6 +227,7 @@ async fn handle(
         ip,
         shutdown.clone(),
         &mut stats,
+        &ticket,
     )
     .await;
     let result = match first {
@@ -233,9 +236,11 @@ async fn handle(
                 let info = tls_info(&tls);
                 tracing::info!("smtpd: [{ip}] STARTTLS {} {}", info.version, info.cipher);
                 conn.tls_started(info);
-                run(&mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats)
-                    .await
-                    .map(|_| ())
+                run(
+                    &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
+                )
+                .await
+                .map(|_| ())
             }
             Err(e) => Err(e),
         },
@@ -288,167 +293,34 @@ enum Exit {
     StartTls,
 }
 
-/// Where an accepted message went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stored {
-    /// Durable in the spool; the queue runner takes it from there.
-    Queued,
-    /// Durable in every recipient's Maildir already (direct local delivery).
-    Delivered,
-}
-
-/// Makes a finished message durable: the streamed spool file if it was spilled, else direct
-/// local delivery when every recipient is a local account, else a new spool file. Returns
-/// the queue id and where it went; only then may the `250` go out.
-async fn store_message(
-    smtpd: &Smtpd,
-    conn: &Connection,
-    ip: std::net::IpAddr,
-    draft: Option<std::io::Result<store::spool::Draft>>,
-    envelope: &proto::smtp::Envelope,
-    message: Vec<u8>,
-) -> (String, std::io::Result<Stored>) {
-    let received = now();
-    match draft {
-        Some(Ok(mut file)) => {
-            let id = file.id().to_string();
-            let verified = conn.session().sender_verified();
-            let r = match tokio::task::block_in_place(|| {
-                file.write(&message)?;
-                crate::signing::sign_draft(smtpd.dkim.as_ref(), verified, &mut file)
-            }) {
-                Ok(()) => smtpd.spool.commit(file).await.map(|()| Stored::Queued),
-                Err(e) => Err(e),
-            };
-            return (id, r);
-        }
-        Some(Err(e)) => return (String::new(), Err(e)),
-        None => {}
-    }
-    let id = store::spool::new_id();
-    let headers = conn.trace_headers(&id, received as i64);
-    let message = Arc::new(message);
-    let origin_text = client_text(conn, ip);
-    let env_origin = origin(conn, &origin_text);
-    let mut delivered_directly: Vec<usize> = Vec::new();
-    let mut written = Vec::new();
-    let mut direct_error = None;
-    if let Some(direct) = &smtpd.direct {
-        let (d, id2, env, h, m) = (
-            direct.clone(),
-            id.clone(),
-            envelope.clone(),
-            headers.clone(),
-            message.clone(),
-        );
-        let result = tokio::task::spawn_blocking(move || {
-            d.deliver(
-                &id2,
-                &env.sender,
-                &env.recipients,
-                received,
-                &[h.as_bytes(), &m],
-            )
-        })
-        .await;
-        match result {
-            Ok(DirectResult::Delivered) => return (id, Ok(Stored::Delivered)),
-            Ok(DirectResult::NeedsQueue) => {}
-            Ok(DirectResult::Partly {
-                pending,
-                written: w,
-                error,
-            }) => {
-                // Keep what was written; the queue takes the rest (issue: one broken mailbox
-                // never makes the sender retry for everybody).
-                delivered_directly = (0..envelope.recipients.len())
-                    .filter(|i| !pending.contains(i))
-                    .collect();
-                written = w;
-                direct_error = Some(error);
-            }
-            Err(e) => return (id, Err(std::io::Error::other(e.to_string()))),
-        }
-    }
-    let verified = conn.session().sender_verified();
-    let signature =
-        crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &headers, &message).await;
-    let queued = smtpd
-        .spool
-        .enqueue(
-            &id,
-            &envelope.sender,
-            &envelope.recipients,
-            &env_origin,
-            received,
-            &[&signature, headers.as_bytes(), &message],
-        )
-        .await;
-    let queued = match queued {
-        Ok(()) if !delivered_directly.is_empty() => {
-            // The runner must not write those copies again: say so in the state log, durably,
-            // before the 250. (A crash before this only means the runner finds the copies by
-            // their names.)
-            let (spool, id2) = (smtpd.spool.clone(), id.clone());
-            let done = delivered_directly.clone();
-            tokio::task::spawn_blocking(move || {
-                for i in done {
-                    let entry = store::outcome::Entry::Rcpt(
-                        i,
-                        store::outcome::Outcome::Delivered {
-                            detail: "delivered (direct)".into(),
-                        },
-                    );
-                    spool.record(&id2, &entry)?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-            .inspect_err(|_| {
-                let _ = smtpd.spool.remove(&id);
-            })
-        }
-        other => other,
-    };
-    match queued {
-        Ok(()) => (id, Ok(Stored::Queued)),
-        Err(e) => {
-            // Nothing may stay visible of a message the client is told to send again.
-            if let Some(direct) = &smtpd.direct {
-                direct.withdraw(&id, written);
-            }
-            // A full disk is what the client should hear about, whichever write found it.
-            let e = match direct_error {
-                Some(d) if d.kind() == std::io::ErrorKind::StorageFull => d,
-                _ => e,
-            };
-            (id, Err(e))
-        }
-    }
-}
-
-/// What the envelope records about where the message came from: the client text, and
-/// whether its sender was verified (authenticated, or a trusted network).
-fn origin<'a>(conn: &Connection, client: &'a str) -> store::spool::Origin<'a> {
-    store::spool::Origin {
-        client,
-        sender_verified: conn.session().sender_verified(),
-        notify_never: false,
-    }
-}
-
-/// The free-text client description stored in the envelope.
-fn client_text(conn: &Connection, ip: std::net::IpAddr) -> String {
-    format!(
-        "helo={} ip={ip}",
-        proto::smtp::address::escape(conn.session().helo_name())
-    )
-}
-
 async fn shutdown_after_grace(mut shutdown: watch::Receiver<bool>, grace: Duration) {
     crate::stopped(&mut shutdown).await;
     tokio::time::sleep(grace).await;
+}
+
+/// Before each step: a session that is trusted, authenticated or in a transaction may no
+/// longer be evicted; in stress mode the others get the short timeout (until they complete a
+/// transaction) and the lower error limit.
+fn admission_rules(
+    smtpd: &Smtpd,
+    conn: &mut Connection,
+    ticket: &Ticket,
+    clocks: &mut Clocks,
+    messages: u32,
+) {
+    let proven = conn.session().sender_verified();
+    if proven || conn.session().in_transaction() {
+        ticket.protect();
+    }
+    let normal = smtpd.config.command_timeout;
+    let under_stress = if !proven && messages == 0 {
+        smtpd.config.stress_timeout.min(normal)
+    } else {
+        normal
+    };
+    clocks.set_idle(normal, under_stress);
+    let stressed = !proven && ticket.gate().stressed();
+    conn.limit_errors(stressed.then_some(smtpd.config.stress_max_errors));
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -458,21 +330,33 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ip: std::net::IpAddr,
     shutdown: watch::Receiver<bool>,
     stats: &mut Stats,
+    ticket: &Ticket,
 ) -> std::io::Result<Exit> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; SMALL_READ];
     let stop = shutdown_after_grace(shutdown, smtpd.config.shutdown_grace);
+    let evicted = ticket.eviction_signal();
     let mut clocks = Clocks::new(
         smtpd.config.command_timeout,
         smtpd.config.max_session_time,
         stop,
+        async move { evicted.notified().await },
+        ticket.gate().stress_watch(),
     );
     // A large message streams into its spool file as it arrives.
     let mut draft: Option<Result<store::spool::Draft, std::io::Error>> = None;
     loop {
+        // Before every step, so a batch read before stress mode began meets its rules too.
+        admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
+                // Again before the replies go out: a client that saw its MAIL accepted is
+                // protected already.
+                admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
                 if conn.has_output() {
                     clocks.write(stream, &conn.take_output()).await?;
+                }
+                if buf.len() < LARGE_READ && conn.session().in_transaction() {
+                    buf.resize(LARGE_READ, 0);
                 }
                 let n = match clocks.read(stream, &mut buf).await? {
                     Ok(n) => n,
@@ -484,6 +368,13 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                                 421,
                                 "4.4.2 Session time limit exceeded, closing connection",
                             ),
+                            Interrupt::Evicted => {
+                                tracing::info!("smtpd: [{ip}] closed to make room for a newcomer");
+                                proto::smtp::Reply::new(
+                                    421,
+                                    "4.7.0 Too many connections, closing idle session, try again later",
+                                )
+                            }
                         };
                         conn.push_reply(&reply);
                         clocks.last_word(stream, &conn.take_output()).await?;
@@ -495,65 +386,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 conn.receive(&buf[..n]);
             }
-            Event::Spill(bytes) => {
-                let received = now();
-                let d = draft.get_or_insert_with(|| {
-                    let id = store::spool::new_id();
-                    let headers = conn.trace_headers(&id, received as i64);
-                    let client = client_text(conn, ip);
-                    let (sender, rcpts) = conn.envelope().unwrap_or(("", &[]));
-                    smtpd.spool.begin(
-                        &id,
-                        sender,
-                        rcpts,
-                        &origin(conn, &client),
-                        received,
-                        headers.as_bytes(),
-                    )
-                });
-                if let Ok(file) = d {
-                    if let Err(e) = tokio::task::block_in_place(|| file.write(&bytes)) {
-                        draft = Some(Err(e));
-                    }
-                }
-            }
+            Event::Spill(bytes) => crate::commit::spill(smtpd, conn, ip, &mut draft, &bytes),
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
-                let (id, result) =
-                    store_message(smtpd, conn, ip, draft.take(), &envelope, message).await;
-                match result {
-                    Ok(stored) => {
-                        stats.messages += 1;
-                        tracing::info!(
-                            "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={}{}",
-                            envelope.sender,
-                            envelope.size,
-                            envelope.recipients.len(),
-                            conn.session().user().unwrap_or("-"),
-                            if stored == Stored::Delivered {
-                                " (delivered directly)"
-                            } else {
-                                ""
-                            }
-                        );
-                        conn.committed(Ok(&id));
-                        if stored == Stored::Queued {
-                            let _ = smtpd.queued.send(id);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("smtpd: queue write failed: {e}");
-                        let full = matches!(
-                            e.kind(),
-                            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                        );
-                        let kind = if full {
-                            CommitError::NoSpace
-                        } else {
-                            CommitError::Failed
-                        };
-                        conn.committed(Err(kind));
-                    }
+                let draft = draft.take();
+                if crate::commit::commit(smtpd, conn, ip, draft, envelope, message).await {
+                    stats.messages += 1;
                 }
             }
             Event::Authenticate { user, password } => {

@@ -18,14 +18,16 @@ use mda::Mda;
 use proto::smtp::{Service, SessionConfig};
 use smtpd::direct::Direct;
 use smtpd::policy::DirectoryPolicy;
-use smtpd::{PerIp, Smtpd, SmtpdConfig};
+use smtpd::{Smtpd, SmtpdConfig};
+use store::admission::AdmissionLimits;
+use store::admission_gate::Gate;
 use store::directory::Directory;
 use store::durable::{check_durable_before, Recorder, Step};
 use store::login_guard::{LoginGuard, LoginLimits};
 use store::spool::Spool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -60,14 +62,15 @@ async fn world(direct_on: bool) -> World {
             trusted_networks: Vec::new(),
             command_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(1),
-            max_connections_per_ip: 10,
             max_session_time: Duration::from_secs(60),
+            stress_timeout: Duration::from_secs(10),
+            stress_max_errors: 3,
+            greet_delay: Duration::ZERO,
         },
         policy: Arc::new(DirectoryPolicy::new(directory.clone(), None)),
         spool,
         queued: queued_tx,
-        slots: Arc::new(Semaphore::new(10)),
-        per_ip: Arc::new(PerIp::default()),
+        gate: Gate::new("smtpd", AdmissionLimits::new(10, 10, 10, 75)),
         tls: None,
         auth: Arc::new(smtpd::auth::SmtpAuth::new(directory, guard)),
         direct: direct_on.then_some(direct),

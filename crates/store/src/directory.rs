@@ -15,29 +15,25 @@
 //! This module does not create Maildirs, does not know about SMTP replies and never logs or
 //! returns a password or a hash.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 #[path = "directory_address.rs"]
 mod address;
 
 pub use address::login_key;
-use address::{invalid, parse_address, parse_alias, parse_domain, parse_lookup, Addr};
+pub use resolve::Resolution;
+
+#[path = "directory_resolve.rs"]
+mod resolve;
+use address::{invalid, parse_address, parse_alias, parse_domain};
 
 /// Schema version stored in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
-/// Maximum alias nesting (alias of an alias of ...) before [`Resolution::Loop`].
-const MAX_ALIAS_DEPTH: usize = 10;
-/// Maximum number of alias targets visited in one expansion before [`Resolution::Loop`].
-const MAX_ALIAS_TARGETS: usize = 1000;
-
 /// Why a directory operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectoryError {
@@ -59,6 +55,12 @@ pub enum DirectoryError {
     DomainHasAccounts(String),
     /// `remove_domain` of a domain that still has aliases.
     DomainHasAliases(String),
+    /// `add_domain` of a name that cannot be a mail domain of ours (the payload says why).
+    InvalidDomain(String),
+    /// `add_alias` that would make alias expansion loop or exceed its limits.
+    AliasLoop(String),
+    /// `add_alias` with a target in one of our domains that is neither account nor alias.
+    UnknownTarget(String),
     /// SQLite (or hashing) failed.
     Db(String),
 }
@@ -75,6 +77,15 @@ impl fmt::Display for DirectoryError {
             DirectoryError::InvalidAddress(a) => write!(f, "invalid address: {a}"),
             DirectoryError::DomainHasAccounts(d) => write!(f, "domain {d} still has accounts"),
             DirectoryError::DomainHasAliases(d) => write!(f, "domain {d} still has aliases"),
+            DirectoryError::InvalidDomain(d) => write!(f, "invalid domain: {d}"),
+            DirectoryError::AliasLoop(a) => write!(
+                f,
+                "alias {a} would loop (or nest deeper than the limits) through its targets"
+            ),
+            DirectoryError::UnknownTarget(t) => write!(
+                f,
+                "no such account or alias in our domain: {t} (create it first)"
+            ),
             DirectoryError::Db(e) => write!(f, "directory database error: {e}"),
         }
     }
@@ -99,24 +110,6 @@ pub struct Account {
     pub domain: String,
 }
 
-/// What an envelope recipient means (the answer of [`Directory::resolve`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resolution {
-    /// The domain is not one of ours.
-    NotLocal,
-    /// A local domain, but no such account or alias (SMTP: 550 5.1.1, RFC 3463).
-    Unknown,
-    /// Deliver to these accounts and forward to these remote addresses; both deduplicated.
-    Deliver {
-        /// Local accounts, one entry per distinct account.
-        local: Vec<Account>,
-        /// Forwarding targets outside our domains, deduplicated case-insensitively.
-        remote: Vec<String>,
-    },
-    /// Alias expansion loops, nests deeper than 10 or visits more than 1000 targets.
-    Loop,
-}
-
 /// The directory database. Cheap to share behind an `Arc`; calls are serialized on one
 /// connection, and argon2 work is done outside the lock.
 pub struct Directory {
@@ -126,13 +119,7 @@ pub struct Directory {
 }
 
 fn hash_password(password: &str) -> Result<String, DirectoryError> {
-    let salt_bytes: [u8; 16] = rand::random();
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|e| DirectoryError::Db(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| DirectoryError::Db(format!("password hashing failed: {e}")))
+    crate::password_hash::hash(password).map_err(DirectoryError::Db)
 }
 
 /// A hash of a random password with the default parameters, verified against when the account
@@ -148,12 +135,7 @@ fn dummy_hash() -> &'static str {
 }
 
 fn verify_hash(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    crate::password_hash::verify(hash, password)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -242,93 +224,6 @@ fn alias_targets(conn: &Connection, alias_key: &str) -> Result<Vec<String>, Dire
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Accumulates the result of an alias expansion.
-#[derive(Default)]
-struct Expansion {
-    local: Vec<Account>,
-    local_seen: HashSet<String>,
-    remote: Vec<String>,
-    remote_seen: HashSet<String>,
-    visited: usize,
-}
-
-impl Expansion {
-    fn add_local(&mut self, key: String, account: Account) {
-        if self.local_seen.insert(key) {
-            self.local.push(account);
-        }
-    }
-    fn add_remote(&mut self, address: String) {
-        if self.remote_seen.insert(address.to_lowercase()) {
-            self.remote.push(address);
-        }
-    }
-    fn into_resolution(self) -> Resolution {
-        if self.local.is_empty() && self.remote.is_empty() {
-            Resolution::Unknown
-        } else {
-            Resolution::Deliver {
-                local: self.local,
-                remote: self.remote,
-            }
-        }
-    }
-}
-
-/// Expands alias `key` into `out`. Returns `false` on a loop or when a limit is exceeded.
-fn expand(
-    conn: &Connection,
-    key: &str,
-    stack: &mut Vec<String>,
-    out: &mut Expansion,
-) -> Result<bool, DirectoryError> {
-    if stack.len() >= MAX_ALIAS_DEPTH || stack.iter().any(|k| k == key) {
-        return Ok(false);
-    }
-    stack.push(key.to_string());
-    for target in alias_targets(conn, key)? {
-        out.visited += 1;
-        if out.visited > MAX_ALIAS_TARGETS {
-            return Ok(false);
-        }
-        // Targets were validated when stored; skip any that no longer parse.
-        let Ok(addr) = parse_address(&target) else {
-            continue;
-        };
-        if !domain_exists(conn, &addr.domain)? {
-            out.add_remote(target);
-            continue;
-        }
-        let tkey = addr.key();
-        if let Some(acc) = account_by_key(conn, &tkey)? {
-            out.add_local(tkey, acc);
-        } else if !alias_targets(conn, &tkey)?.is_empty() && !expand(conn, &tkey, stack, out)? {
-            return Ok(false);
-        }
-        // A target in one of our domains that is neither account nor alias is skipped.
-    }
-    stack.pop();
-    Ok(true)
-}
-
-/// Resolves an exact key: account, then alias. `None` when it is neither.
-fn resolve_exact(conn: &Connection, key: &str) -> Result<Option<Resolution>, DirectoryError> {
-    if let Some(acc) = account_by_key(conn, key)? {
-        return Ok(Some(Resolution::Deliver {
-            local: vec![acc],
-            remote: Vec::new(),
-        }));
-    }
-    if !alias_targets(conn, key)?.is_empty() {
-        let mut out = Expansion::default();
-        if !expand(conn, key, &mut Vec::new(), &mut out)? {
-            return Ok(Some(Resolution::Loop));
-        }
-        return Ok(Some(out.into_resolution()));
-    }
-    Ok(None)
-}
-
 impl Directory {
     /// Opens (creating if needed) `<data_dir>/directory.sqlite3`, creating `data_dir` if
     /// missing, and creates or checks the schema.
@@ -375,7 +270,19 @@ impl Directory {
 
     /// Adds a local domain (stored lowercase).
     pub fn add_domain(&self, domain: &str) -> Result<(), DirectoryError> {
-        let d = parse_domain(domain, domain)?;
+        let d = parse_domain(domain, domain).map_err(|_| {
+            DirectoryError::InvalidDomain(format!(
+                "{} ({})",
+                domain.escape_debug(),
+                address::domain_syntax_why(domain)
+            ))
+        })?;
+        if let Some(why) = address::new_domain_rule(&d) {
+            return Err(DirectoryError::InvalidDomain(format!(
+                "{} ({why})",
+                domain.escape_debug()
+            )));
+        }
         let conn = self.lock()?;
         match conn.execute("INSERT INTO domains (name) VALUES (?1)", [&d]) {
             Ok(_) => Ok(()),
@@ -433,9 +340,20 @@ impl Directory {
     /// Creates an account; its domain must be local and the address must not already be an
     /// account or an alias.
     pub fn add_user(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
-        let a = parse_address(address)?;
         // Hash before taking the lock: argon2 is deliberately slow.
         let hash = hash_password(password)?;
+        self.insert_account(address, &hash)
+    }
+
+    /// Creates an account with a hash brought from another server (see
+    /// [`crate::password_hash::from_dovecot`]); it is rehashed to argon2id at the first
+    /// successful login.
+    pub fn import_user(&self, address: &str, stored_hash: &str) -> Result<(), DirectoryError> {
+        self.insert_account(address, stored_hash)
+    }
+
+    fn insert_account(&self, address: &str, hash: &str) -> Result<(), DirectoryError> {
+        let a = parse_address(address)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if !domain_exists(&tx, &a.domain)? {
@@ -513,6 +431,26 @@ impl Directory {
     /// The alias's domain must be local and the alias must not be an account; targets are
     /// addresses, local or remote. Targets already present are not added twice.
     pub fn add_alias(&self, alias: &str, targets: &[String]) -> Result<(), DirectoryError> {
+        self.insert_alias(alias, targets, true)
+    }
+
+    /// [`Directory::add_alias`] without the target and loop checks: for tests of how the
+    /// router treats tables written before those checks existed.
+    #[cfg(test)]
+    pub(crate) fn add_alias_unchecked(
+        &self,
+        alias: &str,
+        targets: &[String],
+    ) -> Result<(), DirectoryError> {
+        self.insert_alias(alias, targets, false)
+    }
+
+    fn insert_alias(
+        &self,
+        alias: &str,
+        targets: &[String],
+        checked: bool,
+    ) -> Result<(), DirectoryError> {
         let (name, key, domain) = parse_alias(alias)?;
         if targets.is_empty() {
             return Err(invalid(alias, "an alias needs at least one target"));
@@ -529,12 +467,26 @@ impl Directory {
         if account_by_key(&tx, &key)?.is_some() {
             return Err(DirectoryError::AccountExists(name));
         }
-        for t in parsed {
+        for t in &parsed {
             tx.execute(
                 "INSERT OR IGNORE INTO alias_targets (alias_key, alias, domain, target, target_key)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key, name, domain, t.display(), t.key()],
             )?;
+        }
+        // Checked with the new targets in place, before the commit: a target in our domains
+        // must name something, and the expansion must end (otherwise nothing is stored).
+        for t in parsed.iter().filter(|_| checked) {
+            let tkey = t.key();
+            if domain_exists(&tx, &t.domain)?
+                && account_by_key(&tx, &tkey)?.is_none()
+                && alias_targets(&tx, &tkey)?.is_empty()
+            {
+                return Err(DirectoryError::UnknownTarget(t.display()));
+            }
+        }
+        if checked && resolve::loops(&tx, &key)? {
+            return Err(DirectoryError::AliasLoop(name));
         }
         tx.commit()?;
         Ok(())
@@ -547,6 +499,24 @@ impl Directory {
         let n = conn.execute("DELETE FROM alias_targets WHERE alias_key = ?1", [key])?;
         if n == 0 {
             return Err(DirectoryError::NoSuchAlias(name));
+        }
+        Ok(())
+    }
+
+    /// Removes one target of an alias (the alias goes when its last target does).
+    pub fn remove_alias_target(&self, alias: &str, target: &str) -> Result<(), DirectoryError> {
+        let (name, key, _) = parse_alias(alias)?;
+        let t = parse_address(target)?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "DELETE FROM alias_targets WHERE alias_key = ?1 AND target_key = ?2",
+            [key, t.key()],
+        )?;
+        if n == 0 {
+            return Err(DirectoryError::NoSuchAlias(format!(
+                "{name} -> {}",
+                t.display()
+            )));
         }
         Ok(())
     }
@@ -621,7 +591,15 @@ impl Directory {
                     return Ok(Some(account));
                 }
                 let ok = self.checks.limited(|| verify_hash(&hash, password));
-                if ok {
+                if ok && crate::password_hash::needs_rehash(&hash) {
+                    // An imported hash: replaced by argon2id now that we know the password
+                    // (only if nobody changed it meanwhile).
+                    let new = self.checks.limited(|| hash_password(password))?;
+                    self.lock()?.execute(
+                        "UPDATE accounts SET hash = ?1 WHERE key = ?2 AND hash = ?3",
+                        params![new, key, hash],
+                    )?;
+                } else if ok {
                     self.checks.remember(&key, &hash, password);
                 }
                 Ok(ok.then_some(account))
@@ -631,92 +609,6 @@ impl Directory {
                 Ok(None)
             }
         }
-    }
-
-    /// The router: what an envelope recipient means. `postmaster` is the configured full
-    /// address of the account that receives mail for `postmaster@<any local domain>` when no
-    /// alias says otherwise (RFC 5321 section 4.5.1 requires that mailbox to exist).
-    ///
-    /// Order: not a local domain; exact account; exact alias; plus-address `user+tag` ->
-    /// `user`; postmaster fallback (configured account, first account of the domain, first
-    /// account at all); catch-all alias `@domain`; unknown.
-    pub fn resolve(
-        &self,
-        address: &str,
-        postmaster: Option<&str>,
-    ) -> Result<Resolution, DirectoryError> {
-        self.resolve_with(address, postmaster, true)
-    }
-
-    /// [`Directory::resolve`] for deciding which sender addresses an account owns: the same
-    /// order, but the last postmaster fallback (the first account of all, for a domain that
-    /// has no account) is left out, so that account does not own `postmaster@` of domains it
-    /// has nothing to do with. An explicit alias or the configured postmaster still count.
-    pub fn resolve_sender(
-        &self,
-        address: &str,
-        postmaster: Option<&str>,
-    ) -> Result<Resolution, DirectoryError> {
-        self.resolve_with(address, postmaster, false)
-    }
-
-    fn resolve_with(
-        &self,
-        address: &str,
-        postmaster: Option<&str>,
-        any_domain_fallback: bool,
-    ) -> Result<Resolution, DirectoryError> {
-        // Every address the SMTP session accepts gets an answer here, never `InvalidAddress`:
-        // the syntax check is the session's own, and a local part that cannot name a mailbox
-        // of ours is simply unknown in our domains (and none of our business in others).
-        let a = parse_lookup(address)?;
-        let conn = self.lock()?;
-        if !domain_exists(&conn, &a.domain)? {
-            return Ok(Resolution::NotLocal);
-        }
-        if !a.may_be_mailbox() {
-            return Ok(Resolution::Unknown);
-        }
-        let key = a.key();
-        if let Some(r) = resolve_exact(&conn, &key)? {
-            return Ok(r);
-        }
-        if let Some((user, _tag)) = a.local.split_once('+') {
-            if !user.is_empty() {
-                let base = Addr {
-                    local: user.to_string(),
-                    domain: a.domain.clone(),
-                };
-                if let Some(r) = resolve_exact(&conn, &base.key())? {
-                    return Ok(r);
-                }
-            }
-        }
-        if a.local.to_lowercase() == "postmaster" {
-            let configured = match postmaster.map(parse_address) {
-                Some(Ok(p)) => account_by_key(&conn, &p.key())?,
-                _ => None,
-            };
-            let acc = match configured {
-                Some(acc) => Some(acc),
-                None => match first_account(&conn, Some(&a.domain))? {
-                    Some(acc) => Some(acc),
-                    None if any_domain_fallback => first_account(&conn, None)?,
-                    None => None,
-                },
-            };
-            if let Some(acc) = acc {
-                return Ok(Resolution::Deliver {
-                    local: vec![acc],
-                    remote: Vec::new(),
-                });
-            }
-        }
-        let catch_all = format!("@{}", a.domain);
-        if let Some(r) = resolve_exact(&conn, &catch_all)? {
-            return Ok(r);
-        }
-        Ok(Resolution::Unknown)
     }
 }
 

@@ -66,6 +66,52 @@ pub(super) fn parse_domain(input: &str, whole: &str) -> Result<String, Directory
     Ok(input.to_lowercase())
 }
 
+/// Why a (syntactically valid, lowercase) domain cannot become one of ours, if it cannot:
+/// mail for it could never reach us by DNS, or it names this machine or an address.
+pub(super) fn new_domain_rule(domain: &str) -> Option<&'static str> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let last = labels.last().copied().unwrap_or("");
+    if domain.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some("an IP address, not a domain name")
+    } else if last == "localhost" {
+        Some("reserved for this host by RFC 6761")
+    } else if labels.len() < 2 {
+        Some("a mail domain has at least two labels, e.g. example.com")
+    } else if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+        Some("the top-level label is all digits")
+    } else {
+        None
+    }
+}
+
+/// Why `domain` fails the domain syntax, in words for the admin (for `add_domain`).
+pub(super) fn domain_syntax_why(domain: &str) -> &'static str {
+    if domain.is_empty() {
+        return "empty";
+    }
+    if domain.starts_with('[') {
+        return "a local domain is a name, not an address literal";
+    }
+    if domain.len() > 255 {
+        return "longer than 255 octets";
+    }
+    for label in domain.split('.') {
+        if label.is_empty() {
+            return "an empty label (two dots, or a dot at either end)";
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return "a label starts or ends with a hyphen";
+        }
+        if label.len() > 63 {
+            return "a label longer than 63 octets";
+        }
+        if label.chars().any(|c| !(c == '-' || c.is_alphanumeric())) {
+            return "a character other than letters, digits, hyphens and dots";
+        }
+    }
+    "bad domain name"
+}
+
 /// An address to look up: exactly the SMTP session's syntax.
 pub(super) fn parse_lookup(input: &str) -> Result<Addr, DirectoryError> {
     address::check(input).map_err(|p| invalid(input, why(p)))?;

@@ -129,10 +129,8 @@ fn invalid_addresses_and_domains() {
     d.add_user(&ok_local, "pw").expect("64 octets is fine");
     let long_domain = format!("a@{}", ["abcdefghi"; 26].join("."));
     assert!(long_domain.len() - 2 > 255);
-    assert!(matches!(
-        d.add_domain(&long_domain[2..]),
-        Err(DirectoryError::InvalidAddress(_))
-    ));
+    let e = d.add_domain(&long_domain[2..]).expect_err("too long");
+    assert!(e.to_string().contains("longer than 255"), "{e}");
     let e = d.add_user("a@b@example.org", "pw").expect_err("invalid");
     assert!(e.to_string().starts_with("invalid address: "), "{e}");
     // UTF-8 local part and domain are accepted.
@@ -348,17 +346,17 @@ fn resolve_aliases_forwarding_and_dedupe() {
     d.add_domain("example.net").expect("add");
     d.add_user("alice@example.org", "pw").expect("add");
     d.add_user("bob@example.net", "pw").expect("add");
-    d.add_alias(
+    d.add_alias_unchecked(
         "team@example.org",
         &s(&["ALICE@example.org", "sub@example.net"]),
     )
     .expect("alias");
-    d.add_alias(
+    d.add_alias_unchecked(
         "sub@example.net",
         &s(&["bob@example.net", "alice@example.org", "Ext@Remote.net"]),
     )
     .expect("alias");
-    d.add_alias(
+    d.add_alias_unchecked(
         "all@example.org",
         &s(&["team@example.org", "ext@remote.NET", "y@x.org"]),
     )
@@ -371,20 +369,20 @@ fn resolve_aliases_forwarding_and_dedupe() {
         )
     );
     // Forwarding only.
-    d.add_alias("fwd@example.org", &s(&["someone@gmail.example"]))
+    d.add_alias_unchecked("fwd@example.org", &s(&["someone@gmail.example"]))
         .expect("alias");
     assert_eq!(
         flat(&d.resolve("FWD@example.org", None).expect("r")),
         deliver(&[], &["someone@gmail.example"])
     );
     // Targets in our domains that do not exist are skipped; if none remain, Unknown.
-    d.add_alias("dead@example.org", &s(&["gone@example.org"]))
+    d.add_alias_unchecked("dead@example.org", &s(&["gone@example.org"]))
         .expect("alias");
     assert_eq!(
         d.resolve("dead@example.org", None).expect("r"),
         Resolution::Unknown
     );
-    d.add_alias(
+    d.add_alias_unchecked(
         "half@example.org",
         &s(&["gone@example.org", "alice@example.org"]),
     )
@@ -400,15 +398,15 @@ fn resolve_loops_and_depth() {
     let (_t, d) = dir();
     d.add_domain("example.org").expect("add");
     d.add_user("alice@example.org", "pw").expect("add");
-    d.add_alias("a@example.org", &s(&["b@example.org"]))
+    d.add_alias_unchecked("a@example.org", &s(&["b@example.org"]))
         .expect("alias");
-    d.add_alias("b@example.org", &s(&["alice@example.org", "A@example.org"]))
+    d.add_alias_unchecked("b@example.org", &s(&["alice@example.org", "A@example.org"]))
         .expect("alias");
     assert_eq!(
         d.resolve("a@example.org", None).expect("r"),
         Resolution::Loop
     );
-    d.add_alias("self@example.org", &s(&["self@example.org"]))
+    d.add_alias_unchecked("self@example.org", &s(&["self@example.org"]))
         .expect("alias");
     assert_eq!(
         d.resolve("self@example.org", None).expect("r"),
@@ -416,13 +414,13 @@ fn resolve_loops_and_depth() {
     );
     // A chain of 10 aliases is fine, 11 is too deep.
     for i in 0..11 {
-        d.add_alias(
+        d.add_alias_unchecked(
             &format!("c{i}@example.org"),
             &s(&[&format!("c{}@example.org", i + 1)]),
         )
         .expect("alias");
     }
-    d.add_alias("c11@example.org", &s(&["alice@example.org"]))
+    d.add_alias_unchecked("c11@example.org", &s(&["alice@example.org"]))
         .expect("alias");
     assert_eq!(
         flat(&d.resolve("c2@example.org", None).expect("r")),
@@ -433,11 +431,11 @@ fn resolve_loops_and_depth() {
         Resolution::Loop
     );
     // A diamond is not a loop.
-    d.add_alias("top@example.org", &s(&["l@example.org", "r@example.org"]))
+    d.add_alias_unchecked("top@example.org", &s(&["l@example.org", "r@example.org"]))
         .expect("alias");
-    d.add_alias("l@example.org", &s(&["alice@example.org"]))
+    d.add_alias_unchecked("l@example.org", &s(&["alice@example.org"]))
         .expect("alias");
-    d.add_alias("r@example.org", &s(&["alice@example.org"]))
+    d.add_alias_unchecked("r@example.org", &s(&["alice@example.org"]))
         .expect("alias");
     assert_eq!(
         flat(&d.resolve("top@example.org", None).expect("r")),
@@ -450,12 +448,14 @@ fn resolve_too_many_targets() {
     let (_t, d) = dir();
     d.add_domain("example.org").expect("add");
     let many: Vec<String> = (0..1001).map(|i| format!("u{i}@remote.net")).collect();
-    d.add_alias("big@example.org", &many).expect("alias");
+    d.add_alias_unchecked("big@example.org", &many)
+        .expect("alias");
     assert_eq!(
         d.resolve("big@example.org", None).expect("r"),
         Resolution::Loop
     );
-    d.add_alias("ok@example.org", &many[..1000]).expect("alias");
+    d.add_alias_unchecked("ok@example.org", &many[..1000])
+        .expect("alias");
     match d.resolve("ok@example.org", None).expect("r") {
         Resolution::Deliver { local, remote } => {
             assert!(local.is_empty());
@@ -463,6 +463,93 @@ fn resolve_too_many_targets() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn add_alias_refuses_loops_and_unknown_local_targets() {
+    let (_t, d) = dir();
+    d.add_domain("example.org").expect("add");
+    d.add_user("alice@example.org", "pw").expect("add");
+    let e = d
+        .add_alias("a@example.org", &s(&["nobody@example.org"]))
+        .unwrap_err();
+    assert!(matches!(e, DirectoryError::UnknownTarget(ref t) if t == "nobody@example.org"));
+    assert!(e.to_string().contains("no such account or alias"), "{e}");
+    let e = d
+        .add_alias("self@example.org", &s(&["self@example.org"]))
+        .unwrap_err();
+    assert!(matches!(e, DirectoryError::AliasLoop(_)), "{e:?}");
+    d.add_alias("b@example.org", &s(&["alice@example.org"]))
+        .expect("alias");
+    d.add_alias("a@example.org", &s(&["b@example.org"]))
+        .expect("alias");
+    // b -> a would close the circle a -> b -> a: refused, and nothing of it stored.
+    let e = d
+        .add_alias("b@example.org", &s(&["a@example.org"]))
+        .unwrap_err();
+    assert!(matches!(e, DirectoryError::AliasLoop(_)), "{e:?}");
+    assert_eq!(
+        flat(&d.resolve("a@example.org", None).expect("r")),
+        deliver(&["alice@example.org"], &[])
+    );
+    // Remote targets need nothing; a catch-all to an account is fine.
+    d.add_alias("fwd@example.org", &s(&["x@remote.net"]))
+        .expect("alias");
+    d.add_alias("@example.org", &s(&["alice@example.org"]))
+        .expect("alias");
+    // One target removed; the alias goes with its last.
+    d.add_alias(
+        "two@example.org",
+        &s(&["alice@example.org", "y@remote.net"]),
+    )
+    .expect("alias");
+    d.remove_alias_target("two@example.org", "Y@remote.net")
+        .expect("remove one");
+    assert_eq!(
+        flat(&d.resolve("two@example.org", None).expect("r")),
+        deliver(&["alice@example.org"], &[])
+    );
+    assert!(d
+        .remove_alias_target("two@example.org", "y@remote.net")
+        .is_err());
+    d.remove_alias_target("two@example.org", "alice@example.org")
+        .expect("remove last");
+    assert!(d.remove_alias("two@example.org").is_err());
+}
+
+#[test]
+fn add_domain_refuses_names_that_cannot_be_mail_domains() {
+    let (_t, d) = dir();
+    for bad in [
+        "-bad.com",
+        "1.2.3.4",
+        "com",
+        "localhost",
+        "mail.localhost",
+        "a.123",
+        "[1.2.3.4]",
+    ] {
+        let e = d.add_domain(bad).expect_err(bad);
+        assert!(
+            matches!(
+                e,
+                DirectoryError::InvalidDomain(_) | DirectoryError::InvalidAddress(_)
+            ),
+            "{bad}: {e:?}"
+        );
+    }
+    assert!(d
+        .add_domain("localhost")
+        .unwrap_err()
+        .to_string()
+        .contains("RFC 6761"));
+    assert!(d
+        .add_domain("com")
+        .unwrap_err()
+        .to_string()
+        .contains("two labels"));
+    d.add_domain("mail.example.co.uk").expect("fine");
+    d.add_domain("xn--bcher-kva.example").expect("fine");
 }
 
 #[test]
@@ -572,4 +659,43 @@ fn second_handle_sees_changes() {
     d1.remove_user("a@example.org").expect("rm");
     assert_eq!(d2.account("a@example.org").expect("ok"), None);
     assert_eq!(d2.list_domains().expect("list"), s(&["example.org"]));
+}
+
+#[test]
+fn imported_crypt_hash_logs_in_and_is_rehashed_to_argon2id() {
+    let (_t, d) = dir();
+    d.add_domain("example.org").expect("add");
+    // `openssl passwd -6 -salt saltsalt secret`
+    let sha = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+    d.import_user("old@example.org", sha).expect("import");
+    let stored = |d: &Directory| -> String {
+        d.lock()
+            .unwrap()
+            .query_row(
+                "SELECT hash FROM accounts WHERE key = 'old@example.org'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(d
+        .verify_password("old@example.org", "wrong")
+        .unwrap()
+        .is_none());
+    assert_eq!(stored(&d), sha, "a failed login changes nothing");
+    assert!(d
+        .verify_password("old@example.org", "secret")
+        .unwrap()
+        .is_some());
+    let new = stored(&d);
+    assert!(new.starts_with("$argon2id$"), "{new}");
+    assert!(d
+        .verify_password("OLD@example.org", "secret")
+        .unwrap()
+        .is_some());
+    assert!(d
+        .verify_password("old@example.org", "wrong")
+        .unwrap()
+        .is_none());
+    assert_eq!(stored(&d), new);
 }

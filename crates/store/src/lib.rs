@@ -1,7 +1,12 @@
 //! Everything Mailroom keeps on disk under `data_dir`: the directory of domains, accounts and
 //! aliases (SQLite), the spool (the durable queue of accepted messages), Maildir delivery, and the
-//! reading side of a Maildir used by POP3. It knows nothing of SMTP or POP3.
+//! reading side of a Maildir used by POP3; and the limits the SMTP and POP3 listeners share in
+//! memory (`login_guard`, `admission`). It knows nothing of SMTP or POP3.
 
+pub mod admission;
+pub mod admission_gate;
+pub mod at;
+pub mod backup;
 pub mod clock;
 pub mod directory;
 pub mod dkim_keys;
@@ -12,7 +17,11 @@ pub mod login_limits;
 pub mod mailbox;
 pub mod maildir;
 pub mod outcome;
+pub mod ownership;
 pub mod password_check;
+pub mod password_hash;
+pub mod private_files;
 pub mod queue_status;
+pub mod retention;
 pub mod spool;
 pub mod srs_secret;

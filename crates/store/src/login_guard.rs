@@ -1,13 +1,21 @@
 //! The one login guard that SMTP AUTH and POP3 both obey: failure delays and lockouts per
-//! client network and per account, from the `[auth]` section of the configuration.
+//! client network and per (account, client network), from the `[auth]` section of the
+//! configuration.
 //!
 //! What it does: before a password is checked, [`LoginGuard::begin`] reserves an attempt
-//! against the client's network and the account; a reservation counts toward the limit like a
-//! failure, so at most `lockout_after_*` guesses per network and per account are ever checked
-//! (or in flight) within `lockout_window`, however many arrive in parallel. The caller then
-//! ends the [`Attempt`] with `succeeded` (the reservation is released) or `failed` (it becomes
-//! a failure, and the reply delay is returned); an attempt dropped unfinished counts as a
-//! failure. A client at or over the limit is [`Refused`] without a password check.
+//! against the client's network and against the pair (account, network); a reservation counts
+//! toward the limit like a failure, so at most `lockout_after_*` guesses per network and per
+//! account from one network are ever checked (or in flight) within `lockout_window`, however
+//! many arrive in parallel. The caller then ends the [`Attempt`] with `succeeded` (the
+//! reservation is released) or `failed` (it becomes a failure, and the reply delay is
+//! returned); an attempt dropped unfinished counts as a failure. A client at or over a limit is
+//! [`Refused`] without a password check.
+//!
+//! Failures against an account from anywhere only make the failure replies slower (the delay
+//! grows with them too); they never lock the account: strangers guessing from many addresses
+//! must not shut its owner out (Dovecot's `auth_penalty` works the same way, per address).
+//! What bounds a guesser with many addresses is the per-network limit and the argon2 checks,
+//! one per CPU (`password_check`).
 //!
 //! Keys: IPv4 clients per address, IPv6 clients per /64 (one subscriber's prefix), an
 //! IPv4-mapped IPv6 address as its IPv4 address ([`ip_key`]); accounts by the directory's own
@@ -35,8 +43,9 @@ pub struct LoginLimits {
     /// Failures (plus attempts in flight) per client network within `lockout_window`, then
     /// that network is refused without a password check.
     pub lockout_after_per_ip: u32,
-    /// Failures (plus attempts in flight) per account, from any network, within
-    /// `lockout_window`, then that account is refused without a password check.
+    /// Failures (plus attempts in flight) per account from one client network within
+    /// `lockout_window`, then that account is refused to that network without a password
+    /// check (other networks, the owner's included, are not affected).
     pub lockout_after_per_account: u32,
     /// How long a failure counts.
     pub lockout_window: Duration,
@@ -59,7 +68,7 @@ impl Default for LoginLimits {
 pub enum Lockout {
     /// Too many recent failures from the client's network.
     Ip,
-    /// Too many recent failures against the account.
+    /// Too many recent failures against the account from the client's network.
     Account,
 }
 
@@ -77,7 +86,10 @@ pub struct Refused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
     pub ip_failures: u32,
+    /// Failures against the account from the client's network.
     pub account_failures: u32,
+    /// Failures against the account from anywhere (they only grow the delay).
+    pub account_failures_anywhere: u32,
     /// How long to wait before replying.
     pub delay: Duration,
 }
@@ -87,8 +99,14 @@ pub struct Failed {
 pub struct LoginGuard {
     limits: LoginLimits,
     by_ip: FailedLogins<IpAddr>,
-    by_account: FailedLogins<String>,
+    by_account: FailedLogins<(String, IpAddr)>,
+    /// Never reserved or checked against a limit: it only grows the delay.
+    by_account_anywhere: FailedLogins<String>,
 }
+
+/// Failures against an account from anywhere that are remembered (for the delay, which is
+/// capped well before this many).
+const ANYWHERE_MEMORY: u32 = 64;
 
 /// An attempt that may check a password; end it with `succeeded` or `failed`.
 #[derive(Debug)]
@@ -96,7 +114,7 @@ pub struct LoginGuard {
 pub struct Attempt<'g> {
     guard: &'g LoginGuard,
     ip: IpAddr,
-    account: String,
+    account: (String, IpAddr),
     done: bool,
 }
 
@@ -105,6 +123,7 @@ impl LoginGuard {
         LoginGuard {
             by_ip: FailedLogins::new(limits.lockout_after_per_ip, limits.lockout_window),
             by_account: FailedLogins::new(limits.lockout_after_per_account, limits.lockout_window),
+            by_account_anywhere: FailedLogins::new(ANYWHERE_MEMORY, limits.lockout_window),
             limits,
         }
     }
@@ -129,7 +148,7 @@ impl LoginGuard {
                 delay: self.delay(n),
             });
         }
-        let account = account_key(user);
+        let account = (account_key(user), ip);
         if let Err(n) = self.by_account.try_reserve(&account, now) {
             self.by_ip.release(&ip);
             return Err(Refused {
@@ -170,10 +189,16 @@ impl Attempt<'_> {
         let g = self.guard;
         let ip_failures = g.by_ip.settle_failure(&self.ip, now);
         let account_failures = g.by_account.settle_failure(&self.account, now);
+        let account_failures_anywhere = g.by_account_anywhere.record_failure(&self.account.0, now);
         Failed {
             ip_failures,
             account_failures,
-            delay: g.delay(ip_failures.max(account_failures)),
+            account_failures_anywhere,
+            delay: g.delay(
+                ip_failures
+                    .max(account_failures)
+                    .max(account_failures_anywhere),
+            ),
         }
     }
 }

@@ -56,17 +56,25 @@ fn parallel_guesses_at_most_n_reach_the_checker() {
 }
 
 #[test]
-fn parallel_guesses_per_account_from_many_addresses() {
+fn parallel_guesses_per_account_from_one_network() {
+    // The per-network limit is higher than the per-account one: one network may try a few
+    // accounts, but only N guesses at any one of them.
     const N: u32 = 5;
-    let g = LoginGuard::new(limits(N));
+    let g = LoginGuard::new(LoginLimits {
+        lockout_after_per_ip: 100,
+        lockout_after_per_account: N,
+        ..LoginLimits::default()
+    });
     let now = Instant::now();
-    let in_flight: Vec<_> = (0..30u8)
-        .filter_map(|i| {
-            g.begin(IpAddr::from([198, 51, 100, i]), "kate@example.test", now)
-                .ok()
-        })
+    let in_flight: Vec<_> = (0..30)
+        .filter_map(|_| g.begin(ip("198.51.100.1"), "kate@example.test", now).ok())
         .collect();
     assert_eq!(in_flight.len(), N as usize);
+    let r = g
+        .begin(ip("198.51.100.1"), "kate@example.test", now)
+        .unwrap_err();
+    assert_eq!(r.lockout, Lockout::Account);
+    assert!(g.begin(ip("198.51.100.1"), "bob@example.test", now).is_ok());
     // A right password releases its reservation without counting a failure.
     for a in in_flight {
         a.succeeded();
@@ -76,18 +84,56 @@ fn parallel_guesses_per_account_from_many_addresses() {
         .is_ok());
 }
 
+/// Issue 15: twelve wrong passwords from twelve addresses locked the account for its owner.
+#[test]
+fn strangers_never_lock_the_owner_out_but_their_failures_grow_the_delay() {
+    let g = LoginGuard::new(LoginLimits {
+        failure_delay: Duration::from_millis(100),
+        max_failure_delay: Duration::from_millis(800),
+        ..limits(3)
+    });
+    let now = Instant::now();
+    for i in 10..22u8 {
+        fail(&g, &format!("127.0.0.{i}"), "alice@example.test", 3, now);
+        // Each stranger is locked out of alice (and of everything, per network).
+        assert!(g
+            .begin(IpAddr::from([127, 0, 0, i]), "alice@example.test", now)
+            .is_err());
+    }
+    // The owner, from a new address, gets to the password check...
+    let owner = g
+        .begin(ip("127.0.0.99"), "alice@example.test", now)
+        .expect("owner not locked out");
+    // ...and a wrong password there is answered after the longest delay, since alice has
+    // 36 recent failures from anywhere.
+    let f = owner.failed(now);
+    assert_eq!((f.ip_failures, f.account_failures), (1, 1));
+    assert_eq!(f.account_failures_anywhere, 37);
+    assert_eq!(f.delay, Duration::from_millis(800));
+    // A fresh account from a fresh address starts at the shortest delay.
+    let f = g
+        .begin(ip("127.0.0.98"), "bob@example.test", now)
+        .unwrap()
+        .failed(now);
+    assert_eq!(f.delay, Duration::from_millis(100));
+}
+
 #[test]
 fn unicode_spellings_share_the_account_counter() {
-    let g = LoginGuard::new(limits(3));
+    let g = LoginGuard::new(LoginLimits {
+        lockout_after_per_ip: 100,
+        ..limits(3)
+    });
     let now = Instant::now();
     fail(&g, "192.0.2.1", "kate@example.test", 3, now);
     // KELVIN SIGN: the directory folds it to `k`, so this name logs in as kate.
     let r = g
-        .begin(ip("192.0.2.99"), "\u{212A}ate@example.test", now)
+        .begin(ip("192.0.2.1"), "\u{212A}ate@example.test", now)
         .unwrap_err();
     assert_eq!(r.lockout, Lockout::Account);
-    assert!(g.begin(ip("192.0.2.99"), "KATE@Example.TEST", now).is_err());
-    assert!(g.begin(ip("192.0.2.99"), "bob@example.test", now).is_ok());
+    assert!(g.begin(ip("192.0.2.1"), "KATE@Example.TEST", now).is_err());
+    assert!(g.begin(ip("192.0.2.1"), "bob@example.test", now).is_ok());
+    assert!(g.begin(ip("192.0.2.99"), "KATE@Example.TEST", now).is_ok());
     assert_eq!(
         account_key("\u{212A}ate@example.test"),
         account_key("kate@example.test")

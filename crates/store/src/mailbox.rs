@@ -105,7 +105,7 @@ pub struct Mailbox {
     _lock: File,
 }
 
-fn lock(root: &Path) -> Result<File, MailboxError> {
+pub(crate) fn lock(root: &Path) -> Result<File, MailboxError> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

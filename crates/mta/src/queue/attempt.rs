@@ -188,7 +188,8 @@ impl Runner {
                         }
                         Outcome::Failed { status, reply, .. } => {
                             if ForwardFailures::is_address_failure(status) {
-                                self.forward_failures.record(rcpt, reply, Instant::now());
+                                self.forward_failures
+                                    .record(rcpt, reply, self.clock.instant());
                             }
                             tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
                             Outcome::Failed {

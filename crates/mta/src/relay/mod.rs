@@ -10,7 +10,8 @@
 //! recipient gets an outcome: delivered, deferred (try later) or failed (bounce now).
 //!
 //! It does not queue, retry later or write bounces: the queue runner decides what to do with
-//! each outcome. Protocol details live in [`proto::smtp::client`].
+//! each outcome. What to say to a server and what its replies mean (including when to move on
+//! to the next host, [`TxEnd`]) is [`proto::smtp::client::Session`]; [`conn`] only moves bytes.
 
 mod body;
 mod conn;
@@ -28,11 +29,11 @@ use hickory_resolver::config::{
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Resolver, TokioResolver};
-use proto::smtp::client::{MessageTraits, Outcome};
+use proto::smtp::client::{MessageTraits, Outcome, TxEnd};
 use tokio_rustls::TlsConnector;
 
 pub use body::{MessageBody, BLOCK};
-use conn::{Conn, OpenError, Setup, TxEnd};
+use conn::{Conn, OpenError, Setup};
 use pool::Pool;
 
 use crate::queue::schedule::Feedback;
@@ -46,6 +47,10 @@ pub struct RelayConfig {
     pub smarthost: Option<(String, u16)>,
     /// User and password for AUTH PLAIN at the smarthost; STARTTLS is then required.
     pub smarthost_auth: Option<(String, String)>,
+    /// How the smarthost's TLS is treated.
+    pub smarthost_tls: SmarthostTls,
+    /// CA certificates trusted besides the system's (`[relay] ca_file`), for the smarthost.
+    pub ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Port of remote MTAs (25; tests use another).
     pub remote_port: u16,
     /// DNS servers; empty: the system resolver (/etc/resolv.conf).
@@ -55,6 +60,19 @@ pub struct RelayConfig {
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
     pub timeouts: Timeouts,
+}
+
+/// `[relay] smarthost_tls`: how the connection to the smarthost is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SmarthostTls {
+    /// STARTTLS required and the certificate verified for the smarthost's name; otherwise
+    /// the mail is deferred and no credentials are sent.
+    #[default]
+    Verify,
+    /// STARTTLS when offered, certificate not checked; AUTH only over TLS.
+    Opportunistic,
+    /// No TLS at all; AUTH in plaintext (the admin's explicit choice).
+    None,
 }
 
 /// How long the relay waits on a remote server. The defaults are RFC 5321 §4.5.3.2's
@@ -141,6 +159,8 @@ pub struct Relay {
     config: RelayConfig,
     resolver: TokioResolver,
     tls: TlsConnector,
+    /// For a smarthost with `SmarthostTls::Verify`.
+    verified: Option<TlsConnector>,
     pool: Arc<Pool>,
 }
 
@@ -176,10 +196,17 @@ impl Relay {
         options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
         let resolver = builder.build();
         let tls = conn::connector(tls::opportunistic_config()?);
+        let verified = match (&config.smarthost, config.smarthost_tls) {
+            (Some(_), SmarthostTls::Verify) => Some(conn::connector(tls::verified_config(
+                &config.ca_certificates,
+            )?)),
+            _ => None,
+        };
         Ok(Relay {
             config,
             resolver,
             tls,
+            verified,
             pool: Arc::new(Pool::default()),
         })
     }
@@ -376,7 +403,7 @@ impl Relay {
                 match conn.transact(sender, recipients, message, &traits).await {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
-                        let tls = conn.tls;
+                        let tls = conn.tls();
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -415,11 +442,7 @@ impl Relay {
                         let label = conn.label.clone();
                         conn.quit().await;
                         tracing::info!("relay: {domain}: {label}: {reason}");
-                        last_error = if reason.starts_with(&label) {
-                            reason
-                        } else {
-                            format!("{label}: {reason}")
-                        };
+                        last_error = format!("{label}: {reason}");
                         if io && !fresh {
                             continue;
                         }
@@ -441,23 +464,36 @@ impl Relay {
     }
 
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
-    /// connection without it (unless the smarthost needs TLS for AUTH).
+    /// connection without it (unless the smarthost needs TLS for AUTH). A smarthost with
+    /// `SmarthostTls::Verify` gets verified TLS or nothing; with `None`, no TLS at all.
     async fn open(&self, dest: &Destination) -> Result<Conn, String> {
+        let smarthost = self.config.smarthost.is_some();
         let auth = self
             .config
             .smarthost
             .as_ref()
             .and(self.config.smarthost_auth.as_ref());
+        let mode = if smarthost {
+            self.config.smarthost_tls
+        } else {
+            SmarthostTls::Opportunistic
+        };
         let mut setup = Setup {
             helo_name: &self.config.hostname,
             timeouts: &self.config.timeouts,
-            tls: Some(&self.tls),
+            tls: match mode {
+                SmarthostTls::Verify => self.verified.as_ref(),
+                SmarthostTls::Opportunistic => Some(&self.tls),
+                SmarthostTls::None => None,
+            },
+            require_tls: mode == SmarthostTls::Verify,
+            plaintext_auth: mode == SmarthostTls::None,
             auth,
         };
         match Conn::open(dest, &setup).await {
             Ok(conn) => Ok(conn),
             Err(OpenError::Failed(e)) => Err(e),
-            Err(OpenError::Tls(e)) if auth.is_some() => Err(e),
+            Err(OpenError::Tls(e)) if auth.is_some() || setup.require_tls => Err(e),
             Err(OpenError::Tls(e)) => {
                 tracing::warn!("relay: {e}; retrying without STARTTLS");
                 setup.tls = None;

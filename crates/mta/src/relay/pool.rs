@@ -58,7 +58,7 @@ impl Pool {
 
     /// Keeps `conn` for reuse, or QUITs it when it has carried enough messages.
     pub fn put(self: &Arc<Self>, conn: Conn) {
-        if conn.messages >= MAX_MESSAGES {
+        if conn.messages() >= MAX_MESSAGES {
             tokio::spawn(conn.quit());
             return;
         }

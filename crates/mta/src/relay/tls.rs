@@ -1,4 +1,6 @@
-//! TLS for the relay client: opportunistic STARTTLS (RFC 3207) towards remote MTAs.
+//! TLS for the relay client: opportunistic STARTTLS (RFC 3207) towards remote MTAs, and a
+//! verifying configuration for the smarthost ([`verified_config`]: the system's CA
+//! certificates plus `[relay] ca_file`, the name checked against the smarthost's).
 //!
 //! Opportunistic TLS protects against passive eavesdropping only; like most MTAs (and RFC 7435)
 //! we encrypt whenever the server offers it and do not verify its certificate, since a failed
@@ -70,6 +72,34 @@ pub(crate) fn opportunistic_config() -> Result<Arc<rustls::ClientConfig>, String
         .map_err(|e| format!("TLS client configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The client configuration that verifies the server's certificate chain and name: the
+/// system's trusted CAs (`/etc/ssl/certs` through rustls-native-certs) plus `extra`.
+pub fn verified_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("relay: system CA certificates: {e}");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("relay.ca_file: {e}"))?;
+    }
+    if added == 0 && extra.is_empty() {
+        tracing::warn!("relay: no trusted CA certificates: a verified smarthost cannot be reached");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS client configuration: {e}"))?
+        .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }

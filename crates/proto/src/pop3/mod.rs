@@ -13,7 +13,8 @@ pub mod session;
 pub mod stuff;
 
 #[cfg(test)]
-mod tests;
+#[path = "transcript_tests.rs"]
+mod transcript_tests;
 
 pub use command::{parse_command, Command, ParseError, MAX_COMMAND_LINE};
 pub use framer::LineFramer;

@@ -11,16 +11,26 @@
 //!   checks against the remote limits (SIZE, SMTPUTF8, 8BITMIME: 8-bit data to a server without
 //!   8BITMIME is refused with `5.6.3`, not converted).
 //! - [`outcomes`]: per-recipient results from the replies of one transaction.
+//! - [`Session`] (`session`, `transaction`): the state machine of one connection, from the
+//!   greeting to QUIT: which command follows which reply, what a 4xx or 421 means at each step,
+//!   pipelined replies paired with their commands, when to try the next host ([`TxEnd`]).
 //!
 //! It does no I/O, keeps no timers and makes no routing decisions (which MX, retry when): the
-//! relay in `mta` moves the bytes, enforces the timeouts of RFC 5321 §4.5.3.2 and decides.
+//! relay in `mta` moves the bytes, does the TLS handshake, enforces the timeouts of RFC 5321
+//! §4.5.3.2 (named by [`Timer`]) and decides.
 
 use base64::Engine as _;
 
 use super::reply::Reply;
 
+mod action;
+mod session;
 mod stream;
+mod transaction;
+pub use action::{Action, Timer, TxEnd};
+pub use session::{Hello, Session};
 pub use stream::{DotStuffer, TraitsScanner};
+pub use transaction::BDAT_WINDOW;
 
 /// RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer ones, so we
 /// accept up to this many octets (without CRLF) before calling the reply malformed.
@@ -512,5 +522,11 @@ pub fn outcomes(replies: &Replies<'_>) -> Vec<Outcome> {
 }
 
 #[cfg(test)]
+mod session_tests;
+#[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;
+#[cfg(test)]
+mod transaction_tests;
+#[cfg(test)]
+mod transcript;

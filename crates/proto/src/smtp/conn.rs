@@ -99,6 +99,8 @@ pub struct Connection {
     chunk_lines: LineEnds,
     /// The current message will be refused: its bytes are not kept.
     dropping: bool,
+    /// A lower error limit than the configured one (the listener's stress mode).
+    error_limit: Option<u32>,
 }
 
 impl Connection {
@@ -116,6 +118,7 @@ impl Connection {
             spilled: false,
             chunk_lines: LineEnds::default(),
             dropping: false,
+            error_limit: None,
         }
     }
 
@@ -127,6 +130,12 @@ impl Connection {
     /// Number of refused commands so far.
     pub fn errors(&self) -> u32 {
         self.errors
+    }
+
+    /// Lowers the refused commands allowed before the close below the configured
+    /// `max_errors` (`None`: back to it). The listener does this in stress mode.
+    pub fn limit_errors(&mut self, limit: Option<u32>) {
+        self.error_limit = limit;
     }
 
     /// Adds bytes read from the client.
@@ -153,7 +162,9 @@ impl Connection {
         self.output.extend_from_slice(reply.to_wire().as_bytes());
         if !reply.is_positive() {
             self.errors += 1;
-            if self.errors >= self.session.max_errors() && !matches!(self.mode, Mode::Closed) {
+            let max = self.session.max_errors();
+            let max = self.error_limit.map_or(max, |l| l.min(max));
+            if self.errors >= max && !matches!(self.mode, Mode::Closed) {
                 // RFC 5321 §7.8: a client that keeps failing is cut off.
                 self.output
                     .extend_from_slice(b"421 4.7.0 Too many errors, closing connection\r\n");

@@ -1159,3 +1159,33 @@ fn helo_with_control_bytes_is_escaped_in_received() {
         .bytes()
         .any(|b| b < 0x20 && b != b'\r' && b != b'\n' && b != b'\t'));
 }
+
+#[test]
+fn a_lowered_error_limit_closes_sooner() {
+    let mut conn = Connection::new(Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    ));
+    conn.limit_errors(Some(3));
+    conn.receive(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n");
+    assert!(matches!(conn.advance(&FakePolicy), Event::Close));
+    let text = String::from_utf8(conn.take_output()).unwrap();
+    let replies: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    assert!(replies[4].starts_with("421 4.7.0"), "{replies:?}");
+    // Back to the configured limit (20 in these tests): three errors are fine.
+    let mut conn = Connection::new(Session::new(
+        config(),
+        Peer {
+            ip: "192.0.2.1".parse().unwrap(),
+            trusted: false,
+        },
+    ));
+    conn.limit_errors(Some(3));
+    conn.limit_errors(None);
+    conn.receive(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n");
+    assert!(matches!(conn.advance(&FakePolicy), Event::NeedInput));
+}

@@ -1,5 +1,5 @@
 //! File operations relative to directory descriptors, for the code that runs as root over
-//! directories the service user can write (`privilege`, the self-signed key in `tls`): a name
+//! directories the service user can write ([`crate::ownership`], [`crate::private_files`]): a name
 //! is looked up in a directory we hold open, with `O_NOFOLLOW`, never as a path that a planted
 //! or swapped symlink could redirect.
 //!

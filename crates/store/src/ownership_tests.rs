@@ -1,4 +1,4 @@
-//! The ownership walk over `data_dir` run as root: it gives the tree to the user and never
+//! The ownership walk over `data_dir` run as root (moved here from `mailroom::privilege`): it gives the tree to the user and never
 //! touches anything outside it, also while the user swaps directories for symlinks under it.
 //! These tests need root; without it they fail when `CI` is set and are skipped otherwise.
 
@@ -23,8 +23,8 @@ fn have_root(test: &str) -> bool {
     false
 }
 
-fn user(uid: u32) -> ServiceUser {
-    ServiceUser {
+fn user(uid: u32) -> Owner {
+    Owner {
         name: format!("test{uid}"),
         uid,
         gid: uid,
@@ -62,7 +62,7 @@ fn walk_gives_the_tree_and_never_follows_links_out_of_it() {
     symlink(t.path().join("outside"), data.join("mail/dirlink")).unwrap();
     std::fs::hard_link(&secret, data.join("hard")).unwrap();
     let u = user(4242);
-    own_data_dir(&data, &u).map_err(|f| f.message).unwrap();
+    give_tree(&data, &u).unwrap();
     for p in [
         "",
         "mail",
@@ -91,8 +91,8 @@ fn walk_stops_at_max_depth() {
         deep.push("d");
     }
     std::fs::create_dir_all(&deep).unwrap();
-    let e = own_data_dir(&data, &user(4242)).expect_err("too deep");
-    assert!(e.message.contains("directory levels"), "{}", e.message);
+    let e = give_tree(&data, &user(4242)).expect_err("too deep");
+    assert!(e.to_string().contains("directory levels"), "{e}");
 }
 
 /// The attack of issue 19: between the walk's look at a directory and its use of that
@@ -153,7 +153,7 @@ fn directories_swapped_for_symlinks_during_the_walk_change_nothing_outside() {
     let mut leaked = None;
     for run in 0..500u32 {
         // Alternate owners so that every run changes every entry (a wider window).
-        let _ = own_data_dir(&data, &user(4242 + run % 2));
+        let _ = give_tree(&data, &user(4242 + run % 2));
         if owner(&secret) != (0, 0) || owner(&t.path().join("outside")) != (0, 0) {
             leaked = Some(run);
             break;
@@ -173,8 +173,6 @@ fn directories_swapped_for_symlinks_during_the_walk_change_nothing_outside() {
             std::fs::rename(hold.join(format!("d{i}")), &d).unwrap();
         }
     }
-    own_data_dir(&data, &user(4242))
-        .map_err(|f| f.message)
-        .unwrap();
+    give_tree(&data, &user(4242)).unwrap();
     assert_eq!(owner(&data.join("mail/d7/secret")), (4242, 4242));
 }

@@ -1,0 +1,191 @@
+//! Password hashes as the directory stores them: argon2id (PHC string, what Mailroom writes),
+//! and the crypt(3) forms an import from Dovecot brings along and keeps until the account's next
+//! successful login rehashes it: SHA512-CRYPT / SHA256-CRYPT (`$6$`, `$5$`) and BLF-CRYPT
+//! (`$2y$`, `$2b$`, `$2a$`). Dovecot's own `{ARGON2ID}` / `{ARGON2I}` values are PHC strings too.
+//!
+//! [`from_dovecot`] turns a Dovecot passwd-file password field (`{SCHEME}value`) into the
+//! stored form, refusing schemes we cannot verify (`{MD5-CRYPT}`, `{SSHA}`, ...) and work
+//! factors that would make one login an attack on the CPU. Pure apart from argon2's cost; no
+//! I/O, no database.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+/// SHA-crypt rounds accepted at import (glibc's default is 5,000; Dovecot's 5,000).
+const MAX_SHA_CRYPT_ROUNDS: u32 = 1_000_000;
+/// bcrypt cost accepted at import (Dovecot's default is 5; 12 is common; each step doubles).
+const MAX_BCRYPT_COST: u32 = 14;
+
+/// A new argon2id hash of `password` with a random salt.
+pub fn hash(password: &str) -> Result<String, String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("password hashing failed: {e}"))
+}
+
+/// Whether `password` matches the stored hash (any supported form; anything else never
+/// matches).
+pub fn verify(stored: &str, password: &str) -> bool {
+    if stored.starts_with("$argon2") {
+        return match PasswordHash::new(stored) {
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        };
+    }
+    if stored.starts_with("$6$") || stored.starts_with("$5$") {
+        use sha_crypt::PasswordVerifier as _;
+        return sha_crypt::ShaCrypt::default()
+            .verify_password(password.as_bytes(), stored)
+            .is_ok();
+    }
+    if is_bcrypt(stored) {
+        return bcrypt::verify(password, stored).unwrap_or(false);
+    }
+    false
+}
+
+/// Whether a hash that just verified should be replaced by a fresh argon2id one (it is an
+/// imported form).
+pub fn needs_rehash(stored: &str) -> bool {
+    !stored.starts_with("$argon2id$")
+}
+
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2y$", "$2b$", "$2a$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
+}
+
+/// The stored form of a Dovecot passwd-file password field: `{SCHEME}value`, or a bare crypt
+/// string (Dovecot's default scheme, CRYPT). `{PLAIN}` / `{CLEAR}` values are hashed now.
+pub fn from_dovecot(field: &str) -> Result<String, String> {
+    let (scheme, value) = match field.strip_prefix('{').and_then(|r| r.split_once('}')) {
+        Some((scheme, value)) => (scheme.to_ascii_uppercase(), value),
+        None => ("CRYPT".to_string(), field),
+    };
+    let scheme = scheme.split('.').next().unwrap_or("").to_string(); // {SHA512-CRYPT.b64}
+    match scheme.as_str() {
+        "PLAIN" | "CLEAR" => hash(value),
+        "ARGON2ID" | "ARGON2I" if PasswordHash::new(value).is_ok() => Ok(value.to_string()),
+        "SHA512-CRYPT" if value.starts_with("$6$") => crypt_checked(value),
+        "SHA256-CRYPT" if value.starts_with("$5$") => crypt_checked(value),
+        "BLF-CRYPT" if is_bcrypt(value) => crypt_checked(value),
+        "CRYPT" if value.starts_with("$6$") || value.starts_with("$5$") || is_bcrypt(value) => {
+            crypt_checked(value)
+        }
+        "" => Err("empty scheme".into()),
+        s if [
+            "SHA512-CRYPT",
+            "SHA256-CRYPT",
+            "BLF-CRYPT",
+            "ARGON2ID",
+            "ARGON2I",
+            "CRYPT",
+        ]
+        .contains(&s) =>
+        {
+            Err(format!("{{{s}}} value is not in that scheme's format"))
+        }
+        s => Err(format!(
+            "scheme {{{s}}} is not supported (SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, ARGON2ID, \
+             ARGON2I, CRYPT with $6$/$5$/$2y$, PLAIN)"
+        )),
+    }
+}
+
+/// A crypt string whose work factor is within bounds and whose syntax verifies (a wrong
+/// password must be *refused*, not an error).
+fn crypt_checked(value: &str) -> Result<String, String> {
+    if is_bcrypt(value) {
+        let cost: u32 = value
+            .get(4..6)
+            .and_then(|c| c.parse().ok())
+            .ok_or("bcrypt hash without a cost")?;
+        if cost > MAX_BCRYPT_COST {
+            return Err(format!("bcrypt cost {cost} is above {MAX_BCRYPT_COST}"));
+        }
+        if bcrypt::verify("", value).is_err() {
+            return Err("malformed bcrypt hash".into());
+        }
+        return Ok(value.to_string());
+    }
+    if let Some(rounds) = value
+        .split('$')
+        .nth(2)
+        .and_then(|f| f.strip_prefix("rounds="))
+    {
+        let rounds: u32 = rounds.parse().map_err(|_| "bad rounds= field")?;
+        if rounds > MAX_SHA_CRYPT_ROUNDS {
+            return Err(format!("{rounds} rounds is above {MAX_SHA_CRYPT_ROUNDS}"));
+        }
+    }
+    if sha_crypt::PasswordHashRef::new(value).is_err() || value.split('$').count() < 4 {
+        return Err("malformed SHA-crypt hash".into());
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Made with `openssl passwd -6 -salt saltsalt secret`
+    // (Dovecot's `doveadm pw -s SHA512-CRYPT` / `BLF-CRYPT` make the same forms).
+    const SHA512: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+    #[test]
+    fn argon2_round_trip() {
+        let h = hash("correct horse").unwrap();
+        assert!(verify(&h, "correct horse"));
+        assert!(!verify(&h, "wrong"));
+        assert!(!needs_rehash(&h));
+    }
+
+    #[test]
+    fn sha512_crypt_from_dovecot() {
+        let stored = from_dovecot(&format!("{{SHA512-CRYPT}}{SHA512}")).unwrap();
+        assert_eq!(stored, SHA512);
+        assert!(verify(&stored, "secret"));
+        assert!(!verify(&stored, "Secret"));
+        assert!(needs_rehash(&stored));
+        // A bare crypt string is Dovecot's default scheme.
+        assert_eq!(from_dovecot(SHA512).unwrap(), SHA512);
+    }
+
+    #[test]
+    fn bcrypt_from_dovecot() {
+        let made = bcrypt::hash_with_result("secret", 5)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let stored = from_dovecot(&format!("{{BLF-CRYPT}}{made}")).unwrap();
+        assert!(verify(&stored, "secret"));
+        assert!(!verify(&stored, "secreT"));
+        assert!(needs_rehash(&stored));
+    }
+
+    #[test]
+    fn plain_is_hashed_and_others_refused() {
+        let stored = from_dovecot("{PLAIN}hunter2hunter2").unwrap();
+        assert!(stored.starts_with("$argon2id$") && verify(&stored, "hunter2hunter2"));
+        assert!(from_dovecot("{MD5-CRYPT}$1$abc$def")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(from_dovecot("{SHA512-CRYPT}plainjunk").is_err());
+        assert!(from_dovecot("{SSHA}abcd").is_err());
+        assert!(from_dovecot("$6$rounds=999999999$salt$abc")
+            .unwrap_err()
+            .contains("rounds"));
+        let slow = bcrypt::hash_with_result("x", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY)
+            .replacen("$04$", "$31$", 1);
+        assert!(from_dovecot(&slow).unwrap_err().contains("cost"));
+        assert!(!verify("$1$abc$def", "x"));
+        assert!(!verify("garbage", ""));
+    }
+}
