@@ -83,7 +83,11 @@ pub fn encode(secret: &[u8], sender: &str, day: u64) -> Option<String> {
 
 /// Whether a local part claims to be SRS (then it must [`decode`] or be refused).
 pub fn is_srs(local: &str) -> bool {
-    local.len() > 5 && local[..5].eq_ignore_ascii_case("SRS0=")
+    // `get`: a UTF-8 local part (SMTPUTF8) may have no char boundary at 5 (found by fuzzing).
+    local.len() > 5
+        && local
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SRS0="))
 }
 
 /// The original address an SRS local part stands for, if its hash is right and it is at most
@@ -159,6 +163,9 @@ mod tests {
             assert!(decode(KEY, bad, DAY).is_err(), "{bad}");
         }
         assert_eq!(encode(KEY, "", DAY), None);
+        // Non-ASCII local parts from SMTPUTF8 clients: no panic.
+        assert!(!is_srs("\u{fffd}\u{fffd}dave"));
+        assert_eq!(decode(KEY, "SRé0=x", DAY), Err(SrsError::Malformed));
         assert_eq!(
             encode(KEY, &format!("{}@x.test", "l".repeat(60)), DAY),
             None
