@@ -237,3 +237,26 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI (a skip fails the run here): {reason}"
+
+
+@pytest.fixture
+def make_reachable_server():
+    """Like make_server, in a directory other users (the service user, `nobody`) can reach, as
+    under /var/lib: not under pytest's base directory, which other pytest runs may make private
+    again while this test runs."""
+    import tempfile
+    base = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-e2e-"))
+    os.chmod(base, 0o755)
+    servers = []
+
+    def make(**kw):
+        sub = base / f"s{len(servers)}"
+        sub.mkdir(mode=0o755)
+        servers.append(Server(sub, **kw))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.kill()
+    shutil.rmtree(base, ignore_errors=True)

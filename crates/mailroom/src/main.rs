@@ -12,11 +12,18 @@ mod dns_records;
 mod import;
 mod import_maildir;
 mod local_addrs;
+mod local_mail;
 mod open_files;
+mod ops;
+mod pickup;
 mod privilege;
+mod sd_notify;
+mod selfsigned;
+mod sendmail;
 mod serve;
 mod terminal;
 mod tls;
+mod tls_admin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +34,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "mailroom", version, about)]
 struct Cli {
-    /// Configuration file (default: /etc/mailroom/mailroom.toml when it exists, else the
-    /// built-in defaults).
+    /// Configuration file (default: $MAILROOM_CONFIG, else /etc/mailroom/mailroom.toml when it
+    /// exists, else the built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -78,9 +85,24 @@ enum Command {
         #[arg(long)]
         non_default: bool,
     },
+    /// Reload the TLS certificate (root-only keys: copied for the server).
+    #[command(subcommand)]
+    Tls(tls_admin::TlsCommand),
+    /// Print the man page or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: ops::Generated,
+    },
+    /// Send a message like sendmail(8): `[-t] [-i] [-f sender] [-F name] [rcpt...]`.
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// An error that ends the program with a code and a one-line message.
+#[derive(Debug)]
 pub struct Failure {
     pub code: u8,
     pub message: String,
@@ -109,15 +131,28 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = Cli::parse();
-    let config = match config::load(cli.config.as_deref()) {
+    let cli = match ops::program_name_command() {
+        Some(cli) => cli,
+        None => Cli::parse(),
+    };
+    // `$MAILROOM_CONFIG` stands in for `--config` (the `sendmail` name takes no options).
+    let path =
+        (cli.config.clone()).or_else(|| std::env::var_os("MAILROOM_CONFIG").map(PathBuf::from));
+    let config = match config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailroom: {e}");
             return ExitCode::from(2);
         }
     };
-    let admin = !matches!(cli.command, Command::Serve | Command::CheckConfig { .. });
+    let admin = !matches!(
+        cli.command,
+        Command::Serve
+            | Command::CheckConfig { .. }
+            | Command::Sendmail { .. }
+            | Command::Tls(_)
+            | Command::Generate { .. }
+    );
     if admin {
         if let Err(f) = privilege::become_service_user(&config) {
             eprintln!("mailroom: {}", f.message);
@@ -142,6 +177,9 @@ fn main() -> ExitCode {
             .map(|c| println!("restored: {} files, {} bytes", c.files, c.bytes))
             .map_err(|e| Failure::failed(format!("restore from {}: {e}", dir.display()))),
         Command::CheckConfig { non_default } => check_config::run(&config, non_default),
+        Command::Sendmail { args } => sendmail::run(&config, &args),
+        Command::Tls(c) => tls_admin::run(&config, c),
+        Command::Generate { what } => ops::generate(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,17 +41,42 @@ fn init_logging(level: &str) {
 fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<std::net::TcpListener>, Failure> {
     let mut out = Vec::new();
     for addr in addrs {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-            Failure::failed(format!(
-                "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
-            ))
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Failure::failed(format!("cannot listen on {addr} ({key}): {e}")))?;
-        out.push(listener);
+        match bind(addr) {
+            Ok(l) => out.push(l),
+            // `[::]` on a host without IPv6: the IPv4 listeners still serve.
+            Err(e)
+                if addr.is_ipv6()
+                    && addr.ip().is_unspecified()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                    ) =>
+            {
+                tracing::warn!("not listening on {addr} ({key}): {e}; no IPv6 on this host?");
+            }
+            Err(e) => {
+                return Err(Failure::failed(format!(
+                    "cannot listen on {addr} ({key}): {e}; change {key} in the config file"
+                )))
+            }
+        }
     }
     Ok(out)
+}
+
+/// A non-blocking listener; an IPv6 one only for IPv6 (`IPV6_V6ONLY`), so `[::]:25` and
+/// `0.0.0.0:25` are two sockets whatever `net.ipv6.bindv6only` says.
+fn bind(addr: &SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&(*addr).into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Listening sockets, bound before privileges are dropped.
@@ -63,6 +88,18 @@ struct Listeners {
     pop3s: Vec<std::net::TcpListener>,
 }
 
+/// The host name is in EHLO, `Received:` and bounces: other servers expect a fully
+/// qualified name there (RFC 5321 §4.1.1.1), and some refuse mail from a bare one.
+fn warn_if_not_fqdn(hostname: &str) {
+    let labels: Vec<&str> = hostname.trim_end_matches('.').split('.').collect();
+    if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        tracing::warn!(
+            "hostname {hostname:?} is not a fully qualified domain name; it is used in EHLO, \
+             Received: and bounces: set hostname = \"mx.example.org\" in the config file"
+        );
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
     init_logging(config.log_level.as_str());
@@ -71,6 +108,15 @@ pub fn run(config: Config) -> Result<(), Failure> {
         Failure::failed(format!(
             "cannot create data_dir {}: {e}",
             config.data_dir.display()
+        ))
+    })?;
+    // One server per data_dir, held until we return (or the kernel ends the process).
+    let _lock = store::instance_lock::acquire(&config.data_dir).map_err(Failure::failed)?;
+    warn_if_not_fqdn(&config.hostname);
+    store::maildrop::prepare(&config.data_dir).map_err(|e| {
+        Failure::failed(format!(
+            "cannot prepare {}: {e}",
+            config.data_dir.join(store::maildrop::DIR).display()
         ))
     })?;
     // Bind everything first: a port we cannot have stops the start before anything runs.
@@ -89,7 +135,14 @@ pub fn run(config: Config) -> Result<(), Failure> {
         &config.data_dir,
     )
     .map_err(Failure::failed)?;
-    let (tls_config, cert) = crate::tls::server_config(source).map_err(Failure::failed)?;
+    let (tls_config, cert) = crate::tls::server_config(source.clone()).map_err(Failure::failed)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // The service user may not be able to read the files at the next SIGHUP.
+        if let Err(e) = crate::tls::install_copy(&source) {
+            tracing::warn!("{e}");
+        }
+    }
     if let Some(user) = crate::privilege::service_user(&config)? {
         crate::privilege::own_data_dir(&config.data_dir, &user)?;
         crate::privilege::drop_to(&user)?;
@@ -245,6 +298,13 @@ async fn serve(
             servers.spawn(smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
         }
     }
+    let pickup = crate::pickup::Pickup {
+        config: config.clone(),
+        directory: directory.clone(),
+        spool: spool.clone(),
+        queued: queued_tx.clone(),
+    };
+    servers.spawn(pickup.run(shutdown_rx.clone()));
     drop(queued_tx);
     let retention = spawn_retention(&config);
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
@@ -282,10 +342,29 @@ async fn serve(
             }
         }
     });
+    crate::sd_notify::notify("READY=1");
+    let watchdog = crate::sd_notify::watchdog_interval().map(|every| {
+        tracing::info!("systemd: watchdog ping every {every:?}");
+        tokio::spawn(crate::sd_notify::watchdog(every))
+    });
+    let renewal = config.tls.certificate.is_empty().then(|| {
+        tokio::spawn(crate::selfsigned::renew_daily(
+            config.data_dir.clone(),
+            config.hostname.clone(),
+            cert.clone(),
+        ))
+    });
     wait_for_signal(&cert).await;
+    if let Some(r) = renewal {
+        r.abort();
+    }
+    crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();
     if let Some(r) = retention {
         r.abort();
+    }
+    if let Some(w) = watchdog {
+        w.abort();
     }
     tracing::info!(
         "shutdown requested: no new connections; sessions get {:?} to finish",

@@ -23,7 +23,15 @@ pub struct CertSource {
     /// `O_NOFOLLOW` (`tls` and the file), so a planted symlink cannot make root load (and
     /// then serve with) some other key on the machine.
     pub in_data_dir: bool,
+    /// Configured files that the service user may not read (a root-only key, certbot's
+    /// layout): root keeps a copy in `data_dir/tls/installed-*.pem` ([`install_copy`]), and a
+    /// reload that may not read the files loads that copy.
+    pub copy_in: Option<PathBuf>,
 }
+
+/// The names of the copy of a configured pair in `data_dir/tls/`.
+pub const COPY_CERT: &str = "installed-cert.pem";
+pub const COPY_KEY: &str = "installed-key.pem";
 
 /// The certificate in use; swapped whole on reload.
 #[derive(Debug)]
@@ -53,10 +61,56 @@ impl ReloadableCert {
 }
 
 fn load(source: &CertSource) -> Result<CertifiedKey, String> {
-    let read = |path: &Path| read_file(path, source.in_data_dir);
-    let cert_pem = read(&source.certificate)
-        .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let (cert_pem, key_pem) = match (read_pair(source), &source.copy_in) {
+        (Err(e), Some(data_dir)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let copy = |name| store::private_files::read(data_dir, "tls", name);
+            let pair = copy(COPY_CERT).and_then(|c| Ok((c, copy(COPY_KEY)?)));
+            let pair = pair.map_err(|_| {
+                format!("{e}; and no copy in data_dir/tls (run `mailroom tls reload` as root)")
+            })?;
+            tracing::info!(
+                "tls: {e}; loading the copy made by root (`mailroom tls reload` or the start)"
+            );
+            pair
+        }
+        (pair, _) => pair.map_err(|e| e.to_string())?,
+    };
+    parse(source, &cert_pem, &key_pem)
+}
+
+/// The configured pair's bytes; errors name the key.
+fn read_pair(source: &CertSource) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let read = |path: &Path, key: &str| {
+        read_file(path, source.in_data_dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{key} {}: {e}", path.display())))
+    };
+    Ok((
+        read(&source.certificate, "tls.certificate")?,
+        read(&source.private_key, "tls.private_key")?,
+    ))
+}
+
+/// As root, before the drop or from `mailroom tls reload`: checks the configured pair and
+/// copies it into `data_dir/tls/` (0600, in a 0700 directory) for the service user's reloads.
+/// The originals are neither changed nor made readable to anyone.
+pub fn install_copy(source: &CertSource) -> Result<(), String> {
+    let Some(data_dir) = &source.copy_in else {
+        return Ok(());
+    };
+    let (cert, key) = read_pair(source).map_err(|e| e.to_string())?;
+    parse(source, &cert, &key)?;
+    store::private_files::write(data_dir, "tls", &[(COPY_KEY, &key), (COPY_CERT, &cert)]).map_err(
+        |e| {
+            format!(
+                "tls: cannot copy the certificate into {}/tls: {e}",
+                data_dir.display()
+            )
+        },
+    )
+}
+
+fn parse(source: &CertSource, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.certificate {}: {e}", source.certificate.display()))?;
     if certs.is_empty() {
@@ -65,9 +119,8 @@ fn load(source: &CertSource) -> Result<CertifiedKey, String> {
             source.certificate.display()
         ));
     }
-    let key = read(&source.private_key)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| e.to_string())
-        .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("tls.private_key {}: {e}", source.private_key.display()))?;
     let signing = default_provider()
         .key_provider
@@ -108,47 +161,16 @@ pub fn cert_source(
             certificate: PathBuf::from(certificate),
             private_key: PathBuf::from(private_key),
             in_data_dir: false,
+            copy_in: Some(data_dir.to_path_buf()),
         });
     }
+    crate::selfsigned::ensure(data_dir, hostname)?;
     let dir = data_dir.join("tls");
-    let source = CertSource {
-        certificate: dir.join("selfsigned-cert.pem"),
-        private_key: dir.join("selfsigned-key.pem"),
+    Ok(CertSource {
+        certificate: dir.join(crate::selfsigned::CERT),
+        private_key: dir.join(crate::selfsigned::KEY),
         in_data_dir: true,
-    };
-    // Present (symlinks included: `load` then refuses them rather than making a new pair).
-    let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    if present(&source.certificate) && present(&source.private_key) {
-        return Ok(source);
-    }
-    tracing::warn!(
-        "tls: no certificate configured; generating a self-signed one for {hostname} in {} \
-         (mail clients will warn; set tls.certificate and tls.private_key)",
-        dir.display()
-    );
-    let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
-        .map_err(|e| format!("tls: cannot generate a self-signed certificate: {e}"))?;
-    write_generated(
-        data_dir,
-        &[
-            (
-                "selfsigned-key.pem",
-                generated.signing_key.serialize_pem().as_bytes(),
-            ),
-            ("selfsigned-cert.pem", generated.cert.pem().as_bytes()),
-        ],
-    )?;
-    Ok(source)
-}
-
-/// Writes the generated files into `data_dir/tls/` through [`store::private_files`]: this runs
-/// as root before the drop, in a directory the service user owns, so nothing there is followed.
-fn write_generated(data_dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
-    store::private_files::write(data_dir, "tls", files).map_err(|e| {
-        format!(
-            "tls: cannot write in {}: {e}",
-            data_dir.join("tls").display()
-        )
+        copy_in: None,
     })
 }
 
@@ -260,6 +282,7 @@ mod tests {
             certificate: "/nonexistent/cert.pem".into(),
             private_key: "/nonexistent/key.pem".into(),
             in_data_dir: false,
+            copy_in: None,
         })
         .unwrap_err();
         assert!(e.starts_with("tls.certificate"), "{e}");

@@ -23,7 +23,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto::pop3::{greeting, Action, AuthOutcome, DotStuffer, LineFramer, Session, SessionFlags};
 use store::mailbox::{Mailbox, MailboxError};
@@ -445,7 +445,7 @@ impl Conn {
         } else {
             "no"
         };
-        let attempt = match ctx.guard.begin(ip, user, Instant::now()) {
+        let attempt = match ctx.guard.begin(ip, user, ctx.guard.now()) {
             Ok(a) => a,
             Err(refused) if refused.lockout == Lockout::Ip => {
                 tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures from this address");
@@ -471,7 +471,7 @@ impl Conn {
             Ok(None) => {
                 // Same path, reply and delay for unknown users and wrong passwords; the delay
                 // grows with the recent failures of this address or this account.
-                let f = attempt.failed(Instant::now());
+                let f = attempt.failed(ctx.guard.now());
                 tracing::warn!(%ip, user = ?user, tls, ip_failures = f.ip_failures, account_failures = f.account_failures, "pop3: login failed");
                 tokio::time::sleep(f.delay).await;
                 return AuthOutcome::BadCredentials;

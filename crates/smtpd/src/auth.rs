@@ -12,7 +12,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use store::directory::Directory;
 use store::login_guard::LoginGuard;
@@ -31,7 +30,7 @@ impl SmtpAuth {
 
     /// The account's canonical address when `user`/`password` are right.
     pub async fn check(&self, ip: IpAddr, user: &str, password: &str) -> Option<String> {
-        let attempt = match self.guard.begin(ip, user, Instant::now()) {
+        let attempt = match self.guard.begin(ip, user, self.guard.now()) {
             Ok(a) => a,
             Err(refused) => {
                 tracing::warn!(
@@ -59,7 +58,7 @@ impl SmtpAuth {
                 if let Some(Err(e)) = &other {
                     tracing::error!("auth: directory error: {e}");
                 }
-                let failed = attempt.failed(Instant::now());
+                let failed = attempt.failed(self.guard.now());
                 let n = failed.ip_failures.max(failed.account_failures);
                 tracing::warn!(
                     "auth: failed user={:?} ip={ip} recent_failures={n}",

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Seconds since the Unix epoch (for what is stored and shown).
     fn unix(&self) -> u64;
     /// A monotonic instant (for what is scheduled in memory).

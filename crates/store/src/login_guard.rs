@@ -22,12 +22,14 @@
 //! fold of the login name ([`account_key`]), so every spelling that logs in as an account
 //! shares its counter.
 //!
-//! What it does not do: check passwords, sleep, log or read a clock: the protocol loops do
-//! those and pass `now` in (tests pass a fake time).
+//! What it does not do: check passwords, sleep or log: the protocol loops do those. Time comes
+//! from the guard's [`Clock`] ([`LoginGuard::now`], the system clock unless built with
+//! [`LoginGuard::with_clock`]) and is passed into each call, so tests drive it with fake times.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use crate::clock::{Clock, SystemClock};
 use crate::login_limits::{backoff, FailedLogins};
 
 /// Longest account key (in octets) for a login name that is not an address.
@@ -102,6 +104,7 @@ pub struct LoginGuard {
     by_account: FailedLogins<(String, IpAddr)>,
     /// Never reserved or checked against a limit: it only grows the delay.
     by_account_anywhere: FailedLogins<String>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 /// Failures against an account from anywhere that are remembered (for the delay, which is
@@ -120,12 +123,23 @@ pub struct Attempt<'g> {
 
 impl LoginGuard {
     pub fn new(limits: LoginLimits) -> LoginGuard {
+        LoginGuard::with_clock(limits, std::sync::Arc::new(SystemClock))
+    }
+
+    /// A guard reading time from `clock`.
+    pub fn with_clock(limits: LoginLimits, clock: std::sync::Arc<dyn Clock>) -> LoginGuard {
         LoginGuard {
+            clock,
             by_ip: FailedLogins::new(limits.lockout_after_per_ip, limits.lockout_window),
             by_account: FailedLogins::new(limits.lockout_after_per_account, limits.lockout_window),
             by_account_anywhere: FailedLogins::new(ANYWHERE_MEMORY, limits.lockout_window),
             limits,
         }
+    }
+
+    /// The guard's "now", for [`LoginGuard::begin`] and [`Attempt::failed`].
+    pub fn now(&self) -> Instant {
+        self.clock.instant()
     }
 
     pub fn limits(&self) -> &LoginLimits {
@@ -207,7 +221,7 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Abandoned mid-check (the task was cancelled): count it, never let it vanish.
-            self.settle(Instant::now());
+            self.settle(self.guard.now());
         }
     }
 }

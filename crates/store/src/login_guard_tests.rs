@@ -215,3 +215,23 @@ fn account_key_is_bounded_and_utf8_safe() {
     assert_eq!(account_key("Bob@Example.TEST"), "bob@example.test");
     assert_eq!(account_key("ALICE"), "alice");
 }
+
+#[test]
+fn the_guard_reads_its_own_clock() {
+    let clock = std::sync::Arc::new(crate::clock::FakeClock::new(1_000));
+    let g = LoginGuard::with_clock(
+        LoginLimits {
+            lockout_window: Duration::from_secs(60),
+            ..limits(2)
+        },
+        clock.clone(),
+    );
+    for _ in 0..2 {
+        g.begin(ip("192.0.2.1"), "a@example.test", g.now())
+            .unwrap()
+            .failed(g.now());
+    }
+    assert!(g.begin(ip("192.0.2.1"), "a@example.test", g.now()).is_err());
+    clock.advance(Duration::from_secs(60));
+    assert!(g.begin(ip("192.0.2.1"), "a@example.test", g.now()).is_ok());
+}

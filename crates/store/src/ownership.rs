@@ -2,6 +2,7 @@
 //! admin command drops to that user). The tree is one the user can write to, so the walk never
 //! acts on a path below `data_dir`: everything is reached through directory descriptors with
 //! `O_NOFOLLOW` ([`crate::at`]). It changes owners only; it creates, reads and removes nothing.
+//! It does not enter `data_dir/maildrop`, whose files keep the owner that identifies their sender.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -125,6 +126,11 @@ fn own_tree(dir: &OwnedFd, path: &Path, user: &Owner, depth: usize) -> std::io::
         match at::open_at(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
             Ok(sub) => {
                 chown_fd(&sub, &child, user)?;
+                // The maildrop's files belong to the local users who left them: their owner
+                // is who sent them (crate::maildrop).
+                if depth == 1 && name.as_bytes() == crate::maildrop::DIR.as_bytes() {
+                    continue;
+                }
                 own_tree(&sub, &child, user, depth + 1)?;
                 continue;
             }

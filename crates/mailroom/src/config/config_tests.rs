@@ -5,7 +5,17 @@ use super::*;
 #[test]
 fn empty_file_gives_defaults() {
     let c = parse("").unwrap();
-    assert_eq!(c.smtp.listen, vec!["0.0.0.0:25".parse().unwrap()]);
+    let both = |p: u16| -> Vec<std::net::SocketAddr> {
+        vec![
+            format!("0.0.0.0:{p}").parse().unwrap(),
+            format!("[::]:{p}").parse().unwrap(),
+        ]
+    };
+    assert_eq!(c.smtp.listen, both(25));
+    assert_eq!(c.smtp.submission, both(587));
+    assert_eq!(c.smtp.submissions, both(465));
+    assert_eq!(c.pop3.listen, both(110));
+    assert_eq!(c.pop3.pop3s, both(995));
     assert_eq!(c.smtp.max_message_size, 52_428_800);
     assert_eq!(c.smtp.max_recipients, 100);
     assert_eq!(c.smtp.trusted_networks.len(), 2);

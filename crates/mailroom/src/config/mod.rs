@@ -381,12 +381,21 @@ impl Default for Config {
     }
 }
 
+/// `0.0.0.0:port` and `[::]:port`: every IPv4 and IPv6 address (the IPv6 socket is bound
+/// with `IPV6_V6ONLY`, so the two do not clash).
+fn every_address(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from(([0, 0, 0, 0], port)),
+        SocketAddr::from(([0u16; 8], port)),
+    ]
+}
+
 impl Default for SmtpConfig {
     fn default() -> SmtpConfig {
         SmtpConfig {
-            listen: vec!["0.0.0.0:25".parse().expect("literal address")],
-            submission: vec!["0.0.0.0:587".parse().expect("literal address")],
-            submissions: vec!["0.0.0.0:465".parse().expect("literal address")],
+            listen: every_address(25),
+            submission: every_address(587),
+            submissions: every_address(465),
             max_message_size: 52_428_800,
             max_recipients: 100,
             trusted_networks: vec![
@@ -416,8 +425,8 @@ impl Default for SmtpConfig {
 impl Default for Pop3Config {
     fn default() -> Pop3Config {
         Pop3Config {
-            listen: vec!["0.0.0.0:110".parse().expect("literal address")],
-            pop3s: vec!["0.0.0.0:995".parse().expect("literal address")],
+            listen: every_address(110),
+            pop3s: every_address(995),
             max_connections: 500,
             delete_retrieved_after: MaybeSpan(None),
             delete_after: MaybeSpan(None),
