@@ -20,9 +20,10 @@ POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 class Dns:
     """dnsmasq serving only the records given, nothing else (no upstream, no /etc/hosts)."""
 
-    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=(), txt=(), forward=()):
-        """`txt`: (name, text) pairs, text split into 255-octet strings by dnsmasq; `forward`:
-        (domain, "ip#port") pairs whose queries go to that server (a dead one: SERVFAIL)."""
+    def __init__(self, tmp: pathlib.Path, mx=(), a=(), raw=(), txt=(), forward=(), srv=()):
+        """`txt`: (name, text) pairs, text split into 255-octet strings by dnsmasq, or (name,
+        [character strings]); `forward`: (domain, "ip#port") pairs whose queries go to that
+        server (a dead one: SERVFAIL); `srv`: (name, target, port, priority, weight)."""
         self.port = free_port()
         self.tmp = tmp
         args = [DNSMASQ, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts",
@@ -38,10 +39,18 @@ class Dns:
             args.append(f"--host-record={name},{ip}")
         for r in raw:
             args.append(f"--dns-rr={r}")
+        # TXT: one string, or a list of character strings (one per comma: no quoting on a
+        # command line).
         for name, text in txt:
-            args.append(f"--txt-record={name},{text}")
+            if isinstance(text, str):
+                args.append(f"--txt-record={name},{text}")
+            else:
+                assert not any("," in s for s in text), text
+                args.append(f"--txt-record={name}," + ",".join(text))
         for domain, server in forward:
             args.append(f"--server=/{domain}/{server}")
+        for name, target, port, prio, weight in srv:
+            args.append(f"--srv-host={name},{target},{port},{prio},{weight}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "dnsmasq.err", "ab"))
         self._wait_ready(tmp)
 

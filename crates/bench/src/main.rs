@@ -307,7 +307,39 @@ fn run(args: &Args) -> Result<bool, String> {
         };
         for (size, label) in [(4096usize, "4 KiB"), (102_400, "100 KiB")] {
             let scen = format!("S2 relay {label}");
-            let m = s2(&rt, &mut rep, &scen, mr.smtp, &sink, Some(&mr), &sc, size);
+            // From our domain: DKIM-signed (Ed25519 + RSA) at enqueue, like real mail.
+            let m = s2(
+                &rt,
+                &mut rep,
+                &scen,
+                mr.smtp,
+                &sink,
+                Some(&mr),
+                &sc,
+                size,
+                SIGNED_FROM,
+            );
+            // The same server and run, From a domain without keys: no signature.
+            let unsigned = format!("{scen} unsigned");
+            let u = s2(
+                &rt,
+                &mut rep,
+                &unsigned,
+                mr.smtp,
+                &sink,
+                Some(&mr),
+                &sc,
+                size,
+                UNSIGNED_FROM,
+            );
+            rep.add(
+                &unsigned,
+                "relayed msg/s, end to end, not DKIM-signed",
+                "msg/s",
+                u,
+                None,
+                None,
+            );
             let p = match (&peers, &psink) {
                 (Some(p), Some(ps)) => s2(
                     &rt,
@@ -318,12 +350,13 @@ fn run(args: &Args) -> Result<bool, String> {
                     None,
                     &sc,
                     size,
+                    SIGNED_FROM,
                 ),
                 _ => None,
             };
             rep.add(
                 &scen,
-                "relayed msg/s, end to end",
+                "relayed msg/s, end to end, DKIM-signed",
                 "msg/s",
                 m,
                 p,
@@ -605,8 +638,13 @@ fn add_s1_rows(rep: &mut Report, scen: &str, m: &S1, p: Option<&S1>, probe: Opti
     );
 }
 
-/// S2 against one server: send `relay_messages` to a remote domain and time until the sink
-/// has them all (and, for Mailroom, the queue is empty).
+/// S2's sender in our domain: Mailroom DKIM-signs its mail (Postfix, without a milter, not).
+const SIGNED_FROM: &str = "sender@bench.test";
+/// A sender domain Mailroom holds no keys for: its mail is relayed unsigned.
+const UNSIGNED_FROM: &str = "sender@unsigned.test";
+
+/// S2 against one server: send `relay_messages` from `from` to a remote domain and time until
+/// the sink has them all (and, for Mailroom, the queue is empty).
 #[allow(clippy::too_many_arguments)]
 fn s2(
     rt: &tokio::runtime::Runtime,
@@ -617,6 +655,7 @@ fn s2(
     mr: Option<&Mailroom>,
     sc: &Scale,
     size: usize,
+    from: &str,
 ) -> Option<f64> {
     settle();
     let count = sc.relay_messages;
@@ -625,7 +664,7 @@ fn s2(
     let job = smtp::Job {
         count,
         size,
-        from: "sender@bench.test".into(),
+        from: from.into(),
         rcpt: Arc::new(|i| format!("r{}@remote.example", i % 100)),
         tag: Arc::new(move |i| format!("{prefix}-{i}")),
     };
@@ -685,7 +724,17 @@ fn s2t(
         tarpit::TARPIT_IP.into(),
         mr.sink.port(),
     ))?;
-    let alone = s2(rt, rep, "S2T healthy alone", mr.smtp, &sink, None, sc, 4096);
+    let alone = s2(
+        rt,
+        rep,
+        "S2T healthy alone",
+        mr.smtp,
+        &sink,
+        None,
+        sc,
+        4096,
+        SIGNED_FROM,
+    );
     let queued = (sc.relay_messages / 2).max(1);
     let job = smtp::Job {
         count: queued,
@@ -706,6 +755,7 @@ fn s2t(
         None,
         sc,
         4096,
+        SIGNED_FROM,
     );
     let held = tarpit.accepted.load(std::sync::atomic::Ordering::Relaxed);
     mr.kill();

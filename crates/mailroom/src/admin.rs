@@ -135,7 +135,10 @@ fn new_password(address: &str, from_stdin: bool, allow_weak: bool) -> Result<Str
 pub fn domain(config: &Config, cmd: DomainCommand) -> Result<(), Failure> {
     let dir = open_directory(config)?;
     match cmd {
-        DomainCommand::Add { domain } => dir.add_domain(&domain).map_err(Failure::failed),
+        DomainCommand::Add { domain } => {
+            dir.add_domain(&domain).map_err(Failure::failed)?;
+            crate::admin_dkim::keys_for_new_domain(config, &domain)
+        }
         DomainCommand::Remove { domain } => dir.remove_domain(&domain).map_err(Failure::failed),
         DomainCommand::List => {
             for d in dir.list_domains().map_err(Failure::failed)? {

@@ -4,9 +4,11 @@
 //! Exit codes: 0 done, 1 failed (one line `mailroom: ...` on stderr), 2 usage or bad config.
 
 mod admin;
+mod admin_dkim;
 mod admin_queue;
 mod check_config;
 mod config;
+mod dns_records;
 mod import;
 mod import_maildir;
 mod local_addrs;
@@ -63,6 +65,19 @@ enum Command {
     /// Inspect and manage the mail queue.
     #[command(subcommand)]
     Queue(admin::QueueCommand),
+    /// Manage DKIM keys: list, rotate, activate.
+    #[command(subcommand)]
+    Dkim(admin_dkim::DkimCommand),
+    /// Print the DNS records to publish for DOMAIN, as zone-file lines.
+    DnsRecords {
+        domain: String,
+        /// The mail host's IPv4 address (A record; SPF names it instead of `mx`).
+        #[arg(long)]
+        ipv4: Option<std::net::Ipv4Addr>,
+        /// The mail host's IPv6 address (AAAA record; in SPF).
+        #[arg(long)]
+        ipv6: Option<std::net::Ipv6Addr>,
+    },
     /// Check the configuration (and the certificate files it names), then print it as TOML
     /// with the defaults filled in.
     CheckConfig {
@@ -150,6 +165,10 @@ fn main() -> ExitCode {
         Command::User(c) => admin::user(&config, c),
         Command::Alias(c) => admin::alias(&config, c),
         Command::Queue(c) => admin::queue(&config, c),
+        Command::Dkim(c) => admin_dkim::dkim(&config, c),
+        Command::DnsRecords { domain, ipv4, ipv6 } => {
+            dns_records::run(&config, &domain, ipv4, ipv6)
+        }
         Command::Import(c) => import::import(&config, c),
         Command::Backup { dir } => store::backup::backup(&config.data_dir, &dir)
             .map(|c| println!("backup complete: {} files, {} bytes", c.files, c.bytes))

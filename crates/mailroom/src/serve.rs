@@ -162,6 +162,31 @@ fn to_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, F
         .collect()
 }
 
+/// Gives every domain without DKIM keys its first pair (domains made before keys existed),
+/// and returns the keyring to sign with, `None` when `[dkim] sign = false`.
+fn dkim_keyring(
+    config: &Config,
+    directory: &Directory,
+) -> Result<Option<Arc<dkim::Keyring>>, Failure> {
+    let keys = crate::admin_dkim::open_keys(config)?;
+    let now = crate::admin_dkim::unix_now();
+    for domain in directory.list_domains().map_err(Failure::failed)? {
+        match dkim::keygen::ensure(&keys, &domain, now) {
+            Ok(made) => {
+                for k in made {
+                    tracing::info!(
+                        "dkim: {domain}: made key {} ({}); publish it: mailroom dns-records {domain}",
+                        k.selector,
+                        k.algorithm.as_str()
+                    );
+                }
+            }
+            Err(e) => tracing::error!("dkim: {domain}: cannot make keys: {e}"),
+        }
+    }
+    Ok(config.dkim.sign.then(|| Arc::new(dkim::Keyring::new(keys))))
+}
+
 async fn serve(
     config: Config,
     listeners: Listeners,
@@ -175,6 +200,10 @@ async fn serve(
             config.data_dir.display()
         ))
     })?);
+    let keyring = dkim_keyring(&config, &directory)?;
+    let srs_secret: Arc<[u8]> = store::srs_secret::load_or_create(&config.data_dir)
+        .map_err(|e| Failure::failed(format!("SRS secret: {e}")))?
+        .into();
     let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
     let smtp_listeners = to_tokio(listeners.smtp)?;
     let submission_listeners = to_tokio(listeners.submission)?;
@@ -217,6 +246,8 @@ async fn serve(
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
         clock: Arc::new(store::clock::SystemClock),
+        dkim: keyring.clone(),
+        srs_secret: Some(srs_secret.clone()),
     });
     let direct = Arc::new(Direct {
         directory: directory.clone(),
@@ -227,7 +258,9 @@ async fn serve(
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
-        DirectoryPolicy::new(directory.clone(), postmaster).with_forward_failures(forward_failures),
+        DirectoryPolicy::new(directory.clone(), postmaster)
+            .with_forward_failures(forward_failures)
+            .with_srs(srs_secret),
     );
     // One admission for all SMTP listeners: slots, per-address and per-network limits,
     // stress mode.
@@ -275,6 +308,7 @@ async fn serve(
             auth: guard.clone(),
             direct: config.delivery.direct_local.then(|| direct.clone()),
             verifier: verifier.clone().filter(|_| service == Service::Mx),
+            dkim: keyring.clone(),
         });
         for listener in listeners {
             let addr = listener.local_addr().ok();

@@ -64,6 +64,8 @@ fn world() -> World {
         resubmit,
         forward_failures: Arc::default(),
         clock: clock.clone(),
+        dkim: None,
+        srs_secret: None,
     });
     World {
         _dir: dir,

@@ -55,6 +55,8 @@ fn world() -> World {
         resubmit,
         forward_failures: Arc::default(),
         clock: Arc::new(store::clock::SystemClock),
+        dkim: None,
+        srs_secret: None,
     });
     World {
         _dir: dir,

@@ -8,3 +8,4 @@ pub mod address;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
+pub mod srs;

@@ -35,7 +35,11 @@ pub(crate) async fn store_message(
     match draft {
         Some(Ok(mut file)) => {
             let id = file.id().to_string();
-            let r = match tokio::task::block_in_place(|| file.write(&message)) {
+            let verified = conn.session().sender_verified();
+            let r = match tokio::task::block_in_place(|| {
+                file.write(&message)?;
+                crate::signing::sign_draft(smtpd.dkim.as_ref(), verified, &mut file)
+            }) {
                 Ok(()) => smtpd.spool.commit(file).await.map(|()| Stored::Queued),
                 Err(e) => Err(e),
             };
@@ -89,6 +93,9 @@ pub(crate) async fn store_message(
             Err(e) => return (id, Err(std::io::Error::other(e.to_string()))),
         }
     }
+    let verified = conn.session().sender_verified();
+    let signature =
+        crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &headers, &message).await;
     let queued = smtpd
         .spool
         .enqueue(
@@ -97,7 +104,7 @@ pub(crate) async fn store_message(
             &envelope.recipients,
             &env_origin,
             received,
-            &[headers.as_bytes(), &message],
+            &[&signature, headers.as_bytes(), &message],
         )
         .await;
     let queued = match queued {

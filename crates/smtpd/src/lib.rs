@@ -1,8 +1,9 @@
 //! Receiving mail: the SMTP listeners on 25, 587 and 465 ([`listener`]), which recipients
 //! and senders are allowed ([`policy`]), password checks for AUTH ([`auth`]), bounded reads
 //! and writes ([`timed_io`]), direct delivery of local-only mail ([`direct`]), making a
-//! finished message durable (`commit`), the early-talker test (`pregreet`) and the
-//! SPF/DKIM/DMARC/ARC checks of mail arriving on port 25 ([`verify`]).
+//! finished message durable (`commit`), the early-talker test (`pregreet`), the
+//! SPF/DKIM/DMARC/ARC checks of mail arriving on port 25 ([`verify`]) and DKIM signatures on
+//! the mail of verified senders as it is queued ([`signing`]).
 //!
 //! Every accepted message leaves through one of two doors, and only after it is durable: the
 //! spool (`store::spool`), or the Maildirs through `mda` (direct delivery). This crate does
@@ -15,6 +16,7 @@ pub mod direct;
 pub mod listener;
 pub mod policy;
 mod pregreet;
+pub mod signing;
 pub mod timed_io;
 pub mod verify;
 

@@ -74,6 +74,8 @@ pub struct Smtpd {
     pub direct: Option<Arc<crate::direct::Direct>>,
     /// SPF/DKIM/DMARC/ARC checks at the end of a message ([`crate::verify::screen`]).
     pub verifier: Option<Arc<crate::verify::Verifier>>,
+    /// DKIM keys for the mail of verified senders from our domains; `None`: unsigned.
+    pub dkim: Option<Arc<dkim::Keyring>>,
 }
 
 /// How long a TLS handshake may take.

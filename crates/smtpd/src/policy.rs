@@ -9,6 +9,10 @@
 //! split at its last `@`), so they can only be unknown local users. On submission it also says
 //! which sender addresses an account owns: its own, and every address that delivers to it
 //! (`postmaster@` of another domain only through an alias or the configured postmaster).
+//!
+//! SRS: a recipient `SRS0=...@<our domain>` (a bounce to mail we forwarded) is accepted from
+//! anyone when its hash and age check out, and recorded as the original address it stands
+//! for, so the queue relays it back; a forged or stale one is `550 5.1.1`.
 
 use std::sync::Arc;
 
@@ -24,6 +28,7 @@ pub struct DirectoryPolicy {
     directory: Arc<Directory>,
     postmaster: Option<String>,
     forward_failures: Arc<ForwardFailures>,
+    srs_secret: Option<Arc<[u8]>>,
 }
 
 impl DirectoryPolicy {
@@ -33,7 +38,45 @@ impl DirectoryPolicy {
             directory,
             postmaster,
             forward_failures: Arc::default(),
+            srs_secret: None,
         }
+    }
+
+    /// Decodes SRS recipients with this secret (the queue runner's).
+    pub fn with_srs(mut self, secret: Arc<[u8]>) -> DirectoryPolicy {
+        self.srs_secret = Some(secret);
+        self
+    }
+
+    /// `Some(verdict)` when `address` is an SRS address of one of our domains.
+    fn check_srs(&self, address: &str) -> Option<RcptVerdict> {
+        let secret = self.srs_secret.as_ref()?;
+        let (local, domain) = address.rsplit_once('@')?;
+        if !proto::srs::is_srs(local) {
+            return None;
+        }
+        match self.directory.is_local_domain(&domain.to_ascii_lowercase()) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::error!("directory lookup failed: {e}");
+                return Some(RcptVerdict::TempFail);
+            }
+        }
+        let day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        Some(match proto::srs::decode(secret, local, day) {
+            Ok(original) => RcptVerdict::Accept(original),
+            Err(why) => {
+                tracing::info!(
+                    "policy: to=<{}> refused: SRS address {why:?}",
+                    proto::smtp::address::escape(address)
+                );
+                RcptVerdict::UnknownUser
+            }
+        })
     }
 
     /// Shares the queue runner's memory of forwarding targets that refused mail, so an alias
@@ -79,6 +122,9 @@ impl Policy for DirectoryPolicy {
         } else {
             address.to_string()
         };
+        if let Some(verdict) = self.check_srs(&address) {
+            return verdict;
+        }
         match self.directory.resolve(&address, self.postmaster.as_deref()) {
             Ok(Resolution::NotLocal) if relay_allowed => RcptVerdict::Accept(address),
             Ok(Resolution::NotLocal) => RcptVerdict::RelayDenied,

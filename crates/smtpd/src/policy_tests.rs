@@ -145,3 +145,37 @@ fn alias_to_known_bad_targets_refused_at_rcpt() {
         accept("two@a.example")
     );
 }
+
+#[test]
+fn srs_recipients_decode_to_the_original_or_are_refused() {
+    let (_t, d) = setup();
+    let secret: Arc<[u8]> = Arc::from(&b"0123456789abcdef0123456789abcdef"[..]);
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let local = proto::srs::encode(&secret, "dave@remote.example", day).unwrap();
+    let p = DirectoryPolicy::new(d.clone(), None).with_srs(secret.clone());
+    // From anyone (no relay right needed): a bounce coming back.
+    assert_eq!(
+        p.check_rcpt(&format!("{local}@a.example"), "", false),
+        RcptVerdict::Accept("dave@remote.example".into())
+    );
+    let forged = local.replace("=dave", "=eve");
+    assert_eq!(
+        p.check_rcpt(&format!("{forged}@a.example"), "", false),
+        RcptVerdict::UnknownUser
+    );
+    // Not one of our domains: an ordinary remote address.
+    assert_eq!(
+        p.check_rcpt(&format!("{local}@remote.example"), "", false),
+        RcptVerdict::RelayDenied
+    );
+    // Without the secret SRS means nothing special.
+    let plain = DirectoryPolicy::new(d, None);
+    assert_eq!(
+        plain.check_rcpt(&format!("{local}@a.example"), "", false),
+        RcptVerdict::UnknownUser
+    );
+}

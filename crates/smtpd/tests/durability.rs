@@ -75,6 +75,7 @@ async fn world(direct_on: bool) -> World {
         auth: Arc::new(smtpd::auth::SmtpAuth::new(directory, guard)),
         direct: direct_on.then_some(direct),
         verifier: None,
+        dkim: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -48,6 +48,7 @@ use crate::durable::Disk;
 use crate::maildir::ensure_dir;
 
 mod body;
+mod draft_headers;
 mod state;
 pub use body::{Body, BodyReader, BLOCK};
 
@@ -112,6 +113,8 @@ pub struct Draft {
     id: String,
     path: PathBuf,
     file: Option<fs::File>,
+    /// Octets of the envelope record before the message (see `draft_headers`).
+    head_len: u64,
 }
 
 impl Draft {
@@ -583,8 +586,10 @@ impl Spool {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
+        let head = encode_header(sender, recipients, origin, received);
+        let head_len = head.len() as u64;
         let mut draft_file = || -> io::Result<()> {
-            file.write_all(&encode_header(sender, recipients, origin, received))?;
+            file.write_all(&head)?;
             file.write_all(prefix)
         };
         if let Err(e) = draft_file() {
@@ -595,6 +600,7 @@ impl Spool {
             id: id.to_string(),
             path,
             file: Some(file),
+            head_len,
         })
     }
 

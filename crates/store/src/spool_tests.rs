@@ -319,6 +319,59 @@ async fn streamed_draft_round_trip_and_abandon() {
 }
 
 #[tokio::test]
+async fn headers_inserted_on_top_of_a_streamed_message() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = new_id();
+    let mut d = spool
+        .begin(
+            &id,
+            "s@x.org",
+            &s(&["a@b.c"]),
+            &Origin::client("c"),
+            7,
+            b"Received: x\r\n",
+        )
+        .expect("begin");
+    d.write(b"From: a@x.org\r\n\r\nbody").expect("write");
+    d.insert_headers(|m| {
+        assert_eq!(m, b"Received: x\r\nFrom: a@x.org\r\n\r\nbody");
+        Ok(b"DKIM-Signature: v=1\r\n".to_vec())
+    })
+    .expect("insert");
+    d.write(b" more").expect("write after insert");
+    spool.commit(d).await.expect("commit");
+    let (env, msg) = spool.read(&id).expect("read");
+    assert_eq!(env.sender, "s@x.org");
+    assert_eq!(
+        msg,
+        b"DKIM-Signature: v=1\r\nReceived: x\r\nFrom: a@x.org\r\n\r\nbody more"
+    );
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+
+    // Nothing to insert: unchanged. A failure leaves nothing behind.
+    let id2 = new_id();
+    let mut d = spool
+        .begin(
+            &id2,
+            "s@x.org",
+            &s(&["a@b.c"]),
+            &Origin::client("c"),
+            7,
+            b"",
+        )
+        .expect("begin");
+    d.write(b"x").expect("write");
+    d.insert_headers(|_| Ok(Vec::new()))
+        .expect("insert nothing");
+    assert!(d
+        .insert_headers(|_| Err(std::io::Error::other("no")))
+        .is_err());
+    drop(d);
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+}
+
+#[tokio::test]
 async fn origin_flags_round_trip_and_old_records_read() {
     let t = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(t.path()).expect("open");

@@ -41,6 +41,7 @@ pub struct Config {
     pub relay: RelayConfig,
     pub dns: DnsConfig,
     pub verify: VerifyConfig,
+    pub dkim: DkimConfig,
 }
 
 /// `[dns]`: the one resolver every lookup goes through (MX, SPF, DKIM, DMARC, ARC).
@@ -105,6 +106,21 @@ impl Config {
         } else {
             &self.dns.servers
         }
+    }
+}
+
+/// `[dkim]`: signing the mail we send.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    /// Sign mail from our domains (submission, trusted networks, our DSNs) once at enqueue
+    /// with the domain's active Ed25519 and RSA keys; `false`: send unsigned.
+    pub sign: bool,
+}
+
+impl Default for DkimConfig {
+    fn default() -> DkimConfig {
+        DkimConfig { sign: true }
     }
 }
 
@@ -426,6 +442,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             relay: RelayConfig::default(),
+            dkim: DkimConfig::default(),
             delivery: DeliveryConfig::default(),
             dns: DnsConfig::default(),
             verify: VerifyConfig::default(),

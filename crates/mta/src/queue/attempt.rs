@@ -388,6 +388,7 @@ impl Runner {
         // A sender we have not verified gets no DSN about the forwarded copy: the address may
         // be forged, and the bounce would be backscatter.
         for (i, targets) in route.forwards {
+            let sender = self.forward_sender(&env.sender, &env.recipients[i]);
             let new_id = store::spool::new_id();
             let client = format!("forward of {id}");
             let origin = Origin {
@@ -399,7 +400,7 @@ impl Runner {
                 .spool
                 .enqueue_body(
                     &new_id,
-                    &env.sender,
+                    &sender,
                     &targets,
                     &origin,
                     self.clock.unix(),
@@ -410,7 +411,7 @@ impl Runner {
             match res {
                 Ok(()) => {
                     tracing::info!(
-                        "delivery: {id}: to=<{}> status=forwarded as {new_id} to {}",
+                        "delivery: {id}: to=<{}> status=forwarded as {new_id} to {} from=<{sender}>",
                         env.recipients[i],
                         targets.join(", ")
                     );

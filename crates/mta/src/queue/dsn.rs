@@ -136,10 +136,12 @@ impl Runner {
             }
         };
         let message = &message[..];
+        // A forwarded copy's SRS sender stands for the original one: tell that one.
+        let to = self.dsn_recipient(&env.sender);
         let report = bounce::build(&bounce::Bounce {
             reporting_mta: &self.hostname,
             queue_id: id,
-            sender: &env.sender,
+            sender: &to,
             arrival_date: env.received as i64,
             now: now as i64,
             recipients: rcpts,
@@ -150,8 +152,26 @@ impl Runner {
             tracing::info!("delivery: {id}: no DSN: null sender");
             return;
         };
+        // Our DSNs are our mail: signed once here, before they are queued.
+        let signature = match &self.dkim {
+            Some(keyring) => {
+                let (keyring, r) = (keyring.clone(), report.clone());
+                match tokio::task::spawn_blocking(move || keyring.sign(&[&r])).await {
+                    Ok(Ok(sig)) => sig.unwrap_or_default(),
+                    Ok(Err(e)) => {
+                        tracing::warn!("delivery: {id}: DSN not DKIM-signed: {e}");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!("delivery: {id}: DSN not DKIM-signed: {e}");
+                        Vec::new()
+                    }
+                }
+            }
+            None => Vec::new(),
+        };
         let dsn_id = store::spool::new_id();
-        let sender = [env.sender.clone()];
+        let sender = [to];
         match self
             .spool
             .enqueue(
@@ -160,14 +180,14 @@ impl Runner {
                 &sender,
                 &Origin::client(&format!("dsn for {id}")),
                 now,
-                &[&report],
+                &[&signature, &report],
             )
             .await
         {
             Ok(()) => {
                 tracing::info!(
                     "delivery: {id}: sender non-delivery notification: {dsn_id} to=<{}>",
-                    env.sender
+                    sender[0]
                 );
                 let _ = self.resubmit.send(dsn_id);
             }

@@ -13,6 +13,7 @@
 
 pub mod attempt;
 pub mod dsn;
+mod forward_sender;
 pub mod retry;
 pub mod runner;
 pub mod schedule;

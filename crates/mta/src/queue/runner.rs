@@ -51,6 +51,11 @@ pub struct Runner {
     pub forward_failures: Arc<ForwardFailures>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// Signs the DSNs we send from our domains; `None`: unsigned.
+    pub dkim: Option<Arc<dkim::Keyring>>,
+    /// The SRS secret: forwarded copies get an SRS envelope sender (`proto::srs`); `None`:
+    /// the original sender is kept.
+    pub srs_secret: Option<Arc<[u8]>>,
 }
 
 /// How long running steps may take to end after a shutdown is asked.

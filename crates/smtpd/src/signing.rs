@@ -1,0 +1,64 @@
+//! DKIM-signing mail as it is queued: a message whose sender was verified (authenticated
+//! submission or a trusted network) and whose `From:` domain has active keys gets the
+//! `DKIM-Signature:` fields of `dkim::Keyring` on top, once, before it is written to the
+//! spool (so neither a retry nor a second recipient signs again). Mail that only goes into
+//! local Maildirs directly is not signed.
+//!
+//! A message in memory is signed from that copy (no other); a message that was streamed to
+//! its draft file is read back once and rewritten with the fields on top
+//! (`store::spool::Draft::insert_headers`). A signing failure (a key file gone) is logged and
+//! the message goes out unsigned rather than being refused.
+//!
+//! Not here: the signature (`dkim::signer`), the keys (`store::dkim_keys`).
+
+use std::sync::Arc;
+
+use dkim::Keyring;
+
+fn sign_logged(keyring: &Keyring, id: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    match keyring.sign(chunks) {
+        Ok(Some(fields)) => fields,
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!("smtpd: {id}: not DKIM-signed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The signature fields for a message held in memory under the trace fields `headers` (which
+/// may add `Date:` and `Message-ID:`; they are signed too). Empty when it is not ours to sign.
+pub async fn fields(
+    keyring: Option<&Arc<Keyring>>,
+    verified: bool,
+    id: &str,
+    headers: &str,
+    message: &Arc<Vec<u8>>,
+) -> Vec<u8> {
+    let Some(keyring) = keyring.filter(|_| verified) else {
+        return Vec::new();
+    };
+    let (keyring, message, id2) = (keyring.clone(), message.clone(), id.to_string());
+    let headers = headers.to_string();
+    tokio::task::spawn_blocking(move || {
+        sign_logged(&keyring, &id2, &[headers.as_bytes(), &message])
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::warn!("smtpd: {id}: not DKIM-signed: {e}");
+        Vec::new()
+    })
+}
+
+/// Signs a streamed message in its draft file (blocking: call from `block_in_place`).
+pub fn sign_draft(
+    keyring: Option<&Arc<Keyring>>,
+    verified: bool,
+    draft: &mut store::spool::Draft,
+) -> std::io::Result<()> {
+    let Some(keyring) = keyring.filter(|_| verified) else {
+        return Ok(());
+    };
+    let id = draft.id().to_string();
+    draft.insert_headers(|message| Ok(sign_logged(keyring, &id, &[message])))
+}
