@@ -234,6 +234,9 @@ async fn serve(
     });
     let relay = Arc::new(build_relay(&config, dns)?);
     let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
+    // One clock for every decision that reads the time (retries, expiry, DSN dates, the
+    // forwarding-failure memory, login limits).
+    let clock: Arc<dyn store::clock::Clock> = Arc::new(store::clock::SystemClock);
     let runner = Arc::new(Runner {
         directory: directory.clone(),
         spool: spool.clone(),
@@ -245,7 +248,7 @@ async fn serve(
         retry: config.relay.retry(),
         resubmit: queued_tx.clone(),
         forward_failures: forward_failures.clone(),
-        clock: Arc::new(store::clock::SystemClock),
+        clock: clock.clone(),
         dkim: keyring.clone(),
         srs_secret: Some(srs_secret.clone()),
     });
@@ -259,6 +262,7 @@ async fn serve(
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
         DirectoryPolicy::new(directory.clone(), postmaster)
+            .with_clock(clock.clone())
             .with_forward_failures(forward_failures)
             .with_srs(srs_secret),
     );
@@ -274,7 +278,7 @@ async fn serve(
         ),
     );
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
-    let login_guard = Arc::new(LoginGuard::new(config.auth.limits()));
+    let login_guard = Arc::new(LoginGuard::with_clock(config.auth.limits(), clock.clone()));
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
     for (service, listeners) in [
         (Service::Mx, smtp_listeners),
@@ -324,7 +328,7 @@ async fn serve(
     };
     servers.spawn(pickup.run(shutdown_rx.clone()));
     drop(queued_tx);
-    let retention = spawn_retention(&config);
+    let retention = spawn_retention(&config, clock.clone());
     let (pop3_config, pop3_auth) = pop3_service(&config, directory.clone());
     let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
     for (listeners, implicit_tls) in pop3_sets {
@@ -421,7 +425,10 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
 
 /// The POP3 retention sweep (`[pop3] delete_retrieved_after`, `delete_after`), when on: every
 /// half of the shortest period (between 1 s and 1 h), on a blocking thread.
-fn spawn_retention(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
+fn spawn_retention(
+    config: &Config,
+    clock: Arc<dyn store::clock::Clock>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let policy = config.pop3.retention();
     let shortest = [policy.delete_retrieved_after, policy.delete_after]
         .into_iter()
@@ -435,9 +442,13 @@ fn spawn_retention(config: &Config) -> Option<tokio::task::JoinHandle<()>> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let data_dir = data_dir.clone();
+            let (data_dir, clock) = (data_dir.clone(), clock.clone());
             let results = tokio::task::spawn_blocking(move || {
-                store::retention::sweep_all(&data_dir, &policy, std::time::SystemTime::now())
+                store::retention::sweep_all(
+                    &data_dir,
+                    &policy,
+                    std::time::UNIX_EPOCH + Duration::from_secs(clock.unix()),
+                )
             })
             .await
             .unwrap_or_default();

@@ -16,8 +16,6 @@
 
 use std::sync::Arc;
 
-use std::time::Instant;
-
 use proto::smtp::{Policy, RcptVerdict};
 use store::directory::{Directory, DirectoryError, Resolution};
 
@@ -29,6 +27,8 @@ pub struct DirectoryPolicy {
     postmaster: Option<String>,
     forward_failures: Arc<ForwardFailures>,
     srs_secret: Option<Arc<[u8]>>,
+    /// "Now" for the forwarding-failure memory (the runner's clock).
+    clock: Arc<dyn store::clock::Clock>,
 }
 
 impl DirectoryPolicy {
@@ -39,7 +39,14 @@ impl DirectoryPolicy {
             postmaster,
             forward_failures: Arc::default(),
             srs_secret: None,
+            clock: Arc::new(store::clock::SystemClock),
         }
+    }
+
+    /// Reads time from `clock` (the queue runner's, so both agree on what is recent).
+    pub fn with_clock(mut self, clock: Arc<dyn store::clock::Clock>) -> DirectoryPolicy {
+        self.clock = clock;
+        self
     }
 
     /// Decodes SRS recipients with this secret (the queue runner's).
@@ -63,10 +70,7 @@ impl DirectoryPolicy {
                 return Some(RcptVerdict::TempFail);
             }
         }
-        let day = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() / 86_400)
-            .unwrap_or(0);
+        let day = self.clock.unix() / 86_400;
         Some(match proto::srs::decode(secret, local, day) {
             Ok(original) => RcptVerdict::Accept(original),
             Err(why) => {
@@ -133,7 +137,7 @@ impl Policy for DirectoryPolicy {
             Ok(Resolution::Deliver { local, remote }) => {
                 // Backscatter: an alias that only forwards to addresses which refused mail
                 // permanently would accept mail we know will bounce.
-                let now = Instant::now();
+                let now = self.clock.instant();
                 let bad: Vec<(String, String)> = remote
                     .iter()
                     .filter_map(|t| {
