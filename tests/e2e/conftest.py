@@ -18,6 +18,9 @@ HOST = "127.0.0.1"
 HOSTNAME = "mx.example.test"
 
 
+_HANDED_OUT = set()
+
+
 def free_port(host=HOST):
     """A port that is free now, below the kernel's ephemeral range (32768 and up on Linux):
     a port the kernel hands out (bind to 0) may be given again to an outgoing connection
@@ -30,11 +33,17 @@ def free_port(host=HOST):
         pass
     for _ in range(1000):
         port = random.randint(low, high)
+        # Never the same port twice in one run: a port handed out is free only until its
+        # server binds it, and two servers (or two listeners of one) given the same free port
+        # made a start fail now and then with "Address already in use".
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port")
 
