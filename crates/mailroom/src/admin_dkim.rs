@@ -22,10 +22,8 @@ pub enum DkimCommand {
 }
 
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    use store::clock::Clock as _;
+    store::clock::SystemClock.unix()
 }
 
 pub fn open_keys(config: &Config) -> Result<DkimKeys, Failure> {

@@ -46,10 +46,8 @@ pub enum QueueCommand {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    use store::clock::Clock as _;
+    store::clock::SystemClock.unix()
 }
 
 fn age(secs: u64) -> String {

@@ -6,7 +6,8 @@
 //! written under its Dovecot UIDL as its name: the `P` field of `dovecot-uidlist` when Dovecot
 //! saved one, else Dovecot's default `pop3_uidl_format = %08Xu%08Xv` (UID and UIDVALIDITY,
 //! which Dovecot 2.3 writes in lower-case hex), and for a file the list does not know, its own base name. Line ends become
-//! CRLF (what Dovecot sends over POP3 for an LF file). Each copy is durable (`store::maildir`);
+//! CRLF (`local_mail::normalize`, as for sendmail: what Dovecot sends over POP3 for an LF
+//! file). Each copy is durable (`store::maildir`);
 //! a message already imported under its name is skipped, so a second run adds only what is
 //! new. The source is only read.
 
@@ -83,20 +84,6 @@ fn uidl_of(list: &UidList, base: &str) -> String {
     }
 }
 
-/// `bytes` with every bare LF made CRLF.
-fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 40);
-    let mut prev = 0u8;
-    for &b in bytes {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 /// Whether `uidl` can be a file name and a UIDL as it is (RFC 1939: 1-70 octets 0x21-0x7E).
 fn usable(uidl: &str) -> bool {
     (1..=70).contains(&uidl.len())
@@ -151,7 +138,7 @@ pub fn run(config: &Config, address: &str, source: &Path) -> Result<(), Failure>
             let bytes = std::fs::read(source.join(sub).join(&name))
                 .map_err(|e| Failure::failed(format!("{sub}/{name}: {e}")))?;
             maildir
-                .deliver(&uidl, &[&crlf(&bytes)])
+                .deliver(&uidl, &[&crate::local_mail::normalize(&bytes)])
                 .map_err(|e| Failure::failed(format!("{sub}/{name}: {e}")))?;
             imported += 1;
         }
@@ -185,7 +172,10 @@ mod tests {
 
     #[test]
     fn lf_becomes_crlf_once() {
-        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(
+            crate::local_mail::normalize(b"a\nb\r\nc\n"),
+            b"a\r\nb\r\nc\r\n"
+        );
         assert!(usable("000000016553f100"));
         assert!(!usable("a/b") && !usable("") && !usable(".x") && !usable("a:2,S"));
     }

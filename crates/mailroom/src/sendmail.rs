@@ -190,9 +190,8 @@ pub fn local_domain(domains: &[String], hostname: &str) -> String {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    use store::clock::Clock as _;
+    i64::try_from(store::clock::SystemClock.unix()).unwrap_or(i64::MAX)
 }
 
 /// Runs `sendmail` with `args` (the options after the program name).

@@ -13,8 +13,8 @@
 //! whatever the caller gives (DER); this module never interprets them.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -374,25 +374,11 @@ impl DkimKeys {
         self.dir.join(file_name(&key.domain, &key.selector))
     }
 
-    /// Writes `bytes` to `dkim/<name>`: a new temporary file (0600, `O_EXCL | O_NOFOLLOW`),
-    /// fsync, rename into place, fsync of the directory.
+    /// Writes `bytes` to `dkim/<name>` through [`crate::private_files`] (0600, `O_EXCL |
+    /// O_NOFOLLOW`, fsync, rename into place, fsync of the directory).
     fn write_key_file(&self, name: &str, bytes: &[u8]) -> Result<(), KeyError> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(name);
-        let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        let written = file.write_all(bytes).and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()?;
+        let data_dir = self.dir.parent().unwrap_or(Path::new("."));
+        crate::private_files::write(data_dir, "dkim", &[(name, bytes)])?;
         Ok(())
     }
 }

@@ -169,7 +169,7 @@ fn uidl_for(base: &[u8]) -> String {
 }
 
 /// Leading decimal digits of a name (delivery time), for ordering.
-fn leading_time(name: &str) -> u64 {
+pub(crate) fn leading_time(name: &str) -> u64 {
     let end = name
         .bytes()
         .position(|b| !b.is_ascii_digit())

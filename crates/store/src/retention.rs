@@ -89,7 +89,10 @@ pub fn sweep_mailbox(root: &Path, policy: &Policy, now: SystemTime) -> Result<Sw
 fn expired(name: &str, meta: &fs::Metadata, policy: &Policy, now: u64) -> bool {
     let older = |since: u64, limit: Duration| now.saturating_sub(since) >= limit.as_secs();
     if let Some(limit) = policy.delete_after {
-        let delivered = leading_secs(name).unwrap_or(u64::try_from(meta.mtime()).unwrap_or(0));
+        let delivered = match crate::mailbox::leading_time(name) {
+            u64::MAX => u64::try_from(meta.mtime()).unwrap_or(0),
+            t => t,
+        };
         if older(delivered, limit) {
             return true;
         }
@@ -106,15 +109,6 @@ fn expired(name: &str, meta: &fs::Metadata, policy: &Policy, now: u64) -> bool {
 fn seen(name: &str) -> bool {
     name.split_once(":2,")
         .is_some_and(|(_, flags)| flags.contains('S'))
-}
-
-/// The delivery time at the head of a Maildir name, if it has one.
-fn leading_secs(name: &str) -> Option<u64> {
-    let end = name.bytes().position(|b| !b.is_ascii_digit())?;
-    if end == 0 || name.as_bytes().get(end) != Some(&b'.') {
-        return None;
-    }
-    name[..end].parse().ok()
 }
 
 /// Every account Maildir under `data_dir/mail/<domain>/<local>/Maildir`, swept; the result
