@@ -31,6 +31,15 @@ def free_port(host=HOST):
         high = min(high, int(eph[0]) - 1)
     except (OSError, ValueError, IndexError):
         pass
+    # Under pytest-xdist (`run-tests` runs files in parallel) each worker draws from its own
+    # slice of the range: _HANDED_OUT is per process, and a port one worker handed out but
+    # whose server has not bound it yet would look free to another.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and workers > 1:
+        span = (high - low) // workers
+        low += int(worker[2:]) * span
+        high = low + span - 1
     for _ in range(1000):
         port = random.randint(low, high)
         # Never the same port twice in one run: a port handed out is free only until its

@@ -45,6 +45,12 @@ def test_the_readme_run_command_serves(tmp_path):
                 time.sleep(0.5)
         assert greeting is not None, (tmp_path / "run.log").read_text()[-3000:]
         assert greeting.startswith(f"220 {HOSTNAME} ".encode()), greeting
+        # The listeners greet before start-up has finished (queue recovery, the signal
+        # handlers); a SIGTERM before "mailroom started" would end it by the signal's default.
+        started = time.time() + 120
+        while "mailroom started" not in (tmp_path / "run.log").read_text():
+            assert proc.poll() is None and time.time() < started, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=60)
