@@ -27,17 +27,6 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::Failure;
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-}
-
 fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<std::net::TcpListener>, Failure> {
     let mut out = Vec::new();
     for addr in addrs {
@@ -102,7 +91,7 @@ fn warn_if_not_fqdn(hostname: &str) {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
-    init_logging(config.log_level.as_str());
+    crate::logging::init(&config).map_err(|message| Failure { code: 2, message })?;
     crate::open_files::raise(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
@@ -411,10 +400,17 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
-                _ = hup.recv() => match cert.reload() {
-                    Ok(()) => tracing::info!("tls: certificate reloaded"),
-                    Err(e) => tracing::error!("tls: reload failed, keeping the old certificate: {e}"),
-                },
+                _ = hup.recv() => {
+                    match crate::logging::reopen() {
+                        Some(Ok(path)) => tracing::info!(path = %path, "log: file reopened"),
+                        Some(Err(e)) => tracing::error!("log: reopen failed, writing to the old file: {e}"),
+                        None => {}
+                    }
+                    match cert.reload() {
+                        Ok(()) => tracing::info!("tls: certificate reloaded"),
+                        Err(e) => tracing::error!("tls: reload failed, keeping the old certificate: {e}"),
+                    }
+                }
             }
         },
         _ => {
