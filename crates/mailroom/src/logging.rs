@@ -106,6 +106,15 @@ pub fn init(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// For an admin command that changes what the server holds (`queue remove`): its lines go to
+/// the server's `log_file`, when there is one and it can be opened; else nowhere (stderr is
+/// the admin's terminal, which gets the command's own output).
+pub fn init_for_admin(config: &Config) {
+    if !config.log_file.is_empty() {
+        let _ = init(config);
+    }
+}
+
 /// Reopens `log_file` (after logrotate renamed it); `None` when logging goes to stderr.
 pub fn reopen() -> Option<Result<String, String>> {
     let shared = LOG_FILE.get()?;

@@ -175,11 +175,12 @@ impl Conn {
         match handshake {
             Ok(Ok(tls)) => {
                 let (_, session) = tls.get_ref();
-                let version = session
-                    .protocol_version()
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("TLS")
-                    .to_string();
+                let version = match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                    _ => "TLS",
+                }
+                .to_string();
                 let cipher = session
                     .negotiated_cipher_suite()
                     .and_then(|c| c.suite().as_str())
