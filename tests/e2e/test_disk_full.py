@@ -87,5 +87,5 @@ def test_disk_full(make_server, small_fs, direct_local):
     assert total_seen >= acked + 1, (count, len(got), acked)
     assert any(m.endswith(b"space is back\r\n") for m in got)
     # The variant took the path it names.
-    assert ("status=sent (direct)" in s.log_text()) == direct_local
+    assert ("status=sent direct=true" in s.log_text()) == direct_local
     assert s.stop() == 0

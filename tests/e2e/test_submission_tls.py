@@ -66,7 +66,9 @@ def test_smtp_ssl_465(sub):
                              BODY.replace(b"Alice <alice@", b"Sales <sales@"))
         assert refused == {}
     sub.wait_messages("bob@example.test", 1)
-    assert "nrcpt=2 user=alice@example.test" in sub.log_text()
+    accepted = [l for l in sub.log_text().splitlines() if ": accepted from=<sales@example.test>" in l]
+    assert len(accepted) == 1 and " nrcpt=2 " in accepted[0], accepted
+    assert " sasl_username=alice@example.test " in accepted[0], accepted
 
 
 @pytest.mark.skipif(not has("swaks"), reason="swaks not installed")

@@ -93,6 +93,11 @@ fn queued(spool: &Spool) -> Result<Vec<(Envelope, u64, MessageStatus)>, Failure>
     Ok(out)
 }
 
+/// Postsuper's `removed` line, in the server's `log_file` (when it has one).
+fn log_removed(id: &str) {
+    tracing::info!(by = "queue remove", "queue: {}: removed", safe(id));
+}
+
 pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
     let spool = Spool::open(&config.data_dir).map_err(Failure::failed)?;
     match cmd {
@@ -123,19 +128,26 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
             spool.request_flush(&ids).map_err(Failure::failed)
         }
         QueueCommand::Remove { id } if id == "ALL" => {
+            crate::logging::init_for_admin(config);
             let ids = spool.list().map_err(Failure::failed)?;
             for id in &ids {
                 match spool.remove(id) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(no_such_message(id, e))
                     }
-                    _ => {}
+                    Err(_) => {}
+                    Ok(()) => log_removed(id),
                 }
             }
             println!("removed {} message(s)", ids.len());
             Ok(())
         }
-        QueueCommand::Remove { id } => spool.remove(&id).map_err(|e| no_such_message(&id, e)),
+        QueueCommand::Remove { id } => {
+            crate::logging::init_for_admin(config);
+            spool.remove(&id).map_err(|e| no_such_message(&id, e))?;
+            log_removed(&id);
+            Ok(())
+        }
         QueueCommand::Bounce { id } => {
             spool
                 .record(

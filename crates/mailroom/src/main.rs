@@ -13,6 +13,7 @@ mod import;
 mod import_maildir;
 mod local_addrs;
 mod local_mail;
+mod logging;
 mod open_files;
 mod ops;
 mod pickup;

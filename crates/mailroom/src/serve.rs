@@ -27,17 +27,6 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::Failure;
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-}
-
 fn bind_all(addrs: &[SocketAddr], key: &str) -> Result<Vec<std::net::TcpListener>, Failure> {
     let mut out = Vec::new();
     for addr in addrs {
@@ -94,7 +83,7 @@ fn warn_if_not_fqdn(hostname: &str) {
     let labels: Vec<&str> = hostname.trim_end_matches('.').split('.').collect();
     if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
         tracing::warn!(
-            "hostname {hostname:?} is not a fully qualified domain name; it is used in EHLO, \
+            "hostname \"{hostname}\" is not a fully qualified domain name; it is used in EHLO, \
              Received: and bounces: set hostname = \"mx.example.org\" in the config file"
         );
     }
@@ -102,7 +91,7 @@ fn warn_if_not_fqdn(hostname: &str) {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
-    init_logging(config.log_level.as_str());
+    crate::logging::init(&config).map_err(|message| Failure { code: 2, message })?;
     crate::open_files::raise(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
@@ -315,8 +304,8 @@ async fn serve(
             dkim: keyring.clone(),
         });
         for listener in listeners {
-            let addr = listener.local_addr().ok();
-            tracing::info!("smtpd: {service:?} listening on {addr:?}");
+            let addr = listener.local_addr().map_or("-".into(), |a| a.to_string());
+            tracing::info!(service = service.as_str(), "smtpd: listening on {addr}");
             servers.spawn(smtpd::serve(listener, smtpd.clone(), shutdown_rx.clone()));
         }
     }
@@ -333,8 +322,8 @@ async fn serve(
     let pop3_sets = [(pop3_listeners, false), (pop3s_listeners, true)];
     for (listeners, implicit_tls) in pop3_sets {
         for listener in listeners {
-            let addr = listener.local_addr().ok();
-            tracing::info!("pop3d: listening on {addr:?} implicit_tls={implicit_tls}");
+            let addr = listener.local_addr().map_or("-".into(), |a| a.to_string());
+            tracing::info!(implicit_tls, "pop3d: listening on {addr}");
             servers.spawn(pop3::serve(
                 listener,
                 pop3_config.clone(),
@@ -366,7 +355,7 @@ async fn serve(
     });
     crate::sd_notify::notify("READY=1");
     let watchdog = crate::sd_notify::watchdog_interval().map(|every| {
-        tracing::info!("systemd: watchdog ping every {every:?}");
+        tracing::info!(every = %format!("{}ms", every.as_millis()), "systemd: watchdog ping");
         tokio::spawn(crate::sd_notify::watchdog(every))
     });
     let renewal = config.tls.certificate.is_empty().then(|| {
@@ -389,8 +378,8 @@ async fn serve(
         w.abort();
     }
     tracing::info!(
-        "shutdown requested: no new connections; sessions get {:?} to finish",
-        config.smtp.shutdown_grace.get()
+        grace = %format!("{}s", config.smtp.shutdown_grace.get().as_secs()),
+        "shutdown requested: no new connections; sessions get the grace to finish"
     );
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
@@ -411,10 +400,17 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
-                _ = hup.recv() => match cert.reload() {
-                    Ok(()) => tracing::info!("tls: certificate reloaded"),
-                    Err(e) => tracing::error!("tls: reload failed, keeping the old certificate: {e}"),
-                },
+                _ = hup.recv() => {
+                    match crate::logging::reopen() {
+                        Some(Ok(path)) => tracing::info!(path = %path, "log: file reopened"),
+                        Some(Err(e)) => tracing::error!("log: reopen failed, writing to the old file: {e}"),
+                        None => {}
+                    }
+                    match cert.reload() {
+                        Ok(()) => tracing::info!("tls: certificate reloaded"),
+                        Err(e) => tracing::error!("tls: reload failed, keeping the old certificate: {e}"),
+                    }
+                }
             }
         },
         _ => {
@@ -436,7 +432,13 @@ fn spawn_retention(
         .min()?;
     let every = (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let data_dir = config.data_dir.clone();
-    tracing::info!("pop3: retention on ({policy:?}), swept every {every:?}");
+    let shown = |d: Option<Duration>| d.map_or("off".to_string(), |d| format!("{}s", d.as_secs()));
+    tracing::info!(
+        delete_retrieved_after = %shown(policy.delete_retrieved_after),
+        delete_after = %shown(policy.delete_after),
+        every = %format!("{}s", every.as_secs()),
+        "pop3: retention on"
+    );
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -487,7 +489,8 @@ fn build_relay(config: &Config, dns: Arc<dns::Dns>) -> Result<Relay, Failure> {
     };
     // Our own addresses: an MX that points here is a loop (RFC 5321 §5.1).
     let local_addresses = crate::local_addrs::local_addresses(&config.smtp.listen);
-    tracing::debug!("relay: our own addresses (MX loop check): {local_addresses:?}");
+    let shown: Vec<String> = local_addresses.iter().map(|a| a.to_string()).collect();
+    tracing::debug!(addresses = %shown.join(","), "relay: our own addresses (MX loop check)");
     let ca_certificates =
         crate::tls::ca_certificates(&config.relay.ca_file).map_err(Failure::failed)?;
     Relay::with_dns(

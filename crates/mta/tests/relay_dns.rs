@@ -221,7 +221,7 @@ async fn mx_in_preference_order_and_next_host() {
     assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
     assert_eq!(
         o.mx.as_deref(),
-        Some(format!("b.ordered.test [127.0.0.1]:{port}").as_str())
+        Some(format!("b.ordered.test[127.0.0.1]:{port}").as_str())
     );
     assert_eq!(
         got.lock().unwrap().clone(),
@@ -237,7 +237,7 @@ async fn implicit_mx() {
     assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
     assert_eq!(
         o.mx.as_deref(),
-        Some(format!("implicit.test [127.0.0.1]:{port}").as_str())
+        Some(format!("implicit.test[127.0.0.1]:{port}").as_str())
     );
 }
 
@@ -270,7 +270,7 @@ async fn mx_hosts_are_resolved_in_parallel() {
     assert!(matches!(o.result, RcptResult::Delivered { .. }), "{o:?}");
     assert_eq!(
         o.mx.as_deref(),
-        Some(format!("g1.gate.test [127.0.0.1]:{port}").as_str())
+        Some(format!("g1.gate.test[127.0.0.1]:{port}").as_str())
     );
     assert_eq!(got.lock().unwrap().len(), 1);
 }

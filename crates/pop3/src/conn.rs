@@ -209,7 +209,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
         }
     };
     if let Stop::Abort(why) = stop {
-        tracing::info!(%ip, user = ?conn.session.user(), reason = why, "pop3: connection closed without QUIT");
+        tracing::info!(%ip, user = conn.session.user().map(proto::smtp::address::escape).map(tracing::field::display), reason = why, "pop3: connection closed without QUIT");
     }
     // Dropping `conn.mailbox` releases the lock; nothing was deleted unless QUIT ran UPDATE.
 }
@@ -427,7 +427,7 @@ impl Conn {
                 };
                 let reply = self.session.update_result(not_removed);
                 let (retrieved, deleted) = self.session.counts();
-                tracing::info!(ip = %self.ip, user = ?self.session.user(), retrieved, deleted, "pop3: quit");
+                tracing::info!(ip = %self.ip, user = self.session.user().map(proto::smtp::address::escape).map(tracing::field::display), retrieved, deleted, "pop3: quit");
                 self.mailbox = None;
                 send(wr, reply.as_bytes(), t).await?;
                 return Ok(Some(Stop::Done));
@@ -448,14 +448,14 @@ impl Conn {
         let attempt = match ctx.guard.begin(ip, user, ctx.guard.now()) {
             Ok(a) => a,
             Err(refused) if refused.lockout == Lockout::Ip => {
-                tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures from this address");
+                tracing::warn!(%ip, user = %proto::smtp::address::escape(user), tls, "pop3: login refused, too many failures from this address");
                 tokio::time::sleep(refused.delay).await;
                 return AuthOutcome::Throttled;
             }
             Err(refused) => {
                 // The account is locked for a while: answer exactly as for a wrong password,
                 // without running the password check.
-                tracing::warn!(%ip, user = ?user, tls, "pop3: login refused, too many failures for this account");
+                tracing::warn!(%ip, user = %proto::smtp::address::escape(user), tls, "pop3: login refused, too many failures for this account");
                 tokio::time::sleep(refused.delay).await;
                 return AuthOutcome::BadCredentials;
             }
@@ -472,13 +472,13 @@ impl Conn {
                 // Same path, reply and delay for unknown users and wrong passwords; the delay
                 // grows with the recent failures of this address or this account.
                 let f = attempt.failed(ctx.guard.now());
-                tracing::warn!(%ip, user = ?user, tls, ip_failures = f.ip_failures, account_failures = f.account_failures, "pop3: login failed");
+                tracing::warn!(%ip, user = %proto::smtp::address::escape(user), tls, ip_failures = f.ip_failures, account_failures = f.account_failures, "pop3: login failed");
                 tokio::time::sleep(f.delay).await;
                 return AuthOutcome::BadCredentials;
             }
             Err(_) => {
                 drop(attempt);
-                tracing::error!(%ip, user = ?user, "pop3: authenticator panicked");
+                tracing::error!(%ip, user = %proto::smtp::address::escape(user), "pop3: authenticator panicked");
                 return AuthOutcome::TempFailure;
             }
         };
@@ -488,16 +488,16 @@ impl Conn {
                 // Logged in: never evicted from now on (before the +OK goes out).
                 ctx.ticket.protect();
                 let listing = mb.listing();
-                tracing::info!(%ip, user = ?user, tls, messages = listing.len(), "pop3: login ok");
+                tracing::info!(%ip, user = %proto::smtp::address::escape(user), tls, messages = listing.len(), "pop3: login ok");
                 self.mailbox = Some(mb);
                 AuthOutcome::Ok(listing)
             }
             Ok(Err(MailboxError::Locked)) => {
-                tracing::info!(%ip, user = ?user, tls, "pop3: login ok but maildrop in use");
+                tracing::info!(%ip, user = %proto::smtp::address::escape(user), tls, "pop3: login ok but maildrop in use");
                 AuthOutcome::InUse
             }
             Ok(Err(MailboxError::Io(e))) => {
-                tracing::error!(%ip, user = ?user, error = %e, "pop3: cannot open maildrop");
+                tracing::error!(%ip, user = %proto::smtp::address::escape(user), error = %e, "pop3: cannot open maildrop");
                 AuthOutcome::TempFailure
             }
             Err(_) => AuthOutcome::TempFailure,

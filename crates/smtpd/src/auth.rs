@@ -33,10 +33,15 @@ impl SmtpAuth {
         let attempt = match self.guard.begin(ip, user, self.guard.now()) {
             Ok(a) => a,
             Err(refused) => {
+                let lockout = match refused.lockout {
+                    store::login_guard::Lockout::Ip => "address",
+                    store::login_guard::Lockout::Account => "account",
+                };
                 tracing::warn!(
-                    "auth: refused user={:?} ip={ip}: too many recent failures ({:?})",
-                    proto::smtp::address::escape(user),
-                    refused.lockout
+                    client = %crate::listener::client(ip),
+                    sasl_username = %proto::smtp::address::escape(user),
+                    lockout,
+                    "auth: refused: too many recent failures"
                 );
                 tokio::time::sleep(refused.delay).await;
                 return None;
@@ -51,7 +56,7 @@ impl SmtpAuth {
         match verdict {
             Some(Ok(Some(found))) => {
                 attempt.succeeded();
-                tracing::info!("auth: ok user={} ip={ip}", found.address);
+                tracing::info!(client = %crate::listener::client(ip), sasl_username = %found.address, "auth: ok");
                 Some(found.address)
             }
             other => {
@@ -61,8 +66,10 @@ impl SmtpAuth {
                 let failed = attempt.failed(self.guard.now());
                 let n = failed.ip_failures.max(failed.account_failures);
                 tracing::warn!(
-                    "auth: failed user={:?} ip={ip} recent_failures={n}",
-                    proto::smtp::address::escape(user)
+                    client = %crate::listener::client(ip),
+                    sasl_username = %proto::smtp::address::escape(user),
+                    recent_failures = n,
+                    "auth: failed"
                 );
                 tokio::time::sleep(failed.delay).await;
                 None

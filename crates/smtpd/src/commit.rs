@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proto::smtp::{CommitError, Connection, Envelope};
 
 use crate::direct::DirectResult;
-use crate::listener::{now, Smtpd};
+use crate::listener::{angle, client, now, Smtpd};
 
 /// Where an accepted message went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,17 +212,22 @@ pub(crate) async fn commit(
     let (id, result) = store_message(smtpd, conn, ip, draft, &envelope, message).await;
     match result {
         Ok(stored) => {
+            let session = conn.session();
+            let message_id = session
+                .message_id(&id)
+                .map(|m| tracing::field::display(proto::smtp::address::escape(&m)));
             tracing::info!(
-                "smtpd: {id}: accepted from=<{}> size={} nrcpt={} user={}{}",
-                envelope.sender,
-                envelope.size,
-                envelope.recipients.len(),
-                conn.session().user().unwrap_or("-"),
-                if stored == Stored::Delivered {
-                    " (delivered directly)"
-                } else {
-                    ""
-                }
+                from = %angle(&envelope.sender),
+                size = envelope.size,
+                nrcpt = envelope.recipients.len(),
+                client = %client(ip),
+                helo = %angle(session.helo_name()),
+                proto = %session.protocol(),
+                sasl_username = session.user(),
+                "message-id" = message_id,
+                queue_id = %id,
+                delivered = (stored == Stored::Delivered).then_some("direct"),
+                "smtpd: {id}: accepted"
             );
             conn.committed(Ok(&id));
             if stored == Stored::Queued {
@@ -231,7 +236,7 @@ pub(crate) async fn commit(
             true
         }
         Err(e) => {
-            tracing::error!("smtpd: queue write failed: {e}");
+            tracing::error!(client = %client(ip), error = %e, "smtpd: queue write failed");
             let full = matches!(
                 e.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

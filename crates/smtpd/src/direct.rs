@@ -76,16 +76,29 @@ impl Direct {
             match self.mda.write(&which, &all, false) {
                 Ok(CopyResult::Written(w)) => {
                     tracing::info!(
-                        "delivery: {id}: to=<{owner}> mailbox={} status=sent (direct)",
-                        copy.account.address
+                        to = %format!("<{owner}>"),
+                        relay = "local",
+                        mailbox = %copy.account.address,
+                        delay = 0,
+                        dsn = "2.0.0",
+                        status = "sent",
+                        direct = true,
+                        reply = "delivered to maildir",
+                        "delivery: {id}:"
                     );
                     written.push(w);
                 }
                 Ok(CopyResult::AlreadyThere) => {}
                 Err(e) => {
                     tracing::warn!(
-                        "delivery: {id}: to=<{owner}> mailbox={} status=deferred (direct: {e})",
-                        copy.account.address
+                        to = %format!("<{owner}>"),
+                        relay = "local",
+                        mailbox = %copy.account.address,
+                        dsn = "4.3.0",
+                        status = "deferred",
+                        direct = true,
+                        reply = %format!("local delivery failed: {e}"),
+                        "delivery: {id}:"
                     );
                     pending.extend(&copy.rcpts);
                     first_error.get_or_insert(e);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+use proto::smtp::rejection::Stage;
 use proto::smtp::{
     CommitError, Connection, Event, Peer, Policy, Service, Session, SessionConfig, TlsInfo,
 };
@@ -130,13 +131,14 @@ pub fn tls_info<S>(stream: &tokio_rustls::server::TlsStream<S>) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(other) => format!("{other:?}"),
+        Some(other) => other.as_str().unwrap_or("TLS").to_string(),
         None => "TLS".to_string(),
     };
     let cipher = conn
         .negotiated_cipher_suite()
-        .map(|c| format!("{:?}", c.suite()))
-        .unwrap_or_else(|| "unknown".into());
+        .and_then(|c| c.suite().as_str())
+        .unwrap_or("unknown")
+        .to_string();
     TlsInfo { version, cipher }
 }
 
@@ -169,7 +171,7 @@ async fn handle(
                     b"421 4.7.0 Too many connections from your network, try again later\r\n",
                 ),
             };
-            tracing::warn!("smtpd: connection from [{ip}] refused: {why}");
+            tracing::warn!(client = %client(ip), reply = %String::from_utf8_lossy(reply).trim_end(), "smtpd: connection from [{ip}] refused: {why}");
             let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(reply)).await;
             return;
         }
@@ -177,8 +179,11 @@ async fn handle(
     let _ = stream.set_nodelay(true);
     let service = smtpd.config.session.service;
     tracing::info!(
-        "smtpd: connect from [{ip}]:{} service={service:?} trusted={trusted}",
-        addr.port()
+        client = %client(ip),
+        port = addr.port(),
+        service = service.as_str(),
+        trusted,
+        "smtpd: connect from [{ip}]"
     );
     if service == Service::Mx && !trusted && !smtpd.config.greet_delay.is_zero() {
         let hostname = &smtpd.config.session.hostname;
@@ -187,16 +192,22 @@ async fn handle(
             Ok(Pregreet::TalkedEarly) => {
                 let n = crate::pregreet::count_early_talker();
                 tracing::warn!(
-                    "smtpd: [{ip}] talked before the greeting: 554 5.5.1, closed ({n} so far)"
+                    client = %client(ip),
+                    reply = "554 5.5.1",
+                    early_talkers = n,
+                    "smtpd: [{ip}] talked before the greeting, closed"
                 );
                 return;
             }
             Ok(Pregreet::Gone) => {
-                tracing::info!("smtpd: disconnect from [{ip}] (left before the greeting)");
+                tracing::info!(
+                    reason = "left before the greeting",
+                    "smtpd: disconnect from [{ip}]"
+                );
                 return;
             }
             Err(e) => {
-                tracing::info!("smtpd: disconnect from [{ip}] (error: {e})");
+                tracing::info!(error = %e, "smtpd: disconnect from [{ip}]");
                 return;
             }
         }
@@ -208,12 +219,12 @@ async fn handle(
         let mut tls = match handshake(&smtpd, stream).await {
             Ok(tls) => tls,
             Err(e) => {
-                tracing::info!("smtpd: disconnect from [{ip}] ({e})");
+                tracing::info!(error = %e, "smtpd: disconnect from [{ip}]");
                 return;
             }
         };
         let info = tls_info(&tls);
-        tracing::info!("smtpd: [{ip}] TLS {} {}", info.version, info.cipher);
+        tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] TLS");
         session.tls_started(info);
         let mut conn = Connection::new(session);
         let r = run(
@@ -238,7 +249,7 @@ async fn handle(
         Ok(Exit::StartTls) => match handshake(&smtpd, stream).await {
             Ok(mut tls) => {
                 let info = tls_info(&tls);
-                tracing::info!("smtpd: [{ip}] STARTTLS {} {}", info.version, info.cipher);
+                tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] STARTTLS");
                 conn.tls_started(info);
                 run(
                     &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
@@ -268,22 +279,49 @@ async fn handshake(
 }
 
 fn log_end(ip: std::net::IpAddr, conn: &Connection, stats: &Stats, result: std::io::Result<()>) {
-    let how = match result {
-        Ok(()) => "closed".to_string(),
-        Err(e) => format!("error: {e}"),
-    };
+    let error = result.err().map(|e| tracing::field::display(e.to_string()));
+    let session = conn.session();
     tracing::info!(
-        "smtpd: disconnect from [{ip}] helo={:?} user={} tls={} messages={} errors={} ({how})",
-        proto::smtp::address::escape(conn.session().helo_name()),
-        conn.session().user().unwrap_or("-"),
-        if conn.session().tls().is_some() {
-            "yes"
-        } else {
-            "no"
-        },
-        stats.messages,
-        conn.errors()
+        helo = %angle(session.helo_name()),
+        sasl_username = session.user(),
+        tls = session.tls().map_or("none", |t| t.version.as_str()),
+        messages = stats.messages,
+        errors = conn.errors(),
+        error,
+        "smtpd: disconnect from [{ip}]"
     );
+}
+
+/// The client as Postfix names it: `host[ip]` (no reverse lookup is made: `unknown`).
+pub fn client(ip: std::net::IpAddr) -> String {
+    format!("unknown[{ip}]")
+}
+
+/// A client-supplied name or address between angle brackets, escaped for the log.
+pub fn angle(text: &str) -> String {
+    format!("<{}>", proto::smtp::address::escape(text))
+}
+
+/// One line per refused MAIL, RCPT, DATA, BDAT, message or AUTH since the last call, with
+/// the envelope so far (Postfix's `NOQUEUE: reject:`): whatever refused it, a policy check
+/// added later included, it is logged here.
+fn log_rejections(conn: &mut Connection, ip: std::net::IpAddr) {
+    for r in conn.take_rejections() {
+        let a = &r.attempt;
+        let who = client(ip);
+        tracing::info!(
+            client = %who,
+            reply = %r.reply.summary(),
+            from = a.from.as_deref().map(|f| tracing::field::display(angle(f))),
+            to = a.to.as_deref().map(|t| tracing::field::display(angle(t))),
+            nrcpt = (a.stage == Stage::EndOfMessage || a.stage == Stage::Data).then_some(a.nrcpt),
+            sasl_username = a.user.as_deref().map(|u| tracing::field::display(proto::smtp::address::escape(u))),
+            proto = r.proto,
+            helo = %angle(&r.helo),
+            "smtpd: NOQUEUE: reject: {} from {who}",
+            a.stage.as_str()
+        );
+    }
 }
 
 #[derive(Default)]
@@ -349,10 +387,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // A large message streams into its spool file as it arrives.
     let mut draft: Option<Result<store::spool::Draft, std::io::Error>> = None;
     loop {
+        log_rejections(conn, ip);
         // Before every step, so a batch read before stress mode began meets its rules too.
         admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
         match conn.advance(&*smtpd.policy) {
             Event::NeedInput => {
+                log_rejections(conn, ip);
                 // Again before the replies go out: a client that saw its MAIL accepted is
                 // protected already.
                 admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
@@ -416,10 +456,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 conn.auth_result(account);
             }
             Event::StartTls => {
+                log_rejections(conn, ip);
                 clocks.write(stream, &conn.take_output()).await?;
                 return Ok(Exit::StartTls);
             }
             Event::Close => {
+                log_rejections(conn, ip);
                 clocks.last_word(stream, &conn.take_output()).await?;
                 return Ok(Exit::Closed);
             }

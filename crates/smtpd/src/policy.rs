@@ -74,9 +74,14 @@ impl DirectoryPolicy {
         Some(match proto::srs::decode(secret, local, day) {
             Ok(original) => RcptVerdict::Accept(original),
             Err(why) => {
+                let why = match why {
+                    proto::srs::SrsError::Malformed => "Malformed",
+                    proto::srs::SrsError::BadHash => "BadHash",
+                    proto::srs::SrsError::Expired => "Expired",
+                };
                 tracing::info!(
-                    "policy: to=<{}> refused: SRS address {why:?}",
-                    proto::smtp::address::escape(address)
+                    to = %format!("<{}>", proto::smtp::address::escape(address)),
+                    "policy: refused: SRS address {why}"
                 );
                 RcptVerdict::UnknownUser
             }

@@ -16,6 +16,7 @@ mod relay;
 mod values;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use relay::RelayConfig;
+pub use values::LogFormat;
 pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
 
 /// Where the configuration is read from when `--config` is not given.
@@ -34,6 +35,10 @@ pub struct Config {
     pub postmaster: String,
     /// `error`, `warn`, `info`, `debug` or `trace` (overridden by `RUST_LOG`).
     pub log_level: LogLevel,
+    /// `text` (`key=value` fields) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// Log file, reopened on SIGHUP (for logrotate); `""`: stderr (the journal picks it up).
+    pub log_file: String,
     /// Started as root, run as this user after binding the ports (created if missing);
     /// `""` keeps the user Mailroom was started as.
     pub user: String,
@@ -167,6 +172,8 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/mailroom"),
             postmaster: String::new(),
             log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+            log_file: String::new(),
             user: "mailroom".into(),
             smtp: SmtpConfig::default(),
             pop3: Pop3Config::default(),

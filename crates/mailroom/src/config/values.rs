@@ -232,6 +232,16 @@ impl LogLevel {
     }
 }
 
+/// How each log line is written: `text` (`key=value` after the message) or `json` (one
+/// object per line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +300,14 @@ mod tests {
         let v: H = toml::from_str("h = \"[::1]:25\"\nl = \"debug\"").unwrap();
         assert_eq!(v.h.0, Some(("::1".to_string(), 25)));
         assert_eq!(v.l, LogLevel::Debug);
+        assert_eq!(
+            toml::from_str::<std::collections::BTreeMap<String, LogFormat>>("f = \"json\"")
+                .unwrap()["f"],
+            LogFormat::Json
+        );
+        assert!(
+            toml::from_str::<std::collections::BTreeMap<String, LogFormat>>("f = \"xml\"").is_err()
+        );
         let v: H = toml::from_str("h = \"\"\nl = \"warn\"").unwrap();
         assert_eq!(v.h.0, None);
         assert!(toml::from_str::<H>("h = \"relay\"\nl = \"info\"").is_err());

@@ -177,13 +177,14 @@ impl Runner {
                     let mx = o.mx.clone().unwrap_or_else(|| "-".into());
                     match &o.result {
                         Outcome::Delivered { detail } => {
-                            tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({detail})", o.tls);
+                            delivery_line(id, rcpt, o, "sent", "2.0.0", detail, delay, took);
                             Outcome::Delivered {
                                 detail: format!("{mx}: {detail}"),
                             }
                         }
                         Outcome::Deferred { reply, .. } => {
-                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
+                            let dsn = dsn_of(reply, "4.0.0");
+                            delivery_line(id, rcpt, o, "deferred", &dsn, reply, delay, took);
                             Outcome::deferred(reply.clone())
                         }
                         Outcome::Failed { status, reply, .. } => {
@@ -191,7 +192,7 @@ impl Runner {
                                 self.forward_failures
                                     .record(rcpt, reply, self.clock.instant());
                             }
-                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
+                            delivery_line(id, rcpt, o, "bounced", status, reply, delay, took);
                             Outcome::Failed {
                                 status: status.clone(),
                                 reply: reply.clone(),
@@ -222,8 +223,16 @@ impl Runner {
         let age = Duration::from_secs(now.saturating_sub(env.received));
         // Temporary failures past the queue lifetime become permanent (RFC 5321 §4.5.4.1).
         if self.retry.expired(age) {
-            for r in results.values_mut() {
+            for (i, r) in results.iter_mut() {
                 if let Outcome::Deferred { reply, .. } = r {
+                    tracing::warn!(
+                        to = %format!("<{}>", env.recipients[*i]),
+                        delay = age.as_secs(),
+                        dsn = "4.4.7",
+                        status = "expired",
+                        reply = %reply,
+                        "delivery: {id}:"
+                    );
                     *r = Outcome::failed(
                         "4.4.7",
                         format!(
@@ -255,8 +264,8 @@ impl Runner {
                 Err(e) => tracing::error!("delivery: {id}: remover failed: {e}"),
             }
             tracing::info!(
-                "delivery: {id}: removed from queue ({:.3}s)",
-                started.elapsed().as_secs_f64()
+                took = %format!("{:.3}s", started.elapsed().as_secs_f64()),
+                "delivery: {id}: removed"
             );
             return Verdict::Done;
         }
@@ -287,8 +296,8 @@ impl Runner {
         })
         .await;
         tracing::info!(
-            "delivery: {id}: deferred, next attempt in {}s",
-            after.as_secs()
+            next_attempt = %format!("{}s", after.as_secs()),
+            "delivery: {id}: deferred"
         );
         Verdict::Deferred(after)
     }
@@ -312,8 +321,12 @@ impl Runner {
         for (i, outcome) in route.settled {
             if let Outcome::Deferred { reply, .. } = &outcome {
                 tracing::error!(
-                    "delivery: {id}: to=<{}> status=deferred ({reply})",
-                    env.recipients[i]
+                    to = %format!("<{}>", env.recipients[i]),
+                    relay = "local",
+                    dsn = %dsn_of(reply, "4.0.0"),
+                    status = "deferred",
+                    reply = %reply,
+                    "delivery: {id}:"
                 );
             }
             results.insert(i, outcome);
@@ -341,6 +354,7 @@ impl Runner {
             let mda = self.mda();
             let (env2, msg, id2) = (env.clone(), message.clone(), id.to_string());
             let copies = route.copies.clone();
+            let delay = self.clock.unix().saturating_sub(env.received);
             let failed: Vec<(Vec<usize>, String)> = tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
                 let return_path = proto::smtp::received::return_path_header(&env2.sender);
@@ -356,18 +370,34 @@ impl Runner {
                     };
                     match mda.write_body(&which, rp, &msg, retry) {
                         Ok(CopyResult::Written(_)) => tracing::info!(
-                            "delivery: {id2}: to=<{rcpt}> mailbox={} status=sent delay={:.3}s",
-                            copy.account.address,
-                            started.elapsed().as_secs_f64()
+                            to = %format!("<{rcpt}>"),
+                            relay = "local",
+                            mailbox = %copy.account.address,
+                            delay,
+                            attempt = %format!("{:.3}s", started.elapsed().as_secs_f64()),
+                            dsn = "2.0.0",
+                            status = "sent",
+                            reply = "delivered to maildir",
+                            "delivery: {id2}:"
                         ),
                         Ok(CopyResult::AlreadyThere) => tracing::info!(
-                            "delivery: {id2}: to=<{rcpt}> mailbox={} status=sent (already delivered)",
-                            copy.account.address
+                            to = %format!("<{rcpt}>"),
+                            relay = "local",
+                            mailbox = %copy.account.address,
+                            dsn = "2.0.0",
+                            status = "sent",
+                            reply = "already in the maildir",
+                            "delivery: {id2}:"
                         ),
                         Err(e) => {
                             tracing::error!(
-                                "delivery: {id2}: to=<{rcpt}> mailbox={} status=deferred ({e})",
-                                copy.account.address
+                                to = %format!("<{rcpt}>"),
+                                relay = "local",
+                                mailbox = %copy.account.address,
+                                dsn = "4.3.0",
+                                status = "deferred",
+                                reply = %format!("local delivery failed: {e}"),
+                                "delivery: {id2}:"
                             );
                             failed.push((copy.rcpts, format!("local delivery failed: {e}")));
                         }
@@ -411,9 +441,12 @@ impl Runner {
             match res {
                 Ok(()) => {
                     tracing::info!(
-                        "delivery: {id}: to=<{}> status=forwarded as {new_id} to {} from=<{sender}>",
-                        env.recipients[i],
-                        targets.join(", ")
+                        to = %format!("<{}>", env.recipients[i]),
+                        status = "forwarded",
+                        forward_id = %new_id,
+                        forward_to = %targets.join(","),
+                        forward_from = %format!("<{sender}>"),
+                        "delivery: {id}:"
                     );
                     let _ = self.resubmit.send(new_id);
                 }
@@ -436,5 +469,66 @@ impl Runner {
                 rcpts,
             })
             .collect()
+    }
+}
+
+/// One remote delivery line (Postfix's `to=<..> relay=host[ip]:port delay= dsn= status=`),
+/// with the TLS state of the session (`tls=TLSv1.3`, or `tls=none`).
+#[allow(clippy::too_many_arguments)]
+fn delivery_line(
+    id: &str,
+    rcpt: &str,
+    o: &crate::relay::RcptOutcome,
+    status: &str,
+    dsn: &str,
+    reply: &str,
+    delay: u64,
+    took: f64,
+) {
+    let relay = o.mx.as_deref().unwrap_or("none");
+    let tls = o.tls.as_deref().unwrap_or("none");
+    let to = format!("<{rcpt}>");
+    let attempt = format!("{took:.3}s");
+    if status == "sent" {
+        tracing::info!(to = %to, relay, tls, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
+    } else {
+        tracing::warn!(to = %to, relay, tls, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
+    }
+}
+
+/// The RFC 3463 status at the start of a reply's text (`450 4.2.0 ...` or `4.2.0 ...`), else
+/// `default`.
+pub(crate) fn dsn_of(reply: &str, default: &str) -> String {
+    let mut words = reply.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let candidate = if first.len() == 3 && first.bytes().all(|b| b.is_ascii_digit()) {
+        words.next().unwrap_or("")
+    } else {
+        first
+    };
+    let parts: Vec<&str> = candidate.split('.').collect();
+    let valid = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        && matches!(parts[0], "2" | "4" | "5");
+    if valid {
+        candidate.to_string()
+    } else {
+        default.to_string()
+    }
+}
+
+#[cfg(test)]
+mod dsn_tests {
+    #[test]
+    fn status_codes_are_read_from_replies() {
+        assert_eq!(super::dsn_of("450 4.2.0 mailbox busy", "4.0.0"), "4.2.0");
+        assert_eq!(super::dsn_of("4.4.2 timed out", "4.0.0"), "4.4.2");
+        assert_eq!(
+            super::dsn_of("mx[1.2.3.4]:25: connect: refused", "4.0.0"),
+            "4.0.0"
+        );
+        assert_eq!(super::dsn_of("451 try later", "4.0.0"), "4.0.0");
     }
 }

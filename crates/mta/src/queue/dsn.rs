@@ -94,7 +94,8 @@ impl Runner {
             .filter_map(|(i, r)| failed_status(&env.recipients[*i], r, now))
             .collect();
         if !failed.is_empty() {
-            self.enqueue_dsn(id, env, message, &failed, now).await;
+            self.enqueue_dsn(id, env, message, &failed, now, "non-delivery")
+                .await;
         }
         if !self.retry.warn_now(age, status.warned) {
             return;
@@ -105,7 +106,8 @@ impl Runner {
             .filter_map(|(i, r)| delayed_status(&env.recipients[*i], r, now, until))
             .collect();
         if !delayed.is_empty() {
-            self.enqueue_dsn(id, env, message, &delayed, now).await;
+            self.enqueue_dsn(id, env, message, &delayed, now, "delay")
+                .await;
             let spool = self.spool.clone();
             let id2 = id.to_string();
             let _ =
@@ -121,6 +123,7 @@ impl Runner {
         message: &Body,
         rcpts: &[bounce::RecipientStatus],
         now: u64,
+        kind: &str,
     ) {
         // The report copies only the header block: read no more than it can hold.
         let body = message.clone();
@@ -186,8 +189,10 @@ impl Runner {
         {
             Ok(()) => {
                 tracing::info!(
-                    "delivery: {id}: sender non-delivery notification: {dsn_id} to=<{}>",
-                    sender[0]
+                    to = %format!("<{}>", sender[0]),
+                    dsn_id = %dsn_id,
+                    nrcpt = rcpts.len(),
+                    "delivery: {id}: sender {kind} notification:"
                 );
                 let _ = self.resubmit.send(dsn_id);
             }

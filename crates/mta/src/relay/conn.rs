@@ -45,8 +45,10 @@ pub(crate) enum OpenError {
 pub(crate) struct Conn {
     stream: Stream,
     session: Session,
-    /// `host [ip]:port`, for logs and outcomes.
+    /// `host[ip]:port`, for logs and outcomes.
     pub label: String,
+    /// The TLS version once STARTTLS succeeded.
+    tls_version: Option<String>,
     pub addr: SocketAddr,
     timeouts: Timeouts,
 }
@@ -65,11 +67,16 @@ pub(crate) struct Setup<'a> {
     pub plaintext_auth: bool,
 }
 
+/// How a host is named in logs and outcomes: `host[ip]:port` (Postfix's `relay=`).
+pub(crate) fn label(dest: &Destination) -> String {
+    format!("{}[{}]:{}", dest.host, dest.addr.ip(), dest.addr.port())
+}
+
 impl Conn {
     /// Connects and sets the session up (greeting, EHLO, STARTTLS when offered and
     /// `setup.tls` is set, AUTH when `setup.auth` is).
     pub async fn open(dest: &Destination, setup: &Setup<'_>) -> Result<Conn, OpenError> {
-        let label = format!("{} [{}]:{}", dest.host, dest.addr.ip(), dest.addr.port());
+        let label = label(dest);
         let fail = |e: String| OpenError::Failed(format!("{label}: {e}"));
         let tcp = match timeout(setup.timeouts.connect, TcpStream::connect(dest.addr)).await {
             Ok(Ok(tcp)) => tcp,
@@ -90,6 +97,7 @@ impl Conn {
             label: label.clone(),
             addr: dest.addr,
             timeouts: setup.timeouts.clone(),
+            tls_version: None,
         };
         loop {
             match (conn.drive().await, setup.tls) {
@@ -103,9 +111,9 @@ impl Conn {
         }
     }
 
-    /// Whether the session runs over TLS.
-    pub fn tls(&self) -> bool {
-        self.session.tls()
+    /// The TLS version the session runs over; `None`: plaintext.
+    pub fn tls(&self) -> Option<String> {
+        self.tls_version.clone().filter(|_| self.session.tls())
     }
 
     /// Messages sent over this connection.
@@ -167,14 +175,26 @@ impl Conn {
         match handshake {
             Ok(Ok(tls)) => {
                 let (_, session) = tls.get_ref();
+                let version = match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                    _ => "TLS",
+                }
+                .to_string();
+                let cipher = session
+                    .negotiated_cipher_suite()
+                    .and_then(|c| c.suite().as_str())
+                    .unwrap_or("unknown");
                 tracing::info!(
-                    "relay: {}: STARTTLS {:?} {:?} (certificate not verified)",
-                    self.label,
-                    session.protocol_version(),
-                    session.negotiated_cipher_suite().map(|c| c.suite()),
+                    tls = %version,
+                    cipher,
+                    verified = false,
+                    "relay: {}: STARTTLS",
+                    self.label
                 );
                 let mut conn = Conn {
                     stream: Stream::Tls(Box::new(tls)),
+                    tls_version: Some(version),
                     ..self
                 };
                 conn.session.tls_started();

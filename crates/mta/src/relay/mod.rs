@@ -123,10 +123,10 @@ pub struct Attempt {
 pub struct RcptOutcome {
     pub recipient: String,
     pub result: RcptResult,
-    /// The host that gave the result: `host [ip]:port`.
+    /// The host that gave the result, or the last one tried: `host[ip]:port`.
     pub mx: Option<String>,
-    /// Whether the result came over TLS.
-    pub tls: bool,
+    /// The TLS version the result came over (`TLSv1.3`); `None`: plaintext.
+    pub tls: Option<String>,
 }
 
 /// A recipient's result: the one [`store::outcome::Outcome`] (delivered, deferred, failed)
@@ -240,7 +240,7 @@ impl Relay {
                         .await
                 }
                 Err(result) => {
-                    let outcomes = all(recipients, result, None, false);
+                    let outcomes = all(recipients, result, None, None);
                     log(domain, sender, &outcomes);
                     Attempt {
                         outcomes,
@@ -308,7 +308,7 @@ impl Relay {
                     limit.as_secs()
                 );
                 tracing::info!("relay: {domain}: {error}");
-                let outcomes = all(recipients, RcptResult::deferred(error.clone()), None, false);
+                let outcomes = all(recipients, RcptResult::deferred(error.clone()), None, None);
                 log(domain, sender, &outcomes);
                 Attempt {
                     outcomes,
@@ -330,7 +330,7 @@ impl Relay {
             Ok(traits) => traits,
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
-                let outcomes = all(recipients, RcptResult::deferred(reply), None, false);
+                let outcomes = all(recipients, RcptResult::deferred(reply), None, None);
                 log(domain, sender, &outcomes);
                 return Attempt {
                     outcomes,
@@ -339,6 +339,8 @@ impl Relay {
             }
         };
         let mut last_error = format!("no host to deliver mail for {domain} to");
+        // The last host tried, for the deferred lines.
+        let mut last_host: Option<String> = None;
         // Whether any host took a session: then the destination is alive, whatever it said.
         let mut connected = false;
         let mut timed_out = false;
@@ -350,6 +352,7 @@ impl Relay {
             else {
                 continue;
             };
+            last_host = Some(conn::label(dest));
             // A pooled connection first; a dead one is not an error, and neither is a pooled
             // one that breaks mid-transaction: both get one more try on a fresh connection.
             let mut fresh = false;
@@ -393,7 +396,7 @@ impl Relay {
                                 recipient: recipient.clone(),
                                 result: outcome_of(outcome),
                                 mx: mx.clone(),
-                                tls,
+                                tls: tls.clone(),
                             })
                             .collect();
                         log(domain, sender, &outcomes);
@@ -405,10 +408,15 @@ impl Relay {
                     TxEnd::Abort { reason } => {
                         // Dropped without QUIT: the partial message must not be taken.
                         let label = conn.label.clone();
+                        let conn_tls = conn.tls();
                         drop(conn);
                         tracing::warn!("relay: {domain}: {label}: {reason}");
-                        let outcomes =
-                            all(recipients, RcptResult::deferred(reason), Some(label), false);
+                        let outcomes = all(
+                            recipients,
+                            RcptResult::deferred(reason),
+                            Some(label),
+                            conn_tls,
+                        );
                         log(domain, sender, &outcomes);
                         return Attempt {
                             outcomes,
@@ -435,7 +443,12 @@ impl Relay {
         } else {
             Feedback::Failed(last_error.clone())
         };
-        let outcomes = all(recipients, RcptResult::deferred(last_error), None, false);
+        let outcomes = all(
+            recipients,
+            RcptResult::deferred(last_error),
+            last_host,
+            None,
+        );
         log(domain, sender, &outcomes);
         Attempt { outcomes, feedback }
     }
@@ -487,7 +500,7 @@ fn all(
     recipients: &[String],
     result: RcptResult,
     mx: Option<String>,
-    tls: bool,
+    tls: Option<String>,
 ) -> Vec<RcptOutcome> {
     recipients
         .iter()
@@ -495,28 +508,27 @@ fn all(
             recipient: recipient.clone(),
             result: result.clone(),
             mx: mx.clone(),
-            tls,
+            tls: tls.clone(),
         })
         .collect()
 }
 
+/// The relay's own view of each result (debug): the runner logs the delivery line.
 fn log(domain: &str, sender: &str, outcomes: &[RcptOutcome]) {
     for o in outcomes {
-        let mx = o.mx.as_deref().unwrap_or("none");
-        let tls = if o.tls { "TLS" } else { "plaintext" };
-        match &o.result {
-            RcptResult::Delivered { detail: reply } => tracing::info!(
-                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} delivered: {reply}",
-                o.recipient
-            ),
-            RcptResult::Deferred { reply, .. } => tracing::info!(
-                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} deferred: {reply}",
-                o.recipient
-            ),
-            RcptResult::Failed { status, reply, .. } => tracing::info!(
-                "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} failed {status}: {reply}",
-                o.recipient
-            ),
-        }
+        let (status, reply) = match &o.result {
+            RcptResult::Delivered { detail } => ("sent", detail),
+            RcptResult::Deferred { reply, .. } => ("deferred", reply),
+            RcptResult::Failed { reply, .. } => ("bounced", reply),
+        };
+        tracing::debug!(
+            from = %format!("<{sender}>"),
+            to = %format!("<{}>", o.recipient),
+            relay = o.mx.as_deref().unwrap_or("none"),
+            tls = o.tls.as_deref().unwrap_or("none"),
+            status,
+            reply = %reply,
+            "relay: {domain}:"
+        );
     }
 }

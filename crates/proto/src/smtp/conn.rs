@@ -16,6 +16,7 @@ use super::data::DataReader;
 
 /// Below this many octets a message stays in memory; above, it streams to disk.
 pub const SPILL_AT: usize = 256 * 1024;
+use super::rejection::Rejection;
 use super::reply::Reply;
 use super::session::Session;
 use super::types::{Action, CommitError, Envelope, Policy, TlsInfo};
@@ -101,6 +102,8 @@ pub struct Connection {
     dropping: bool,
     /// A lower error limit than the configured one (the listener's stress mode).
     error_limit: Option<u32>,
+    /// Refused transaction steps not yet taken by the listener (for its log).
+    rejections: Vec<Rejection>,
 }
 
 impl Connection {
@@ -119,6 +122,7 @@ impl Connection {
             chunk_lines: LineEnds::default(),
             dropping: false,
             error_limit: None,
+            rejections: Vec::new(),
         }
     }
 
@@ -158,8 +162,17 @@ impl Connection {
         self.output.extend_from_slice(reply.to_wire().as_bytes());
     }
 
+    /// Refusals of MAIL, RCPT, DATA, BDAT, a message or AUTH written since the last call,
+    /// each with the envelope so far: the listener logs them.
+    pub fn take_rejections(&mut self) -> Vec<Rejection> {
+        std::mem::take(&mut self.rejections)
+    }
+
     fn write(&mut self, reply: Reply) {
         self.output.extend_from_slice(reply.to_wire().as_bytes());
+        if let Some(rejection) = self.session.rejection(&reply) {
+            self.rejections.push(rejection);
+        }
         if !reply.is_positive() {
             self.errors += 1;
             let max = self.session.max_errors();

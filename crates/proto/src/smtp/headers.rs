@@ -33,6 +33,27 @@ pub fn check(message: &[u8], max_header_size: usize, max_hops: usize) -> Result<
     Ok(())
 }
 
+/// The `Message-ID:` field's value of the header block (unfolded, trimmed, at most 998
+/// octets), for the log line of an accepted message.
+pub fn message_id(message: &[u8]) -> Option<String> {
+    let block = &message[..find_header_end(message)];
+    let mut lines = block.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.len() < 11 || !line[..11].eq_ignore_ascii_case(b"message-id:") {
+            continue;
+        }
+        let mut value = line[11..].to_vec();
+        while let Some(next) = lines.next_if(|l| l.starts_with(b" ") || l.starts_with(b"\t")) {
+            value.extend_from_slice(next);
+        }
+        value.truncate(998);
+        let text = String::from_utf8_lossy(&value);
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        return (!text.is_empty()).then(|| text.to_string());
+    }
+    None
+}
+
 fn is_received(line: &[u8]) -> bool {
     line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:")
 }
@@ -70,6 +91,14 @@ mod tests {
         assert_eq!(check(&m, 10_000, 3), Ok(()));
         assert_eq!(check(&m, 10_000, 2), Err(HeaderProblem::TooManyHops));
         assert_eq!(check(&m, 50, 3), Err(HeaderProblem::TooLarge));
+    }
+
+    #[test]
+    fn finds_the_message_id_of_the_header_block() {
+        let m = b"Subject: x\r\nmessage-id:\r\n <a.b@c>\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(message_id(m).as_deref(), Some("<a.b@c>"));
+        assert_eq!(message_id(b"Subject: x\r\n\r\nMessage-ID: <b@x>\r\n"), None);
+        assert_eq!(message_id(b"Message-ID:   \r\n\r\n"), None);
     }
 
     #[test]

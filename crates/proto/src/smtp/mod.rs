@@ -7,6 +7,7 @@
 //! - [`address`]: envelope addresses on the wire and in logs (the syntax check is
 //!   [`crate::address`], re-exported there).
 //! - [`reply`]: reply codes and their wire form.
+//! - [`rejection`]: what a refused MAIL/RCPT/DATA/BDAT/AUTH was about, for the reject log line.
 //! - [`received`]: the trace headers added to accepted mail.
 //! - [`verdict`]: SPF/DKIM/DMARC/ARC results -> the reply at the end of DATA and the
 //!   `Authentication-Results:` header.
@@ -19,6 +20,7 @@ pub mod conn;
 pub mod data;
 pub mod headers;
 pub mod received;
+pub mod rejection;
 pub mod reply;
 pub mod session;
 pub mod submission;

@@ -64,6 +64,15 @@ impl Service {
     pub fn is_submission(self) -> bool {
         !matches!(self, Service::Mx)
     }
+
+    /// The name in logs: `smtp` (25), `submission` (587), `submissions` (465).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Mx => "smtp",
+            Service::Submission => "submission",
+            Service::Submissions => "submissions",
+        }
+    }
 }
 
 /// What a TLS handshake settled on, for `Received:` and logs.

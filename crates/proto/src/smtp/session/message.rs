@@ -8,6 +8,7 @@
 use super::{reply, Hello, Session};
 use crate::smtp::data::DataEnd;
 use crate::smtp::received::{received_header, rfc5322_date, Trace};
+use crate::smtp::rejection::Stage;
 use crate::smtp::reply::Reply;
 use crate::smtp::types::{Action, CommitError, Envelope, Policy};
 
@@ -37,6 +38,7 @@ impl Session {
         message: &[u8],
         policy: &dyn Policy,
     ) -> Action {
+        self.begin_attempt(Stage::EndOfMessage);
         match end {
             DataEnd::Complete => self.finish_message(size, message, policy),
             DataEnd::TooBig => {
@@ -105,6 +107,9 @@ impl Session {
         let Some((size, last)) = self.pending_chunk.take() else {
             return reply(503, "5.5.1 Error: no BDAT chunk pending");
         };
+        if last {
+            self.begin_attempt(Stage::EndOfMessage);
+        }
         let Some(tx) = self.tx.as_mut() else {
             return reply(503, "5.5.1 Error: need MAIL command");
         };
@@ -151,6 +156,7 @@ impl Session {
             return;
         };
         tx.checked = true;
+        tx.message_id = crate::smtp::headers::message_id(message);
         match limits {
             Ok(()) => {}
             Err(crate::smtp::headers::HeaderProblem::TooLarge) => {
@@ -193,17 +199,10 @@ impl Session {
         }
     }
 
-    /// The headers to prepend to the message being committed under `id`: `Received:`, and on
-    /// submission `Date:` and `Message-ID:` when the message has none (RFC 6409 §8).
-    pub fn trace_headers(&self, id: &str, unix_secs: i64) -> String {
-        let (utf8, single) = match &self.tx {
-            Some(tx) => (
-                tx.smtputf8,
-                (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str()),
-            ),
-            None => (false, None),
-        };
-        // RFC 3848 / RFC 6531 with-protocol types: S for TLS, A for AUTH.
+    /// The `with` protocol of `Received:` (RFC 3848 / RFC 6531: `ESMTP`, `UTF8SMTP`, S for
+    /// TLS, A for AUTH), also the `proto=` of the accepted log line.
+    pub fn protocol(&self) -> String {
+        let utf8 = self.tx.as_ref().is_some_and(|tx| tx.smtputf8);
         let mut protocol = match (self.hello, utf8) {
             (_, true) => "UTF8SMTP",
             (Hello::Ehlo, false) => "ESMTP",
@@ -216,6 +215,17 @@ impl Session {
         if self.user.is_some() {
             protocol.push('A');
         }
+        protocol
+    }
+
+    /// The headers to prepend to the message being committed under `id`: `Received:`, and on
+    /// submission `Date:` and `Message-ID:` when the message has none (RFC 6409 §8).
+    pub fn trace_headers(&self, id: &str, unix_secs: i64) -> String {
+        let single = match &self.tx {
+            Some(tx) => (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str()),
+            None => None,
+        };
+        let protocol = self.protocol();
         let mut headers = received_header(&Trace {
             helo: &self.helo_name,
             client_ip: self.peer.ip,
@@ -238,8 +248,19 @@ impl Session {
         headers
     }
 
+    /// The Message-ID of the message being committed under `id`: its own, or the one
+    /// [`Session::trace_headers`] adds (for the log line).
+    pub fn message_id(&self, id: &str) -> Option<String> {
+        let tx = self.tx.as_ref()?;
+        if tx.add_message_id {
+            return Some(format!("<{id}@{}>", self.config.hostname));
+        }
+        tx.message_id.clone()
+    }
+
     /// After the queue answered: `Ok(id)` once the message is durable.
     pub fn committed(&mut self, result: Result<&str, CommitError>) -> Reply {
+        self.begin_attempt(Stage::EndOfMessage);
         self.tx = None;
         match result {
             Ok(id) => Reply::new(250, format!("2.0.0 Ok: queued as {id}")),

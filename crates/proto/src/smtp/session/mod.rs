@@ -27,6 +27,7 @@ use std::sync::Arc;
 use smtp_proto::{Error as ParseError, Request};
 
 use super::address;
+use super::rejection::{Attempt, Rejection, Stage};
 use super::reply::Reply;
 use super::types::{Action, Peer, Policy, SessionConfig, TlsInfo};
 
@@ -47,6 +48,8 @@ struct Transaction {
     /// RFC 6409 §8.3, §8.2: headers the submission server adds when missing.
     add_date: bool,
     add_message_id: bool,
+    /// The message's own `Message-ID:` (for the log).
+    message_id: Option<String>,
     /// The header block was checked (early, when the body is streamed to disk).
     checked: bool,
     /// The reply the message gets at its end, decided early.
@@ -84,6 +87,8 @@ pub struct Session {
     sasl: Option<Sasl>,
     /// A BDAT chunk is being read; its verdict waits for [`Session::chunk_end`].
     pending_chunk: Option<(u64, bool)>,
+    /// The transaction step being answered, for [`Session::rejection`].
+    attempt: Option<Attempt>,
 }
 
 fn reply(code: u16, text: impl Into<String>) -> Action {
@@ -103,6 +108,7 @@ impl Session {
             user: None,
             sasl: None,
             pending_chunk: None,
+            attempt: None,
         }
     }
 
@@ -147,6 +153,7 @@ impl Session {
     /// reply, so its next line is a command, not another response.
     pub fn line_too_long(&mut self) -> Action {
         self.sasl = None;
+        self.attempt = None;
         reply(500, "5.5.2 Line too long")
     }
 
@@ -163,7 +170,9 @@ impl Session {
             return reply(501, "5.5.2 Syntax error: bare CR in command line");
         }
         let mut iter = line.iter();
-        let request = match Request::parse(&mut iter) {
+        let request = Request::parse(&mut iter);
+        self.note_attempt(line, &request);
+        let request = match request {
             Ok(r) => r,
             Err(e) => return self.parse_error(e),
         };
@@ -211,6 +220,73 @@ impl Session {
             | Request::Atrn { .. }
             | Request::Burl { .. } => reply(502, "5.5.1 Command not implemented"),
         }
+    }
+
+    /// Notes which transaction step this command line is (by its verb, so a MAIL with a
+    /// syntax error is a refused MAIL too) and the envelope so far.
+    fn note_attempt(
+        &mut self,
+        line: &[u8],
+        request: &Result<Request<std::borrow::Cow<'_, str>>, ParseError>,
+    ) {
+        let verb = line.get(..4).map(|v| v.to_ascii_uppercase());
+        let stage = match verb.as_deref() {
+            Some(b"MAIL") => Stage::Mail,
+            Some(b"RCPT") => Stage::Rcpt,
+            Some(b"DATA") => Stage::Data,
+            Some(b"BDAT") => Stage::Bdat,
+            Some(b"AUTH") => Stage::Auth,
+            _ => {
+                self.attempt = None;
+                return;
+            }
+        };
+        self.begin_attempt(stage);
+        if let Some(attempt) = self.attempt.as_mut() {
+            match request {
+                Ok(Request::Mail { from }) => attempt.from = Some(from.address.to_string()),
+                Ok(Request::Rcpt { to }) => attempt.to = Some(to.address.to_string()),
+                _ => {}
+            }
+        }
+    }
+
+    /// A transaction step begins: remember it with the envelope as it is now.
+    fn begin_attempt(&mut self, stage: Stage) {
+        let (from, to, nrcpt) = match &self.tx {
+            Some(tx) => (
+                Some(tx.sender.clone()),
+                tx.recipients.first().cloned(),
+                tx.recipients.len(),
+            ),
+            None => (None, None, 0),
+        };
+        self.attempt = Some(Attempt {
+            stage,
+            from,
+            to,
+            nrcpt,
+            user: None,
+        });
+    }
+
+    /// What a refusal written now refused: `None` when `reply` is positive or answers no
+    /// transaction step (EHLO, STARTTLS, an unknown command...).
+    pub fn rejection(&self, reply: &Reply) -> Option<Rejection> {
+        if reply.is_positive() {
+            return None;
+        }
+        let attempt = self.attempt.clone()?;
+        Some(Rejection {
+            attempt,
+            reply: reply.clone(),
+            helo: self.helo_name.clone(),
+            proto: match self.hello {
+                Hello::None => "-",
+                Hello::Helo => "SMTP",
+                Hello::Ehlo => "ESMTP",
+            },
+        })
     }
 
     fn parse_error(&self, e: ParseError) -> Action {

@@ -148,6 +148,9 @@ impl Session {
 
     fn check(&mut self, user: String, password: String) -> Action {
         self.sasl = Some(Sasl::Checking(user.clone()));
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.user = Some(user.clone());
+        }
         Action::Authenticate { user, password }
     }
 
