@@ -8,6 +8,7 @@
 //! deciding which messages are ours to sign (the callers: `smtpd` at enqueue, the queue runner
 //! for DSNs).
 
+pub mod arc_seal;
 pub mod keygen;
 pub mod keyring;
 pub mod record;

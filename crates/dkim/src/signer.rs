@@ -65,6 +65,14 @@ impl SigningKey {
         })
     }
 
+    /// The RSA key, for ARC (RFC 8617 defines rsa-sha256 only).
+    pub(crate) fn rsa(&self) -> Option<&RsaKey<Sha256>> {
+        match &self.secret {
+            Secret::Rsa(k) => Some(k),
+            Secret::Ed25519(_) => None,
+        }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         match self.secret {
             Secret::Ed25519(_) => Algorithm::Ed25519,
@@ -163,7 +171,7 @@ pub fn sign(keys: &[SigningKey], chunks: &[&[u8]]) -> Result<Vec<u8>, String> {
 
 /// A parsed key lent to one signing (mail-auth's signer owns its key; ours are kept parsed
 /// across messages).
-struct Borrowed<'a, K>(&'a K);
+pub(crate) struct Borrowed<'a, K>(pub(crate) &'a K);
 
 impl<K: mail_auth::common::crypto::SigningKey> mail_auth::common::crypto::SigningKey
     for Borrowed<'_, K>

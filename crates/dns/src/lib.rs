@@ -7,7 +7,8 @@
 //! [`MessageAuthenticator`], plus [`cache::Caches`] of parsed records for mail-auth. The
 //! lookups the relay needs ([`Dns::mx`], [`Dns::ips`]) each run under one timeout and come
 //! back with their failure classified ([`Failure`]): the name does not exist, it exists
-//! without records of that type, or try later. It makes no decision about mail: what a
+//! without records of that type, or try later. [`Dns::answers`] gives any record type's
+//! answers as text (for `mailroom dns-check`). It makes no decision about mail: what a
 //! failure means for a recipient or a message is the caller's business.
 
 pub mod cache;
@@ -21,7 +22,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use mail_auth::MessageAuthenticator;
 
@@ -186,5 +187,55 @@ impl Dns {
             return Err(Failure::NoRecords);
         }
         Ok(ips)
+    }
+
+    /// The answers of type `kind` (`"MX"`, `"A"`, `"AAAA"`, `"TXT"`, `"SRV"`) for `name`, as
+    /// text: TXT strings joined into one value, MX `pref host.`, SRV `prio weight port
+    /// host.`, addresses as usual. An empty answer is [`Failure::NoRecords`].
+    pub async fn answers(&self, name: &str, kind: &str) -> Result<Vec<String>, Failure> {
+        let rtype = match kind {
+            "MX" => RecordType::MX,
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
+            "TXT" => RecordType::TXT,
+            "SRV" => RecordType::SRV,
+            other => return Err(Failure::Temporary(format!("record type {other} not asked"))),
+        };
+        let lookup = tokio::time::timeout(
+            self.lookup_timeout,
+            self.resolver().lookup(fqdn(name), rtype),
+        )
+        .await
+        .map_err(|_| Failure::Temporary(format!("DNS lookup of {kind} for {name} timed out")))?
+        .map_err(|e| classify(&e))?;
+        let out: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) if rtype == RecordType::MX => {
+                    Some(format!("{} {}", mx.preference, mx.exchange.to_utf8()))
+                }
+                RData::A(a) if rtype == RecordType::A => Some(a.0.to_string()),
+                RData::AAAA(a) if rtype == RecordType::AAAA => Some(a.0.to_string()),
+                RData::TXT(t) if rtype == RecordType::TXT => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect(),
+                ),
+                RData::SRV(v) if rtype == RecordType::SRV => Some(format!(
+                    "{} {} {} {}",
+                    v.priority,
+                    v.weight,
+                    v.port,
+                    v.target.to_utf8()
+                )),
+                _ => None,
+            })
+            .collect();
+        if out.is_empty() {
+            return Err(Failure::NoRecords);
+        }
+        Ok(out)
     }
 }

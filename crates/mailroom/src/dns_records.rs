@@ -7,7 +7,7 @@
 //! with the "." target: not offered).
 //!
 //! [`records`] is pure (unit-tested); [`run`] gathers the keys and the configured ports.
-//! Not here: checking what DNS serves (`dns-check`, to come with the shared resolver).
+//! Not here: checking what DNS serves (`dns_check`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -132,6 +132,20 @@ pub fn run(
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
 ) -> Result<(), Failure> {
+    for l in zone(config, domain, ipv4, ipv6)? {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// The lines of [`records`] for a local `domain`, from its keys and the configured ports
+/// (also what `dns-check` expects).
+pub fn zone(
+    config: &Config,
+    domain: &str,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+) -> Result<Vec<String>, Failure> {
     let dir = store::directory::Directory::open(&config.data_dir).map_err(Failure::failed)?;
     let domain = domain.to_ascii_lowercase();
     if !dir.is_local_domain(&domain).map_err(Failure::failed)? {
@@ -152,10 +166,7 @@ pub fn run(
         pop3: port(&config.pop3.listen),
         pop3s: port(&config.pop3.pop3s),
     };
-    for l in records(&z) {
-        println!("{l}");
-    }
-    Ok(())
+    Ok(records(&z))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod admin_dkim;
 mod admin_queue;
 mod check_config;
 mod config;
+mod dns_check;
 mod dns_records;
 mod import;
 mod import_maildir;
@@ -76,6 +77,17 @@ enum Command {
         #[arg(long)]
         ipv4: Option<std::net::Ipv4Addr>,
         /// The mail host's IPv6 address (AAAA record; in SPF).
+        #[arg(long)]
+        ipv6: Option<std::net::Ipv6Addr>,
+    },
+    /// Ask the configured resolver for every record dns-records prints for DOMAIN: ok,
+    /// missing or different (exit 1 unless all are ok).
+    DnsCheck {
+        domain: String,
+        /// The mail host's IPv4 address, as given to dns-records.
+        #[arg(long)]
+        ipv4: Option<std::net::Ipv4Addr>,
+        /// The mail host's IPv6 address, as given to dns-records.
         #[arg(long)]
         ipv6: Option<std::net::Ipv6Addr>,
     },
@@ -170,6 +182,7 @@ fn main() -> ExitCode {
         Command::DnsRecords { domain, ipv4, ipv6 } => {
             dns_records::run(&config, &domain, ipv4, ipv6)
         }
+        Command::DnsCheck { domain, ipv4, ipv6 } => dns_check::run(&config, &domain, ipv4, ipv6),
         Command::Import(c) => import::import(&config, c),
         Command::Backup { dir } => store::backup::backup(&config.data_dir, &dir)
             .map(|c| println!("backup complete: {} files, {} bytes", c.files, c.bytes))

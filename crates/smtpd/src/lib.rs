@@ -19,6 +19,7 @@ mod pregreet;
 pub mod signing;
 pub mod timed_io;
 pub mod verify;
+pub mod verify_draft;
 
 pub use listener::{serve, Smtpd, SmtpdConfig};
 

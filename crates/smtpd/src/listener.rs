@@ -434,14 +434,22 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
                 let (verifier, service) = (smtpd.verifier.as_deref(), smtpd.config.session.service);
-                let spilled = draft.is_some();
-                let message = match crate::verify::screen(
-                    verifier, service, conn, ip, spilled, &envelope, message,
-                )
-                .await
-                {
+                let screened = if draft.is_some() {
+                    // A streamed message: its last bytes go to the draft, checked there.
+                    crate::commit::spill(smtpd, conn, ip, &mut draft, &message);
+                    crate::verify_draft::screen_draft(
+                        verifier, service, conn, ip, &envelope, &mut draft,
+                    )
+                    .await
+                    .map(|()| Vec::new())
+                } else {
+                    crate::verify::screen(verifier, service, conn, ip, &envelope, message).await
+                };
+                let message = match screened {
                     Ok(message) => message,
                     Err(refused) => {
+                        // A refused streamed message leaves nothing: its draft is removed.
+                        draft = None;
                         conn.committed(Err(CommitError::Refused(refused)));
                         continue;
                     }

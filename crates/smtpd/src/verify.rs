@@ -12,9 +12,9 @@
 //! Bounded: at most [`MAX_DKIM_SIGNATURES`] signatures and [`MAX_ARC_SETS`] ARC sets are
 //! verified, SPF's own limits are mail-auth's (RFC 7208 §4.6.4: 10 lookups), each DNS lookup
 //! has the resolver's timeout and the whole check ends by [`CHECK_DEADLINE`] (then every
-//! method is `temperror`). Not here: messages large enough to be streamed to disk
-//! (`proto::smtp::conn::SPILL_AT`) are stored unverified, since their start is written before
-//! their end is known; DKIM signing and ARC sealing of outgoing mail.
+//! method is `temperror`). Messages large enough to be streamed to disk
+//! (`proto::smtp::conn::SPILL_AT`) are checked from their draft file by `crate::verify_draft`
+//! with the same decision ([`judge`]). Not here: DKIM signing and ARC sealing of outgoing mail.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -84,8 +84,21 @@ impl Verifier {
 
     /// Every enabled method's result for `message` from `ip`, within [`CHECK_DEADLINE`].
     pub async fn check(&self, ip: IpAddr, helo: &str, sender: &str, message: &[u8]) -> Verdict {
-        match tokio::time::timeout(CHECK_DEADLINE, self.check_all(ip, helo, sender, message)).await
-        {
+        let parsed = AuthenticatedMessage::parse(message);
+        self.check_parsed(ip, helo, sender, parsed).await
+    }
+
+    /// [`Verifier::check`] of a message parsed already (`None`: no header block mail-auth can
+    /// read), whose `body_hashes` may have been computed elsewhere (a streamed message's, from
+    /// its file: `crate::verify_draft`).
+    pub async fn check_parsed(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+        parsed: Option<AuthenticatedMessage<'_>>,
+    ) -> Verdict {
+        match tokio::time::timeout(CHECK_DEADLINE, self.check_all(ip, helo, sender, parsed)).await {
             Ok(v) => v,
             Err(_) => {
                 tracing::warn!("verify: checks from [{ip}] timed out");
@@ -113,7 +126,13 @@ impl Verifier {
         }
     }
 
-    async fn check_all(&self, ip: IpAddr, helo: &str, sender: &str, message: &[u8]) -> Verdict {
+    async fn check_all(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+        parsed: Option<AuthenticatedMessage<'_>>,
+    ) -> Verdict {
         let auth = self.dns.authenticator();
         let caches = self.dns.caches();
         let c = &self.config;
@@ -140,7 +159,7 @@ impl Verifier {
                 helo: helo.into(),
             });
         }
-        let parsed = AuthenticatedMessage::parse(message).map(|mut m| {
+        let parsed = parsed.map(|mut m| {
             m.dkim_headers.truncate(MAX_DKIM_SIGNATURES);
             m
         });
@@ -243,35 +262,48 @@ fn dkim_verdict(out: &DkimOutput<'_>) -> Dkim {
     }
 }
 
-/// The end-of-message check the listener calls before storing: `Ok(message)` to store
-/// (with our headers when it was checked), or `Err(reply)` to refuse it. Only port 25
-/// mail from an untrusted, unauthenticated client that was not streamed to disk is checked.
+/// The end-of-message check the listener calls before storing a message held in memory:
+/// `Ok(message)` to store (with our headers when it was checked), or `Err(reply)` to refuse
+/// it. Only port 25 mail from an untrusted, unauthenticated client is checked; a streamed
+/// message goes through `crate::verify_draft::screen_draft` instead.
 pub async fn screen(
     verifier: Option<&Verifier>,
     service: Service,
     conn: &Connection,
     ip: IpAddr,
-    spilled: bool,
     envelope: &Envelope,
     message: Vec<u8>,
 ) -> Result<Vec<u8>, Reply> {
-    let Some(verifier) = verifier else {
+    let Some(verifier) = verifier.filter(|_| applies(verifier, service, conn)) else {
         return Ok(message);
     };
-    if service != Service::Mx || conn.session().sender_verified() {
-        return Ok(message);
-    }
-    if spilled {
-        tracing::info!(
-            "verify: from=<{}> [{ip}]: large message stored without authentication checks",
-            proto::smtp::address::escape(&envelope.sender)
-        );
-        return Ok(message);
-    }
     let helo = conn.session().helo_name();
     let v = verifier.check(ip, helo, &envelope.sender, &message).await;
-    let decision = verdict::decide(&v, &verifier.config.rules);
-    let header = verdict::headers(&verifier.hostname, &v, &decision);
+    let header = judge(verifier, ip, envelope, &v)?;
+    let body = verdict::strip_ours(&message, &verifier.hostname);
+    let body = body.as_deref().unwrap_or(&message);
+    let mut out = Vec::with_capacity(header.len() + body.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Whether a port 25 message needs the checks: a verifier exists, the session is on port 25
+/// and its client is neither trusted nor authenticated.
+pub(crate) fn applies(verifier: Option<&Verifier>, service: Service, conn: &Connection) -> bool {
+    verifier.is_some() && service == Service::Mx && !conn.session().sender_verified()
+}
+
+/// The decision on checked mail, logged: our `Authentication-Results:` (and `X-Spam-*`)
+/// fields to put on top, or the refusal.
+pub(crate) fn judge(
+    verifier: &Verifier,
+    ip: IpAddr,
+    envelope: &Envelope,
+    v: &Verdict,
+) -> Result<String, Reply> {
+    let decision = verdict::decide(v, &verifier.config.rules);
+    let header = verdict::headers(&verifier.hostname, v, &decision);
     tracing::info!(
         "verify: from=<{}> [{ip}]: {}",
         proto::smtp::address::escape(&envelope.sender),
@@ -285,14 +317,14 @@ pub async fn screen(
     );
     match decision {
         Decision::Refuse(reply) => Err(reply),
-        Decision::Accept { .. } => {
-            let body = verdict::strip_ours(&message, &verifier.hostname);
-            let body = body.as_deref().unwrap_or(&message);
-            let mut out = Vec::with_capacity(header.len() + body.len());
-            out.extend_from_slice(header.as_bytes());
-            out.extend_from_slice(body);
-            Ok(out)
-        }
+        Decision::Accept { .. } => Ok(header),
+    }
+}
+
+impl Verifier {
+    /// Our host name, the authserv-id of our `Authentication-Results:`.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
     }
 }
 

@@ -115,6 +115,8 @@ pub struct Draft {
     file: Option<fs::File>,
     /// Octets of the envelope record before the message (see `draft_headers`).
     head_len: u64,
+    /// Octets of the trace fields written by [`Spool::begin`] before the client's message.
+    prefix_len: u64,
 }
 
 impl Draft {
@@ -601,6 +603,7 @@ impl Spool {
             path,
             file: Some(file),
             head_len,
+            prefix_len: prefix.len() as u64,
         })
     }
 

@@ -372,6 +372,45 @@ async fn headers_inserted_on_top_of_a_streamed_message() {
 }
 
 #[tokio::test]
+async fn start_of_a_streamed_message_replaced_in_place() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let id = new_id();
+    let mut d = spool
+        .begin(
+            &id,
+            "s@x.org",
+            &s(&["a@b.c"]),
+            &Origin::client("c"),
+            7,
+            b"Received: x\r\n",
+        )
+        .expect("begin");
+    d.write(b"X-Forged: 1\r\nFrom: a@x.org\r\n\r\n")
+        .expect("write");
+    d.write(&vec![b'b'; 300_000]).expect("write");
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut d.client_message().expect("reader"), &mut read)
+        .expect("read back");
+    assert!(read.starts_with(b"X-Forged: 1\r\nFrom:"));
+    assert_eq!(read.len(), 30 + 300_000);
+    d.replace_start(13, b"Authentication-Results: h; none\r\n")
+        .expect("replace");
+    d.write(b"end").expect("write after replace");
+    spool.commit(d).await.expect("commit");
+    let (_, msg) = spool.read(&id).expect("read");
+    let head = b"Received: x\r\nAuthentication-Results: h; none\r\nFrom: a@x.org\r\n\r\n";
+    assert!(
+        msg.starts_with(head),
+        "{:?}",
+        String::from_utf8_lossy(&msg[..80])
+    );
+    assert_eq!(msg.len(), head.len() + 300_000 + 3);
+    assert!(msg.ends_with(b"bbend"));
+    assert_eq!(fs::read_dir(&spool.tmp).expect("tmp").count(), 0);
+}
+
+#[tokio::test]
 async fn origin_flags_round_trip_and_old_records_read() {
     let t = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(t.path()).expect("open");

@@ -11,6 +11,7 @@
 //!
 //! It never reads a client socket (it does not depend on `smtpd`).
 
+mod arc_forward;
 pub mod attempt;
 pub mod dsn;
 mod forward_sender;

@@ -60,7 +60,7 @@ fn is_received(line: &[u8]) -> bool {
 
 /// Length of the header block: up to and including the CRLF (or LF) before the first empty
 /// line, or the whole message when there is none.
-pub(crate) fn find_header_end(message: &[u8]) -> usize {
+pub fn find_header_end(message: &[u8]) -> usize {
     if message.starts_with(b"\r\n") || message.starts_with(b"\n") {
         return 0;
     }
