@@ -52,6 +52,18 @@ pub enum UserCommand {
     Remove { address: String },
     /// List accounts, all or of one domain.
     List { domain: Option<String> },
+    /// Override an account's sending limits (`[limits]`; 0: no limit); without an option,
+    /// show them.
+    Limits {
+        address: String,
+        #[arg(long)]
+        messages_per_hour: Option<u32>,
+        #[arg(long)]
+        recipients_per_day: Option<u32>,
+        /// Back to the `[limits]` defaults.
+        #[arg(long, conflicts_with_all = ["messages_per_hour", "recipients_per_day"])]
+        default: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +203,23 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
                 println!("{u}");
             }
             Ok(())
+        }
+        UserCommand::Limits {
+            address,
+            messages_per_hour,
+            recipients_per_day,
+            default,
+        } => {
+            let account = dir.account(&address).map_err(Failure::failed)?;
+            let Some(account) = account else {
+                return Err(Failure::failed(format!("no such account: {address}")));
+            };
+            crate::admin_limits::limits(
+                config,
+                &account.address,
+                (messages_per_hour, recipients_per_day),
+                default,
+            )
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod admin_dkim;
+mod admin_limits;
 mod admin_queue;
 mod check_config;
 mod config;
@@ -17,6 +18,7 @@ mod open_files;
 mod ops;
 mod pickup;
 mod privilege;
+mod screening;
 mod sd_notify;
 mod selfsigned;
 mod sendmail;

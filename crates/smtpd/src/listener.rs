@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
+use crate::filter::{ClientCheck, Screened};
 use crate::pregreet::{pregreet, Pregreet};
 use crate::timed_io::{Clocks, Interrupt};
 
@@ -76,6 +77,8 @@ pub struct Smtpd {
     pub verifier: Option<Arc<crate::verify::Verifier>>,
     /// DKIM keys for the mail of verified senders from our domains; `None`: unsigned.
     pub dkim: Option<Arc<dkim::Keyring>>,
+    /// DNS lists, greylisting and sending limits at MAIL/RCPT ([`crate::filter`]).
+    pub filters: Option<Arc<crate::filter::Filters>>,
 }
 
 /// How long a TLS handshake may take.
@@ -176,6 +179,8 @@ async fn handle(
     };
     let _ = stream.set_nodelay(true);
     let service = smtpd.config.session.service;
+    // The DNS lists are asked at once, while the greeting goes out.
+    let check = ClientCheck::start(smtpd.filters.as_deref(), service, ip, trusted);
     tracing::info!(
         "smtpd: connect from [{ip}]:{} service={service:?} trusted={trusted}",
         addr.port()
@@ -202,7 +207,7 @@ async fn handle(
         }
     }
     let mut session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
-    let mut stats = Stats::default();
+    let mut stats = Stats { messages: 0, check };
     if service == Service::Submissions {
         // RFC 8314: TLS first, then the greeting.
         let mut tls = match handshake(&smtpd, stream).await {
@@ -286,9 +291,10 @@ fn log_end(ip: std::net::IpAddr, conn: &Connection, stats: &Stats, result: std::
     );
 }
 
-#[derive(Default)]
 struct Stats {
     messages: u32,
+    /// The DNS lists' answer about the client ([`crate::filter`]).
+    check: ClientCheck,
 }
 
 /// Why [`run`] returned without an error.
@@ -351,7 +357,27 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         // Before every step, so a batch read before stress mode began meets its rules too.
         admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
-        match conn.advance(&*smtpd.policy) {
+        // The lists' answer is awaited before the first command after HELO/EHLO.
+        if stats.check.pending() && conn.session().said_hello() {
+            stats.check.wait().await;
+        }
+        let event = match smtpd.filters.as_deref() {
+            Some(filters) => {
+                let user = conn.session().user().map(str::to_owned);
+                let screened = Screened {
+                    inner: &*smtpd.policy,
+                    filters,
+                    service: smtpd.config.session.service,
+                    ip,
+                    trusted: conn.session().peer().trusted,
+                    user: user.as_deref(),
+                    check: &stats.check,
+                };
+                conn.advance(&screened)
+            }
+            None => conn.advance(&*smtpd.policy),
+        };
+        match event {
             Event::NeedInput => {
                 // Again before the replies go out: a client that saw its MAIL accepted is
                 // protected already.

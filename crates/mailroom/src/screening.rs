@@ -1,0 +1,64 @@
+//! Builds the receiving filters of `smtpd::filter` from `[filter]` and `[limits]`: the DNS
+//! lists over the one resolver, the greylisting table under `data_dir`, the sending limits
+//! with the per-account overrides (`store::account_limits`). Wiring only; no decision is made here.
+
+use std::sync::Arc;
+
+use smtpd::filter::dnsbl::Lists;
+use smtpd::filter::{Filters, Limits};
+use store::greylist::{Greylist, Timing};
+
+use crate::config::Config;
+
+/// The filters every SMTP listener shares.
+pub fn build(
+    config: &Config,
+    dns: Arc<dns::Dns>,
+    clock: Arc<dyn store::clock::Clock>,
+    data_dir: &std::path::Path,
+) -> Result<Arc<Filters>, String> {
+    let (blocklists, allowlists) = config.filter.zones().map_err(|e| e.0)?;
+    let lists = (!blocklists.is_empty() || !allowlists.is_empty()).then(|| {
+        tracing::info!(
+            "filter: dnsbl={:?} dnswl={:?}",
+            config.filter.dnsbl,
+            config.filter.dnswl
+        );
+        Arc::new(Lists::new(
+            blocklists,
+            allowlists,
+            dns,
+            config.filter.dnsbl_timeout.get(),
+        ))
+    });
+    let greylist = if config.filter.greylisting {
+        let delay = config.filter.greylist_delay.get().as_secs();
+        tracing::info!("filter: greylisting on, delay {delay}s");
+        Some(Arc::new(Greylist::open(
+            &config.data_dir,
+            Timing::with_delay(delay),
+        )?))
+    } else {
+        None
+    };
+    let mut limits = Limits::new(
+        config.limits.messages_per_hour,
+        config.limits.recipients_per_day,
+    );
+    let overrides = store::account_limits::AccountLimits::open(data_dir)?;
+    limits.overrides = Some(Box::new(move |account: &str| {
+        match overrides.get(account) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("filter: event=limits_lookup_failed account={account:?} error={e}");
+                None
+            }
+        }
+    }));
+    Ok(Arc::new(Filters {
+        lists,
+        greylist,
+        limits,
+        clock,
+    }))
+}
