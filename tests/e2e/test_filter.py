@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import HOST, has
-from remote_mta import DNSMASQ, Dns
+from remote_mta import DNSMASQ, POSTFIX, Dns, Postfix
 
 RCPT = "alice@example.test"
 
@@ -112,6 +112,30 @@ def test_greylisting_defers_a_new_triplet_and_spares_the_allowlisted(make_server
     finally:
         s.stop()
         dns.stop()
+
+
+@pytest.mark.skipif(not has(POSTFIX), reason="postfix needed")
+def test_postfix_as_the_sending_mta_retries_past_greylisting(make_server, tmp_path):
+    s = start(make_server, '[filter]\ngreylisting = true\ngreylist_delay = "3s"\n')
+    # Postfix relays everything for other domains to Mailroom from 127.0.0.31 (untrusted),
+    # retrying deferred mail every second or two.
+    pf = Postfix(tmp_path, ip="127.0.0.30", main_extra=(
+        f"relayhost = [{HOST}]:{s.smtp_port}\nsmtp_bind_address = 127.0.0.31\n"
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"))
+    try:
+        # Handed to Postfix from its mynetworks (127.0.0.255).
+        c = smtplib.SMTP(pf.ip, pf.port, timeout=30, source_address=("127.0.0.255", 0))
+        c.sendmail("someone@remote.test", [RCPT], message("through postfix"))
+        c.quit()
+        got = s.wait_messages(RCPT, 1, timeout=60)
+        assert b"Subject: through postfix" in got[0]
+        log = s.log_text()
+        # First refused by greylisting (Postfix logged the deferral), then accepted.
+        assert "connect from [127.0.0.31]" in log
+        assert "Greylisted" in pf.log(), pf.log()[-2000:]
+    finally:
+        pf.stop()
+        s.stop()
 
 
 def test_sending_limits_per_account_and_per_trusted_address(make_server):
