@@ -55,10 +55,17 @@ pub fn build(
             }
         }
     }));
+    let rspamd = if config.filter.rspamd_url.is_empty() {
+        None
+    } else {
+        tracing::info!("filter: rspamd at {}", config.filter.rspamd_url);
+        Some(Arc::new(config.filter.rspamd()?))
+    };
     Ok(Arc::new(Filters {
         lists,
         greylist,
         limits,
+        rspamd,
         clock,
     }))
 }

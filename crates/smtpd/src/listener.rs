@@ -432,6 +432,25 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     }
                 };
+                let filters = smtpd.filters.as_deref();
+                let message = match crate::filter::rspamd::scan(
+                    filters,
+                    &stats.check,
+                    service,
+                    conn,
+                    ip,
+                    spilled,
+                    &envelope,
+                    message,
+                )
+                .await
+                {
+                    Ok(message) => message,
+                    Err(refused) => {
+                        conn.committed(Err(CommitError::Refused(refused)));
+                        continue;
+                    }
+                };
                 let draft = draft.take();
                 if crate::commit::commit(smtpd, conn, ip, draft, envelope, message).await {
                     stats.messages += 1;

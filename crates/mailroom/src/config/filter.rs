@@ -1,4 +1,4 @@
-//! `[filter]` (DNS block- and allowlists, greylisting) and `[limits]` (sending limits of
+//! `[filter]` (DNS block- and allowlists, greylisting, rspamd) and `[limits]` (sending limits of
 //! accounts and trusted clients): types, safe defaults (everything off but the limits) and
 //! their check at load. What they do: `smtpd::filter`.
 
@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError, Span};
 use smtpd::filter::dnsbl::Zone;
+use smtpd::filter::rspamd::Rspamd;
 
 /// `[filter]`: what is refused before the message, for port 25 clients neither trusted nor
 /// authenticated.
@@ -23,6 +24,14 @@ pub struct FilterConfig {
     pub greylisting: bool,
     /// A retry is accepted this long after the first attempt.
     pub greylist_delay: Span,
+    /// rspamd after DATA, e.g. `"http://127.0.0.1:11333"`; empty: off.
+    pub rspamd_url: String,
+    /// The whole exchange with rspamd for one message.
+    pub rspamd_timeout: Span,
+    /// rspamd down or too slow: accept (and count); false: `451 4.7.1`.
+    pub rspamd_fail_open: bool,
+    /// Also scan mail from authenticated users and trusted networks.
+    pub scan_outbound: bool,
 }
 
 impl Default for FilterConfig {
@@ -33,6 +42,10 @@ impl Default for FilterConfig {
             dnsbl_timeout: Span::of("10s"),
             greylisting: false,
             greylist_delay: Span::of("5m"),
+            rspamd_url: String::new(),
+            rspamd_timeout: Span::of("20s"),
+            rspamd_fail_open: true,
+            scan_outbound: false,
         }
     }
 }
@@ -49,6 +62,18 @@ impl FilterConfig {
                 .collect()
         };
         Ok((parse("dnsbl", &self.dnsbl)?, parse("dnswl", &self.dnswl)?))
+    }
+}
+
+impl FilterConfig {
+    /// The rspamd client of `rspamd_url`.
+    pub fn rspamd(&self) -> Result<Rspamd, String> {
+        Rspamd::new(
+            &self.rspamd_url,
+            self.rspamd_timeout.get(),
+            self.rspamd_fail_open,
+            self.scan_outbound,
+        )
     }
 }
 
@@ -74,9 +99,14 @@ impl Default for LimitsConfig {
 /// The checks of both sections at load.
 pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
     c.filter.zones()?;
-    if c.filter.dnsbl_timeout.is_zero() {
+    if !c.filter.rspamd_url.is_empty() {
+        c.filter
+            .rspamd()
+            .map_err(|e| ConfigError(format!("filter.rspamd_url: {e}")))?;
+    }
+    if c.filter.dnsbl_timeout.is_zero() || c.filter.rspamd_timeout.is_zero() {
         return Err(ConfigError(
-            "filter.dnsbl_timeout: must be more than 0".into(),
+            "filter.dnsbl_timeout/rspamd_timeout: must be more than 0".into(),
         ));
     }
     Ok(())

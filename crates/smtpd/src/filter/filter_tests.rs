@@ -21,6 +21,7 @@ fn filters(greylist: Option<Arc<Greylist>>, clock: Arc<FakeClock>) -> Filters {
         lists: None,
         greylist,
         limits: Limits::new(2, 3),
+        rspamd: None,
         clock,
     }
 }

@@ -15,6 +15,8 @@
 //! lookups (`dnsbl::Lists`), the greylisting table and the counters (`store`).
 
 pub mod dnsbl;
+pub mod rspamd;
+pub mod rspamd_verdict;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -66,6 +68,8 @@ pub struct Filters {
     /// Greylisting; `None`: off.
     pub greylist: Option<Arc<Greylist>>,
     pub limits: Limits,
+    /// The content filter after DATA; `None`: off.
+    pub rspamd: Option<Arc<rspamd::Rspamd>>,
     pub clock: Arc<dyn Clock>,
 }
 
