@@ -202,7 +202,9 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The listener's call after the SPF/DKIM/DMARC screen: `Ok(message)` to store (tagged when
-/// rspamd said so), or `Err(reply)` to refuse it.
+/// rspamd said so), or `Err(reply)` to refuse it. (The arguments mirror `verify::screen`'s,
+/// plus the filters and the client's list check.)
+#[allow(clippy::too_many_arguments)]
 pub async fn scan(
     filters: Option<&super::Filters>,
     check: &super::ClientCheck,
