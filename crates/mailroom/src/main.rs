@@ -7,6 +7,7 @@ mod admin;
 mod admin_dkim;
 mod admin_limits;
 mod admin_queue;
+mod admin_quota;
 mod check_config;
 mod config;
 mod dns_records;

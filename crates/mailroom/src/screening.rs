@@ -1,6 +1,7 @@
 //! Builds the receiving filters of `smtpd::filter` from `[filter]` and `[limits]`: the DNS
 //! lists over the one resolver, the greylisting table under `data_dir`, the sending limits
-//! with the per-account overrides (`store::account_limits`). Wiring only; no decision is made here.
+//! with the per-account overrides (`store::account_limits`), the full-mailbox check over
+//! `store::quota`. Wiring only; no decision is made here.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub fn build(
     dns: Arc<dns::Dns>,
     clock: Arc<dyn store::clock::Clock>,
     data_dir: &std::path::Path,
+    directory: Arc<store::directory::Directory>,
 ) -> Result<Arc<Filters>, String> {
     let (blocklists, allowlists) = config.filter.zones().map_err(|e| e.0)?;
     let lists = (!blocklists.is_empty() || !allowlists.is_empty()).then(|| {
@@ -61,7 +63,24 @@ pub fn build(
         tracing::info!("filter: rspamd at {}", config.filter.rspamd_url);
         Some(Arc::new(config.filter.rspamd()?))
     };
+    let quotas = store::quota::Quotas::open(data_dir)?;
+    let (directory, data) = (directory, data_dir.to_path_buf());
+    let mailbox_full = Box::new(move |address: &str| {
+        let Ok(Some(quota)) = quotas.of(address) else {
+            return false;
+        };
+        let Ok(Some(account)) = directory.account(address) else {
+            return false;
+        };
+        let root = store::maildir::maildir_path(&data, &account);
+        match store::quota::usage(&root, Some(quota)) {
+            Ok((bytes, _)) => bytes >= quota,
+            // No Maildir yet: empty.
+            Err(_) => false,
+        }
+    });
     Ok(Arc::new(Filters {
+        mailbox_full: Some(mailbox_full),
         lists,
         greylist,
         limits,

@@ -280,8 +280,14 @@ async fn serve(
     );
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
     let login_guard = Arc::new(LoginGuard::with_clock(config.auth.limits(), clock.clone()));
-    let filters = crate::screening::build(&config, filter_dns, clock.clone(), &config.data_dir)
-        .map_err(|e| Failure::failed(format!("filter: {e}")))?;
+    let filters = crate::screening::build(
+        &config,
+        filter_dns,
+        clock.clone(),
+        &config.data_dir,
+        directory.clone(),
+    )
+    .map_err(|e| Failure::failed(format!("filter: {e}")))?;
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
     for (service, listeners) in [
         (Service::Mx, smtp_listeners),

@@ -26,6 +26,7 @@ pub mod password_check;
 pub mod password_hash;
 pub mod private_files;
 pub mod queue_status;
+pub mod quota;
 pub mod retention;
 pub mod sending_limits;
 pub mod spool;

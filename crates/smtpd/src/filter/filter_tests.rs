@@ -21,6 +21,7 @@ fn filters(greylist: Option<Arc<Greylist>>, clock: Arc<FakeClock>) -> Filters {
         lists: None,
         greylist,
         limits: Limits::new(2, 3),
+        mailbox_full: None,
         rspamd: None,
         clock,
     }
@@ -184,4 +185,29 @@ fn an_account_override_replaces_the_default() {
     assert!(big
         .check_mail("big@example.test", Some("big@example.test"))
         .is_some());
+}
+
+#[test]
+fn a_full_mailbox_is_452_for_everyone() {
+    let mut f = filters(None, Arc::new(FakeClock::new(1000)));
+    f.mailbox_full = Some(Box::new(|a: &str| a == "full@example.test"));
+    let none = ClientCheck::NotAsked;
+    for (trusted, user) in [(false, None), (true, None), (false, Some("u@example.test"))] {
+        let s = screened(&f, &none, "192.0.2.5", trusted, user);
+        match s.check_rcpt(
+            "full@example.test",
+            "x@r.example",
+            trusted || user.is_some(),
+        ) {
+            RcptVerdict::Refused(r) => assert_eq!(
+                r.to_wire(),
+                "452 4.2.2 <full@example.test>: Recipient address rejected: Mailbox full\r\n"
+            ),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(
+            s.check_rcpt("a@example.test", "x@r.example", true),
+            RcptVerdict::Accept(_)
+        ));
+    }
 }

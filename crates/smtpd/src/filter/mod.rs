@@ -1,4 +1,5 @@
 //! The junk filters of receiving: DNS block- and allowlists ([`dnsbl`]), greylisting
+//! (and the full-mailbox check, `452 4.2.2`, for every client),
 //! (`store::greylist`) and the sending limits of accounts and trusted clients
 //! (`store::sending_limits`), applied at MAIL and RCPT through [`Screened`], a [`Policy`]
 //! that wraps the directory's.
@@ -30,6 +31,9 @@ use dnsbl::Listing;
 
 /// A per-account override of the sending limits (`mailroom user limits`).
 pub type LimitOverride = dyn Fn(&str) -> Option<(Option<u32>, Option<u32>)> + Send + Sync;
+
+/// Whether a recipient's mailbox is full (`store::quota`, wired by the binary).
+pub type MailboxFull = dyn Fn(&str) -> bool + Send + Sync;
 
 /// The sending limits (0: off).
 pub struct Limits {
@@ -68,6 +72,8 @@ pub struct Filters {
     /// Greylisting; `None`: off.
     pub greylist: Option<Arc<Greylist>>,
     pub limits: Limits,
+    /// True when the account `address` names is at or over its quota (`452 4.2.2`).
+    pub mailbox_full: Option<Box<MailboxFull>>,
     /// The content filter after DATA; `None`: off.
     pub rspamd: Option<Arc<rspamd::Rspamd>>,
     pub clock: Arc<dyn Clock>,
@@ -206,6 +212,20 @@ impl Policy for Screened<'_> {
         let RcptVerdict::Accept(canonical) = verdict else {
             return verdict;
         };
+        if self
+            .filters
+            .mailbox_full
+            .as_ref()
+            .is_some_and(|full| full(&canonical))
+        {
+            return RcptVerdict::Refused(Reply::new(
+                452,
+                format!(
+                    "4.2.2 <{}>: Recipient address rejected: Mailbox full",
+                    proto::smtp::address::escape(&canonical)
+                ),
+            ));
+        }
         if let Some(key) = self.sender_key() {
             let (_, per_day) = self.filters.limits.of(self.user);
             if self
