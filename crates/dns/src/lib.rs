@@ -238,4 +238,29 @@ impl Dns {
         }
         Ok(out)
     }
+
+    /// The A records of `name` only (a DNS blocklist's answer: `127.0.0.x`), under the
+    /// lookup timeout.
+    pub async fn ipv4(&self, name: &str) -> Result<Vec<std::net::Ipv4Addr>, Failure> {
+        let lookup = tokio::time::timeout(
+            self.lookup_timeout,
+            self.resolver()
+                .lookup(fqdn(name), hickory_resolver::proto::rr::RecordType::A),
+        )
+        .await
+        .map_err(|_| Failure::Temporary(format!("DNS lookup of {name} timed out")))?
+        .map_err(|e| classify(&e))?;
+        let ips: Vec<std::net::Ipv4Addr> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        if ips.is_empty() {
+            return Err(Failure::NoRecords);
+        }
+        Ok(ips)
+    }
 }

@@ -26,6 +26,8 @@ pub enum DomainCommand {
     Remove { domain: String },
     /// List our domains.
     List,
+    /// Set the default mailbox quota of DOMAIN's accounts (`1G`, `none`).
+    Quota { domain: String, size: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +41,9 @@ pub enum UserCommand {
         /// Accept a password shorter than 10 characters, equal to the address or blank.
         #[arg(long)]
         allow_weak: bool,
+        /// The mailbox quota: `2G`, `500M`, `100K`, bytes, or `none` (the domain's).
+        #[arg(long)]
+        quota: Option<String>,
     },
     /// Change an account's password.
     Passwd {
@@ -52,6 +57,24 @@ pub enum UserCommand {
     Remove { address: String },
     /// List accounts, all or of one domain.
     List { domain: Option<String> },
+    /// Set an account's mailbox quota (`2G`, `500M`, `none`: the domain's, if any); a full
+    /// mailbox gets `452 4.2.2` at RCPT. Without SIZE, show usage and quota.
+    Quota {
+        address: String,
+        size: Option<String>,
+    },
+    /// Override an account's sending limits (`[limits]`; 0: no limit); without an option,
+    /// show them.
+    Limits {
+        address: String,
+        #[arg(long)]
+        messages_per_hour: Option<u32>,
+        #[arg(long)]
+        recipients_per_day: Option<u32>,
+        /// Back to the `[limits]` defaults.
+        #[arg(long, conflicts_with_all = ["messages_per_hour", "recipients_per_day"])]
+        default: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +169,9 @@ pub fn domain(config: &Config, cmd: DomainCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+        DomainCommand::Quota { domain, size } => {
+            crate::admin_quota::set_domain(config, &dir, &domain, &size)
+        }
     }
 }
 
@@ -156,7 +182,11 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
             address,
             password_stdin,
             allow_weak,
+            quota,
         } => {
+            let quota = quota
+                .map(|q| store::quota::parse_size(&q).map_err(Failure::failed))
+                .transpose()?;
             // Check the address and domain before asking for a password.
             if dir.account(&address).map_err(Failure::failed)?.is_some() {
                 return Err(Failure::failed(format!(
@@ -171,7 +201,11 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
                 )));
             }
             let password = new_password(&address, password_stdin, allow_weak)?;
-            dir.add_user(&address, &password).map_err(Failure::failed)
+            dir.add_user(&address, &password).map_err(Failure::failed)?;
+            match quota {
+                Some(q) => crate::admin_quota::set_user(config, &dir, &address, q),
+                None => Ok(()),
+            }
         }
         UserCommand::Passwd {
             address,
@@ -187,10 +221,28 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::Remove { address } => dir.remove_user(&address).map_err(Failure::failed),
         UserCommand::List { domain } => {
-            for u in dir.list_users(domain.as_deref()).map_err(Failure::failed)? {
-                println!("{u}");
-            }
-            Ok(())
+            let users = dir.list_users(domain.as_deref()).map_err(Failure::failed)?;
+            crate::admin_quota::list(config, &dir, &users)
+        }
+        UserCommand::Quota { address, size } => {
+            crate::admin_quota::user(config, &dir, &address, size.as_deref())
+        }
+        UserCommand::Limits {
+            address,
+            messages_per_hour,
+            recipients_per_day,
+            default,
+        } => {
+            let account = dir.account(&address).map_err(Failure::failed)?;
+            let Some(account) = account else {
+                return Err(Failure::failed(format!("no such account: {address}")));
+            };
+            crate::admin_limits::limits(
+                config,
+                &account.address,
+                (messages_per_hour, recipients_per_day),
+                default,
+            )
         }
     }
 }

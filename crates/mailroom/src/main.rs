@@ -5,7 +5,9 @@
 
 mod admin;
 mod admin_dkim;
+mod admin_limits;
 mod admin_queue;
+mod admin_quota;
 mod check_config;
 mod config;
 mod dns_check;
@@ -19,6 +21,7 @@ mod open_files;
 mod ops;
 mod pickup;
 mod privilege;
+mod screening;
 mod sd_notify;
 mod selfsigned;
 mod sendmail;

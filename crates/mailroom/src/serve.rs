@@ -221,6 +221,7 @@ async fn serve(
             &config.hostname,
         ))
     });
+    let filter_dns = dns.clone();
     let relay = Arc::new(build_relay(&config, dns)?);
     let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
     // One clock for every decision that reads the time (retries, expiry, DSN dates, the
@@ -268,6 +269,14 @@ async fn serve(
     );
     // One login guard for every SMTP and POP3 listener: failures count across protocols.
     let login_guard = Arc::new(LoginGuard::with_clock(config.auth.limits(), clock.clone()));
+    let filters = crate::screening::build(
+        &config,
+        filter_dns,
+        clock.clone(),
+        &config.data_dir,
+        directory.clone(),
+    )
+    .map_err(|e| Failure::failed(format!("filter: {e}")))?;
     let guard = Arc::new(SmtpAuth::new(directory.clone(), login_guard.clone()));
     for (service, listeners) in [
         (Service::Mx, smtp_listeners),
@@ -302,6 +311,7 @@ async fn serve(
             direct: config.delivery.direct_local.then(|| direct.clone()),
             verifier: verifier.clone().filter(|_| service == Service::Mx),
             dkim: keyring.clone(),
+            filters: Some(filters.clone()),
         });
         for listener in listeners {
             let addr = listener.local_addr().map_or("-".into(), |a| a.to_string());

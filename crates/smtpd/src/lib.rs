@@ -13,6 +13,7 @@
 pub mod auth;
 mod commit;
 pub mod direct;
+pub mod filter;
 pub mod listener;
 pub mod policy;
 mod pregreet;

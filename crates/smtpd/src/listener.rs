@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::SmtpAuth;
+use crate::filter::{ClientCheck, Screened};
 use crate::pregreet::{pregreet, Pregreet};
 use crate::timed_io::{Clocks, Interrupt};
 
@@ -77,6 +78,8 @@ pub struct Smtpd {
     pub verifier: Option<Arc<crate::verify::Verifier>>,
     /// DKIM keys for the mail of verified senders from our domains; `None`: unsigned.
     pub dkim: Option<Arc<dkim::Keyring>>,
+    /// DNS lists, greylisting and sending limits at MAIL/RCPT ([`crate::filter`]).
+    pub filters: Option<Arc<crate::filter::Filters>>,
 }
 
 /// How long a TLS handshake may take.
@@ -178,6 +181,8 @@ async fn handle(
     };
     let _ = stream.set_nodelay(true);
     let service = smtpd.config.session.service;
+    // The DNS lists are asked at once, while the greeting goes out.
+    let check = ClientCheck::start(smtpd.filters.as_deref(), service, ip, trusted);
     tracing::info!(
         client = %client(ip),
         port = addr.port(),
@@ -213,7 +218,7 @@ async fn handle(
         }
     }
     let mut session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
-    let mut stats = Stats::default();
+    let mut stats = Stats { messages: 0, check };
     if service == Service::Submissions {
         // RFC 8314: TLS first, then the greeting.
         let mut tls = match handshake(&smtpd, stream).await {
@@ -324,9 +329,10 @@ fn log_rejections(conn: &mut Connection, ip: std::net::IpAddr) {
     }
 }
 
-#[derive(Default)]
 struct Stats {
     messages: u32,
+    /// The DNS lists' answer about the client ([`crate::filter`]).
+    check: ClientCheck,
 }
 
 /// Why [`run`] returned without an error.
@@ -390,7 +396,27 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         log_rejections(conn, ip);
         // Before every step, so a batch read before stress mode began meets its rules too.
         admission_rules(smtpd, conn, ticket, &mut clocks, stats.messages);
-        match conn.advance(&*smtpd.policy) {
+        // The lists' answer is awaited before the first command after HELO/EHLO.
+        if stats.check.pending() && conn.session().said_hello() {
+            stats.check.wait().await;
+        }
+        let event = match smtpd.filters.as_deref() {
+            Some(filters) => {
+                let user = conn.session().user().map(str::to_owned);
+                let screened = Screened {
+                    inner: &*smtpd.policy,
+                    filters,
+                    service: smtpd.config.session.service,
+                    ip,
+                    trusted: conn.session().peer().trusted,
+                    user: user.as_deref(),
+                    check: &stats.check,
+                };
+                conn.advance(&screened)
+            }
+            None => conn.advance(&*smtpd.policy),
+        };
+        match event {
             Event::NeedInput => {
                 log_rejections(conn, ip);
                 // Again before the replies go out: a client that saw its MAIL accepted is
@@ -434,7 +460,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
                 let (verifier, service) = (smtpd.verifier.as_deref(), smtpd.config.session.service);
-                let screened = if draft.is_some() {
+                let spilled = draft.is_some();
+                let screened = if spilled {
                     // A streamed message: its last bytes go to the draft, checked there.
                     crate::commit::spill(smtpd, conn, ip, &mut draft, &message);
                     crate::verify_draft::screen_draft(
@@ -450,6 +477,25 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(refused) => {
                         // A refused streamed message leaves nothing: its draft is removed.
                         draft = None;
+                        conn.committed(Err(CommitError::Refused(refused)));
+                        continue;
+                    }
+                };
+                let filters = smtpd.filters.as_deref();
+                let message = match crate::filter::rspamd::scan(
+                    filters,
+                    &stats.check,
+                    service,
+                    conn,
+                    ip,
+                    spilled,
+                    &envelope,
+                    message,
+                )
+                .await
+                {
+                    Ok(message) => message,
+                    Err(refused) => {
                         conn.committed(Err(CommitError::Refused(refused)));
                         continue;
                     }

@@ -76,6 +76,7 @@ async fn world(direct_on: bool) -> World {
         direct: direct_on.then_some(direct),
         verifier: None,
         dkim: None,
+        filters: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();

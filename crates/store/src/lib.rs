@@ -3,6 +3,7 @@
 //! reading side of a Maildir used by POP3; and the limits the SMTP and POP3 listeners share in
 //! memory (`login_guard`, `admission`). It knows nothing of SMTP or POP3.
 
+pub mod account_limits;
 pub mod admission;
 pub mod admission_gate;
 pub mod at;
@@ -12,6 +13,7 @@ pub mod directory;
 pub mod dkim_keys;
 pub mod durable;
 pub mod forward_failures;
+pub mod greylist;
 pub mod instance_lock;
 pub mod login_guard;
 pub mod login_limits;
@@ -24,6 +26,8 @@ pub mod password_check;
 pub mod password_hash;
 pub mod private_files;
 pub mod queue_status;
+pub mod quota;
 pub mod retention;
+pub mod sending_limits;
 pub mod spool;
 pub mod srs_secret;

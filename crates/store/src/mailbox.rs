@@ -326,6 +326,15 @@ impl Mailbox {
                 report.not_deleted += 1;
             }
         }
+        crate::quota::removed(
+            &self.root,
+            delete
+                .iter()
+                .filter(|&&i| i < n)
+                .map(|&i| self.messages[i].size)
+                .sum(),
+            report.deleted as u64,
+        );
         for i in seen_not_deleted(delete, seen, n) {
             if self.mark_seen(i).unwrap_or(false) {
                 report.marked_seen += 1;

@@ -237,7 +237,10 @@ impl Maildir {
             self.disk.sync_dir(&self.root.join("new"))
         })();
         match result {
-            Ok(()) => Ok(new),
+            Ok(()) => {
+                crate::quota::delivered(&self.root, fs::metadata(&new).map_or(0, |m| m.len()));
+                Ok(new)
+            }
             Err(e) => {
                 // If the rename happened and only the fsync failed, this is a no-op and the
                 // message may or may not survive a crash; the caller treats it as a failure.
@@ -259,8 +262,9 @@ impl Maildir {
                 new.display()
             )));
         }
+        let size = fs::symlink_metadata(path).map_or(0, |m| m.len());
         match fs::remove_file(path) {
-            Ok(()) => {}
+            Ok(()) => crate::quota::removed(&self.root, size, 1),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         }

@@ -12,9 +12,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod authentication;
+mod filter;
 mod relay;
 mod values;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
+pub use filter::{FilterConfig, LimitsConfig};
 pub use relay::RelayConfig;
 pub use values::LogFormat;
 pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
@@ -51,6 +53,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub verify: VerifyConfig,
     pub dkim: DkimConfig,
+    pub filter: FilterConfig,
+    pub limits: LimitsConfig,
 }
 
 /// `[tls]`: one certificate for every service.
@@ -184,6 +188,8 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             dns: DnsConfig::default(),
             verify: VerifyConfig::default(),
+            filter: FilterConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -367,6 +373,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_admission(c)?;
+    filter::validate(c)?;
     validate_auth(&c.auth)?;
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(

@@ -106,6 +106,9 @@ pub enum RcptVerdict {
     TempFail,
     /// The address expands through an alias loop: `550 5.4.6` (RFC 3463).
     Loop,
+    /// A filter refused it with this reply (a blocklist's `554 5.7.1`, greylisting's or a
+    /// sending limit's `451 4.7.1`, a full mailbox's `452 4.2.2`).
+    Refused(Reply),
 }
 
 /// Decides about recipients and senders. Implemented over the directory by the MTA, and by
@@ -119,6 +122,12 @@ pub trait Policy {
     /// Whether the authenticated account `user` may send as `address` (its own address, or
     /// an alias that delivers to it).
     fn may_send_as(&self, user: &str, address: &str) -> bool;
+
+    /// A refusal of the transaction at MAIL (a sending limit), or `None` to go on. `user`:
+    /// the authenticated account, if any.
+    fn check_mail(&self, _sender: &str, _user: Option<&str>) -> Option<Reply> {
+        None
+    }
 }
 
 /// What the network loop must do next.

@@ -71,6 +71,9 @@ impl Session {
                 );
             }
         }
+        if let Some(refusal) = policy.check_mail(&sender, self.user.as_deref()) {
+            return Action::Reply(refusal);
+        }
         self.tx = Some(Transaction {
             sender,
             smtputf8,
@@ -133,6 +136,7 @@ impl Session {
                 550,
                 format!("5.4.6 <{shown}>: Recipient address rejected: alias loop"),
             ),
+            RcptVerdict::Refused(refusal) => Action::Reply(refusal),
             RcptVerdict::TempFail => reply(
                 451,
                 format!("4.3.0 <{shown}>: Temporary lookup failure, try again later"),

@@ -329,13 +329,18 @@ impl Session {
     }
 
     /// EHLO or HELO was given (since the last TLS handshake).
-    fn said_hello(&self) -> bool {
+    pub fn said_hello(&self) -> bool {
         self.hello != Hello::None
     }
 
     /// True between MAIL and the end of the message (or RSET).
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Who is connected.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 
     /// The EHLO/HELO name the client gave (for logs).
