@@ -502,6 +502,7 @@ fn build_relay(config: &Config, dns: Arc<dns::Dns>) -> Result<Relay, Failure> {
             per_destination_limit: config.relay.per_destination_limit,
             local_addresses,
             timeouts: config.relay.timeouts(),
+            tls_policy: config.relay.tls_policy(&config.data_dir),
         },
         dns,
     )

@@ -27,3 +27,4 @@ pub mod queue_status;
 pub mod retention;
 pub mod spool;
 pub mod srs_secret;
+pub mod tls_policies;

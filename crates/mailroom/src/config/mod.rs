@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod authentication;
 mod relay;
+mod tls_policy;
 mod values;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use relay::RelayConfig;

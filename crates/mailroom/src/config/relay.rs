@@ -57,6 +57,12 @@ pub struct RelayConfig {
     /// How long a dead destination is left alone the first time; doubles per death.
     pub dead_destination_backoff: Span,
     pub max_dead_destination_backoff: Span,
+    /// Obey the MTA-STS policies (RFC 8461) of destination domains (`config::tls_policy`).
+    pub mta_sts: bool,
+    /// Port of the MTA-STS policy web servers (443; only for tests).
+    pub mta_sts_port: u16,
+    /// One whole MTA-STS policy fetch (DNS, connect, TLS, answer).
+    pub mta_sts_fetch_timeout: Span,
 }
 
 impl RelayConfig {
@@ -150,6 +156,9 @@ impl Default for RelayConfig {
             destination_failed_cohort_limit: 1,
             dead_destination_backoff: Span::of("5m"),
             max_dead_destination_backoff: Span::of("1h"),
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_fetch_timeout: Span::of("20s"),
         }
     }
 }

@@ -177,13 +177,13 @@ impl Runner {
                     let mx = o.mx.clone().unwrap_or_else(|| "-".into());
                     match &o.result {
                         Outcome::Delivered { detail } => {
-                            tracing::info!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({detail})", o.tls);
+                            tracing::info!(verified = %o.verified, "delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=sent ({detail})", o.tls_label());
                             Outcome::Delivered {
                                 detail: format!("{mx}: {detail}"),
                             }
                         }
                         Outcome::Deferred { reply, .. } => {
-                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls);
+                            tracing::warn!(verified = %o.verified, "delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=deferred ({reply})", o.tls_label());
                             Outcome::deferred(reply.clone())
                         }
                         Outcome::Failed { status, reply, .. } => {
@@ -191,7 +191,7 @@ impl Runner {
                                 self.forward_failures
                                     .record(rcpt, reply, self.clock.instant());
                             }
-                            tracing::warn!("delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls);
+                            tracing::warn!(verified = %o.verified, "delivery: {id}: to=<{rcpt}> relay={mx} tls={} delay={delay}s attempt={took:.3}s status=bounced ({reply})", o.tls_label());
                             Outcome::Failed {
                                 status: status.clone(),
                                 reply: reply.clone(),

@@ -18,6 +18,7 @@ mod conn;
 pub mod mx;
 mod pool;
 mod tls;
+pub mod tls_policy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,6 +31,9 @@ use tokio_rustls::TlsConnector;
 pub use body::{MessageBody, BLOCK};
 use conn::{Conn, OpenError, Setup};
 use pool::Pool;
+use tls_policy::{Demand, Policies, Problem, Verified};
+
+pub use tls_policy::TlsPolicyConfig;
 
 use crate::queue::schedule::Feedback;
 
@@ -56,6 +60,8 @@ pub struct RelayConfig {
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
     pub timeouts: Timeouts,
+    /// MTA-STS (and later DANE) settings.
+    pub tls_policy: TlsPolicyConfig,
 }
 
 /// `[relay] smarthost_tls`: how the connection to the smarthost is protected.
@@ -127,6 +133,21 @@ pub struct RcptOutcome {
     pub mx: Option<String>,
     /// Whether the result came over TLS.
     pub tls: bool,
+    /// `TLSv1.3`, `TLSv1.2` (when `tls`).
+    pub tls_version: Option<&'static str>,
+    /// How that TLS was verified.
+    pub verified: Verified,
+}
+
+impl RcptOutcome {
+    /// The log's `tls=`: the version, or `no`.
+    pub fn tls_label(&self) -> &'static str {
+        match (self.tls, self.tls_version) {
+            (true, Some(v)) => v,
+            (true, None) => "yes",
+            (false, _) => "no",
+        }
+    }
 }
 
 /// A recipient's result: the one [`store::outcome::Outcome`] (delivered, deferred, failed)
@@ -157,6 +178,10 @@ pub struct Relay {
     tls: TlsConnector,
     /// For a smarthost with `SmarthostTls::Verify`.
     verified: Option<TlsConnector>,
+    /// The WebPKI check run after every opportunistic handshake.
+    check: tls::CertCheck,
+    /// MTA-STS policies of destination domains.
+    policies: Policies,
     pool: Arc<Pool>,
 }
 
@@ -179,11 +204,20 @@ impl Relay {
             )?)),
             _ => None,
         };
+        let check = tls::CertCheck::new(&config.ca_certificates)?;
+        let policies = Policies::new(
+            config.tls_policy.clone(),
+            dns.clone(),
+            conn::connector(tls::verified_config(&config.ca_certificates)?),
+            Arc::new(store::clock::SystemClock),
+        );
         Ok(Relay {
             config,
             dns,
             tls,
             verified,
+            check,
+            policies,
             pool: Arc::new(Pool::default()),
         })
     }
@@ -236,7 +270,23 @@ impl Relay {
             };
             match route {
                 Ok(hosts) => {
-                    self.try_hosts(domain, &hosts, sender, recipients, message)
+                    let demand = match &self.config.smarthost {
+                        Some(_) => Demand::Opportunistic,
+                        None => self.policies.demand(domain).await,
+                    };
+                    let hosts = match policy_hosts(domain, hosts, &demand) {
+                        Ok(hosts) => hosts,
+                        Err(reason) => {
+                            let outcomes =
+                                all(recipients, RcptResult::deferred(reason), None, false);
+                            log(domain, sender, &outcomes);
+                            return Attempt {
+                                outcomes,
+                                feedback: Feedback::Neutral,
+                            };
+                        }
+                    };
+                    self.try_hosts(domain, &hosts, sender, recipients, message, &demand)
                         .await
                 }
                 Err(result) => {
@@ -278,7 +328,14 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
-        let work = self.try_hosts(domain, hosts, sender, recipients, message);
+        let work = self.try_hosts(
+            domain,
+            hosts,
+            sender,
+            recipients,
+            message,
+            &Demand::Opportunistic,
+        );
         self.under_deadline(domain, sender, recipients, work).await
     }
 
@@ -325,7 +382,9 @@ impl Relay {
         sender: &str,
         recipients: &[String],
         message: &MessageBody,
+        demand: &Demand,
     ) -> Attempt {
+        let enforce = matches!(demand, Demand::StsEnforce(_));
         let traits: MessageTraits = match message.traits(sender, recipients).await {
             Ok(traits) => traits,
             Err(e) => {
@@ -355,6 +414,11 @@ impl Relay {
             let mut fresh = false;
             loop {
                 let mut conn = match self.pool.take(dest.addr) {
+                    Some(conn) if enforce && !verified_for(&conn, &dest.host) => {
+                        // Opened without the policy's check for this name: not reused.
+                        conn.quit().await;
+                        continue;
+                    }
                     Some(mut conn) => {
                         if !conn.reset().await {
                             tracing::debug!("relay: {}: pooled connection is dead", conn.label);
@@ -364,7 +428,7 @@ impl Relay {
                     }
                     None => {
                         fresh = true;
-                        match self.open(dest).await {
+                        match self.open(dest, enforce).await {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
@@ -381,6 +445,21 @@ impl Relay {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
                         let tls = conn.tls();
+                        let tls_version = conn.tls_version;
+                        let verified = match (&conn.certificate, enforce) {
+                            (Some(Ok(())), true) => Verified::MtaSts,
+                            (Some(Ok(())), false) => Verified::Ca,
+                            _ => Verified::None,
+                        };
+                        if let Demand::StsTesting(_) = demand {
+                            if let Some(problem) = testing_problem(&conn, demand) {
+                                tracing::warn!(
+                                    "relay: {domain}: {}: MTA-STS testing: {} (delivered anyway)",
+                                    conn.label,
+                                    problem.describe()
+                                );
+                            }
+                        }
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -394,6 +473,8 @@ impl Relay {
                                 result: outcome_of(outcome),
                                 mx: mx.clone(),
                                 tls,
+                                tls_version,
+                                verified,
                             })
                             .collect();
                         log(domain, sender, &outcomes);
@@ -443,7 +524,10 @@ impl Relay {
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
     /// connection without it (unless the smarthost needs TLS for AUTH). A smarthost with
     /// `SmarthostTls::Verify` gets verified TLS or nothing; with `None`, no TLS at all.
-    async fn open(&self, dest: &Destination) -> Result<Conn, String> {
+    ///
+    /// Under MTA-STS `enforce`, TLS is required and its certificate must verify for the MX
+    /// name; otherwise the error is `4.7.5 MTA-STS: <problem> (<host>)` and nothing is sent.
+    async fn open(&self, dest: &Destination, enforce: bool) -> Result<Conn, String> {
         let smarthost = self.config.smarthost.is_some();
         let auth = self
             .config
@@ -463,20 +547,39 @@ impl Relay {
                 SmarthostTls::Opportunistic => Some(&self.tls),
                 SmarthostTls::None => None,
             },
-            require_tls: mode == SmarthostTls::Verify,
+            require_tls: mode == SmarthostTls::Verify || enforce,
             plaintext_auth: mode == SmarthostTls::None,
             auth,
+            check: Some(&self.check),
+        };
+        let sts = |problem: Problem, detail: &str| {
+            format!("4.7.5 MTA-STS: {} ({detail})", problem.describe())
         };
         match Conn::open(dest, &setup).await {
+            Ok(conn) if enforce => match conn.certificate {
+                Some(Ok(())) => Ok(conn),
+                verdict => {
+                    let problem = verdict
+                        .and_then(Result::err)
+                        .unwrap_or(Problem::ValidationFailure);
+                    let label = conn.label.clone();
+                    conn.quit().await;
+                    Err(sts(problem, &label))
+                }
+            },
             Ok(conn) => Ok(conn),
-            Err(OpenError::Failed(e)) => Err(e),
+            Err(OpenError::NoStartTls(e)) if enforce => Err(sts(Problem::StarttlsNotSupported, &e)),
+            Err(OpenError::Tls(e)) if enforce => Err(sts(Problem::ValidationFailure, &e)),
+            Err(OpenError::Failed(e) | OpenError::NoStartTls(e)) => Err(e),
             Err(OpenError::Tls(e)) if auth.is_some() || setup.require_tls => Err(e),
             Err(OpenError::Tls(e)) => {
                 tracing::warn!("relay: {e}; retrying without STARTTLS");
                 setup.tls = None;
                 match Conn::open(dest, &setup).await {
                     Ok(conn) => Ok(conn),
-                    Err(OpenError::Failed(e) | OpenError::Tls(e)) => Err(e),
+                    Err(OpenError::Failed(e) | OpenError::Tls(e) | OpenError::NoStartTls(e)) => {
+                        Err(e)
+                    }
                 }
             }
         }
@@ -496,24 +599,90 @@ fn all(
             result: result.clone(),
             mx: mx.clone(),
             tls,
+            tls_version: None,
+            verified: Verified::None,
         })
         .collect()
+}
+
+/// The MX hosts a policy lets mail go to: under `enforce` only those it names (none left:
+/// every recipient is deferred with `4.7.5`); under `testing` all, the others logged.
+fn policy_hosts(
+    domain: &str,
+    hosts: Vec<Destination>,
+    demand: &Demand,
+) -> Result<Vec<Destination>, String> {
+    match demand {
+        Demand::Opportunistic => Ok(hosts),
+        Demand::StsTesting(_) => {
+            for h in hosts.iter().filter(|h| !demand.allows(&h.host)) {
+                tracing::warn!(
+                    "relay: {domain}: MTA-STS testing: MX host {} not in the policy",
+                    h.host
+                );
+            }
+            Ok(hosts)
+        }
+        Demand::StsEnforce(c) => {
+            let (kept, dropped): (Vec<_>, Vec<_>) =
+                hosts.into_iter().partition(|h| demand.allows(&h.host));
+            for h in &dropped {
+                tracing::info!(
+                    "relay: {domain}: MTA-STS: MX host {} not in the policy, skipped",
+                    h.host
+                );
+            }
+            if kept.is_empty() {
+                return Err(format!(
+                    "4.7.5 MTA-STS: {} ({domain} allows only {})",
+                    Problem::MxNotInPolicy.describe(),
+                    c.policy.mx.join(", ")
+                ));
+            }
+            Ok(kept)
+        }
+    }
+}
+
+/// Whether a pooled connection passed the certificate check for `host`.
+fn verified_for(conn: &Conn, host: &str) -> bool {
+    matches!(conn.certificate, Some(Ok(()))) && conn.host.eq_ignore_ascii_case(host)
+}
+
+/// What `enforce` would have refused on a connection used under `testing`.
+fn testing_problem(conn: &Conn, demand: &Demand) -> Option<Problem> {
+    if !demand.allows(&conn.host) {
+        return Some(Problem::MxNotInPolicy);
+    }
+    match &conn.certificate {
+        _ if !conn.tls() => Some(Problem::StarttlsNotSupported),
+        Some(Ok(())) => None,
+        Some(Err(p)) => Some(*p),
+        None => Some(Problem::ValidationFailure),
+    }
 }
 
 fn log(domain: &str, sender: &str, outcomes: &[RcptOutcome]) {
     for o in outcomes {
         let mx = o.mx.as_deref().unwrap_or("none");
         let tls = if o.tls { "TLS" } else { "plaintext" };
+        let (tls_version, verified) = (o.tls_label(), o.verified.to_string());
         match &o.result {
             RcptResult::Delivered { detail: reply } => tracing::info!(
+                tls = tls_version,
+                verified = %verified,
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} delivered: {reply}",
                 o.recipient
             ),
             RcptResult::Deferred { reply, .. } => tracing::info!(
+                tls = tls_version,
+                verified = %verified,
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} deferred: {reply}",
                 o.recipient
             ),
             RcptResult::Failed { status, reply, .. } => tracing::info!(
+                tls = tls_version,
+                verified = %verified,
                 "relay: {domain}: from=<{sender}> to=<{}> mx={mx} {tls} failed {status}: {reply}",
                 o.recipient
             ),
