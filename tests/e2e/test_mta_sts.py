@@ -1,0 +1,210 @@
+"""Issue 12, MTA-STS sending (RFC 8461): dnsmasq publishes `_mta-sts.sts.test`, MX and A
+records; a Python HTTPS server (ssl module, certificate from a test CA) serves the policy;
+Postfix is the MX with a good certificate, one for the wrong name, a self-signed one, or no
+STARTTLS at all. Mailroom trusts the test CA through `[relay] ca_file`."""
+
+import http.server
+import os
+import pathlib
+import shutil
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import HOST, free_port, has
+from remote_mta import DNSMASQ, POSTFIX, Dns, Postfix
+
+pytestmark = pytest.mark.skipif(not (has(DNSMASQ) and has(POSTFIX)), reason="dnsmasq and postfix needed")
+
+MX_IP = "127.0.0.41"
+WEB_IP = "127.0.0.42"
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+class Ca:
+    """A CA and certificates from it, in a directory Postfix's processes can read."""
+
+    def __init__(self):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-ca-"))
+        os.chmod(self.dir, 0o755)
+        self.cert = self.dir / "ca.pem"
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=STS Test CA",
+                "-keyout", str(self.dir / "ca-key.pem"), "-out", str(self.cert))
+
+    def issue(self, name, dns_name, self_signed=False):
+        """(cert, key) for `dns_name`, signed by the CA or by itself."""
+        key, cert, req, ext = (self.dir / f"{name}.{x}" for x in ("key", "pem", "req", "ext"))
+        ext.write_text(f"subjectAltName=DNS:{dns_name}\nbasicConstraints=critical,CA:FALSE\n"
+                       "extendedKeyUsage=serverAuth\n")
+        if self_signed:
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={dns_name}",
+                    "-addext", f"subjectAltName=DNS:{dns_name}", "-keyout", str(key), "-out", str(cert))
+        else:
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={dns_name}",
+                    "-keyout", str(key), "-out", str(req))
+            openssl("x509", "-req", "-in", str(req), "-CA", str(self.cert), "-CAkey", str(self.dir / "ca-key.pem"),
+                    "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+        os.chmod(key, 0o644)
+        return cert, key
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PolicyServer:
+    """HTTPS on WEB_IP serving /.well-known/mta-sts.txt (text/plain) as set in `.policy`."""
+
+    def __init__(self, ca, policy):
+        self.policy = policy
+        self.requests = 0
+        cert, key = ca.issue("web", "mta-sts.sts.test")
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests += 1
+                if self.path != "/.well-known/mta-sts.txt":
+                    self.send_error(404)
+                    return
+                body = owner.policy.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.port = free_port(WEB_IP)
+        self.httpd = http.server.ThreadingHTTPServer((WEB_IP, self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def policy(mode, mx="mx1.sts.test"):
+    return f"version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n"
+
+
+@pytest.fixture
+def sts(tmp_path, make_server):
+    """Builds the world: `start(mx_tls, mode)` -> (mailroom, postfix, policy server)."""
+    ca = Ca()
+    stops = []
+
+    def start(mx_tls, mode, mx="mx1.sts.test"):
+        main_extra = ""
+        if mx_tls is not None:
+            cert, key = {
+                "good": lambda: ca.issue("mx", "mx1.sts.test"),
+                "wrong-name": lambda: ca.issue("mx", "other.sts.test"),
+                "self-signed": lambda: ca.issue("mx", "mx1.sts.test", self_signed=True),
+            }[mx_tls]()
+            main_extra = f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"
+        pf = Postfix(tmp_path, ip=MX_IP, domains=("sts.test",), main_extra=main_extra)
+        stops.append(pf.stop)
+        web = PolicyServer(ca, policy(mode, mx))
+        stops.append(web.stop)
+        dns = Dns(tmp_path, mx=[("sts.test", "mx1.sts.test", 10)],
+                  a=[("mx1.sts.test", MX_IP), ("mta-sts.sts.test", WEB_IP)],
+                  txt=[("_mta-sts.sts.test", "v=STSv1; id=20261207;")])
+        stops.append(dns.stop)
+        extra = (
+            "[relay]\n"
+            f'dns_servers = ["{dns.server}"]\n'
+            f"remote_port = {pf.port}\n"
+            f"mta_sts_port = {web.port}\n"
+            f'ca_file = "{ca.cert}"\n'
+            'retry_schedule = ["1h"]\n'
+        )
+        s = make_server(trusted=("127.0.0.1/32",), extra=extra)
+        s.cli("domain", "add", "example.test")
+        s.start()
+        stops.append(s.stop)
+        return s, pf, web
+
+    yield start
+    for stop in reversed(stops):
+        stop()
+    ca.remove()
+
+
+def send(s, subject):
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("alice@example.test", ["bob@sts.test"], f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+
+
+def test_enforce_with_a_good_certificate_delivers_verified_and_the_policy_survives_a_restart(sts):
+    s, pf, web = sts("good", "enforce")
+    send(s, "first")
+    [got] = pf.wait_messages("bob", 1)
+    assert b"Subject: first" in got
+    s.wait_log("status=sent")
+    line = [l for l in s.log_text().splitlines() if "status=sent" in l][-1]
+    assert "verified=mta-sts" in line and "tls=TLSv1." in line, line
+    assert "MTA-STS policy id=20261207 mode=enforce" in s.log_text()
+    assert web.requests == 1
+    assert (s.data / "mta-sts" / "sts.test").is_file()
+    # The policy server goes away; after a restart the stored policy (same TXT id) still rules.
+    web.stop()
+    s.stop()
+    s.start()
+    send(s, "second")
+    pf.wait_messages("bob", 2)
+    s.wait_log("verified=mta-sts", count=2)
+    assert "policy fetch" not in s.log_text()
+
+
+@pytest.mark.parametrize("mx_tls,reason", [
+    ("wrong-name", "4.7.5 MTA-STS: certificate name mismatch"),
+    ("self-signed", "4.7.5 MTA-STS: certificate not trusted"),
+    (None, "4.7.5 MTA-STS: STARTTLS not offered"),
+])
+def test_enforce_defers_when_the_mx_tls_does_not_verify_and_sends_nothing(sts, mx_tls, reason):
+    s, pf, web = sts(mx_tls, "enforce")
+    send(s, "must not leak")
+    s.wait_log("status=deferred")
+    out = s.cli("queue", "list").stdout
+    assert reason in out, out
+    # Postfix saw a connection at most: no envelope, no message.
+    time.sleep(0.5)
+    assert pf.maildir_messages("bob") == []
+    log = pf.log()
+    assert "from=<alice@example.test>" not in log and "RCPT" not in log, log[-2000:]
+
+
+def test_enforce_skips_mx_hosts_the_policy_does_not_name(sts):
+    s, pf, web = sts("good", "enforce", mx="mx9.elsewhere.test")
+    probes = pf.log().count("connect from")  # wait_port's
+    send(s, "wrong mx")
+    s.wait_log("status=deferred")
+    out = s.cli("queue", "list").stdout
+    assert "4.7.5 MTA-STS: MX host not in the policy" in out, out
+    time.sleep(0.5)
+    assert pf.log().count("connect from") == probes, pf.log()[-2000:]
+
+
+def test_testing_mode_delivers_despite_a_bad_certificate_and_logs_the_failure(sts):
+    s, pf, web = sts("wrong-name", "testing")
+    send(s, "testing mode")
+    [got] = pf.wait_messages("bob", 1)
+    assert b"Subject: testing mode" in got
+    s.wait_log("status=sent")
+    assert "MTA-STS testing: certificate name mismatch (delivered anyway)" in s.log_text()
+    line = [l for l in s.log_text().splitlines() if "status=sent" in l][-1]
+    assert "verified=none" in line, line
