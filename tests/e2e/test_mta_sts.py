@@ -8,6 +8,7 @@ import os
 import pathlib
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -97,6 +98,29 @@ class PolicyServer:
         self.httpd.server_close()
 
 
+class Tarpit:
+    """Accepts TCP connections on WEB_IP and never says a word."""
+
+    def __init__(self):
+        self.port = free_port(WEB_IP)
+        self.sock = socket.create_server((WEB_IP, self.port))
+        self.held = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def stop(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
 def policy(mode, mx="mx1.sts.test"):
     return f"version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n"
 
@@ -107,7 +131,7 @@ def sts(tmp_path, make_server):
     ca = Ca()
     stops = []
 
-    def start(mx_tls, mode, mx="mx1.sts.test"):
+    def start(mx_tls, mode, mx="mx1.sts.test", fetch_timeout="20s", stall=False):
         main_extra = ""
         if mx_tls is not None:
             cert, key = {
@@ -118,7 +142,10 @@ def sts(tmp_path, make_server):
             main_extra = f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n"
         pf = Postfix(tmp_path, ip=MX_IP, domains=("sts.test",), main_extra=main_extra)
         stops.append(pf.stop)
-        web = PolicyServer(ca, policy(mode, mx))
+        if stall:
+            web = Tarpit()
+        else:
+            web = PolicyServer(ca, policy(mode, mx))
         stops.append(web.stop)
         dns = Dns(tmp_path, mx=[("sts.test", "mx1.sts.test", 10)],
                   a=[("mx1.sts.test", MX_IP), ("mta-sts.sts.test", WEB_IP)],
@@ -129,6 +156,7 @@ def sts(tmp_path, make_server):
             f'dns_servers = ["{dns.server}"]\n'
             f"remote_port = {pf.port}\n"
             f"mta_sts_port = {web.port}\n"
+            f'mta_sts_fetch_timeout = "{fetch_timeout}"\n'
             f'ca_file = "{ca.cert}"\n'
             'retry_schedule = ["1h"]\n'
         )
@@ -208,3 +236,21 @@ def test_testing_mode_delivers_despite_a_bad_certificate_and_logs_the_failure(st
     assert "MTA-STS testing: certificate name mismatch (delivered anyway)" in s.log_text()
     line = [l for l in s.log_text().splitlines() if "status=sent" in l][-1]
     assert "verified=none" in line, line
+
+
+@pytest.mark.parametrize("hostile", ["stall", "1MiB"])
+def test_a_hostile_policy_server_costs_bounded_time_and_the_mail_goes_as_without_policy(sts, hostile):
+    """A policy server that never answers (past mta_sts_fetch_timeout = 2s) or answers 1 MiB:
+    no policy applies (RFC 8461 §5.1, nothing cached), the mail goes opportunistically."""
+    s, pf, web = sts("good", "enforce", fetch_timeout="2s", stall=(hostile == "stall"))
+    if hostile == "1MiB":
+        web.policy = policy("enforce") + "x" * (1 << 20)
+    send(s, "hostile policy server")
+    pf.wait_messages("bob", 1)
+    s.wait_log("status=sent")
+    text = s.log_text()
+    want = "timed out after 2s" if hostile == "stall" else "answer larger than 80 KiB"
+    assert want in text and "no policy applies" in text, text[-3000:]
+    line = [l for l in text.splitlines() if "status=sent" in l][-1]
+    assert "verified=ca" in line, line
+    assert not (s.data / "mta-sts" / "sts.test").exists()
