@@ -164,7 +164,7 @@ impl Runner {
         let attempt_started = Instant::now();
         let body = MessageBody::from(message);
         let attempt = relay
-            .attempt(&work.domain, &env.sender, &rcpts, &body)
+            .attempt_tls(&work.domain, &env.sender, &rcpts, &body, env.require_tls)
             .await;
         // delay: since the message arrived; attempt: this delivery attempt alone.
         let delay = self.clock.unix().saturating_sub(env.received);
@@ -395,6 +395,7 @@ impl Runner {
                 client: &client,
                 sender_verified: env.sender_verified,
                 notify_never: env.notify_never || !env.sender_verified,
+                require_tls: env.require_tls,
             };
             let res = self
                 .spool

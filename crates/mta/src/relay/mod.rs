@@ -255,6 +255,24 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
+        self.attempt_tls(domain, sender, recipients, message, false)
+            .await
+    }
+
+    /// [`Relay::attempt`] for a message sent with `REQUIRETLS` (RFC 8689) when `require_tls`:
+    /// relayed only to MX hosts whose TLS an MTA-STS `enforce` policy verifies and that offer
+    /// REQUIRETLS themselves (`MAIL FROM:<..> REQUIRETLS`); otherwise every recipient fails
+    /// with `5.7.10` (no verified hop) or `5.7.30` (the hop does not offer REQUIRETLS). A
+    /// message with `TLS-Required: No` (RFC 8689 §5) and no REQUIRETLS ignores the domain's
+    /// MTA-STS policy and goes as without one.
+    pub async fn attempt_tls(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+        require_tls: bool,
+    ) -> Attempt {
         let work = async {
             let route = match &self.config.smarthost {
                 Some((host, port)) => mx::smarthost(&self.dns, host, *port).await,
@@ -272,8 +290,23 @@ impl Relay {
                 Ok(hosts) => {
                     let demand = match &self.config.smarthost {
                         Some(_) => Demand::Opportunistic,
+                        None if !require_tls && tls_required_no(message).await => {
+                            Demand::Opportunistic
+                        }
                         None => self.policies.demand(domain).await,
                     };
+                    if require_tls && !matches!(demand, Demand::StsEnforce(_)) {
+                        let result = RcptResult::failed(
+                            "5.7.10",
+                            format!("REQUIRETLS: no verified TLS to {domain} (no MTA-STS policy in enforce mode)"),
+                        );
+                        let outcomes = all(recipients, result, None, false);
+                        log(domain, sender, &outcomes);
+                        return Attempt {
+                            outcomes,
+                            feedback: Feedback::Neutral,
+                        };
+                    }
                     let hosts = match policy_hosts(domain, hosts, &demand) {
                         Ok(hosts) => hosts,
                         Err(reason) => {
@@ -286,8 +319,16 @@ impl Relay {
                             };
                         }
                     };
-                    self.try_hosts(domain, &hosts, sender, recipients, message, &demand)
-                        .await
+                    self.try_hosts(
+                        domain,
+                        &hosts,
+                        sender,
+                        recipients,
+                        message,
+                        &demand,
+                        require_tls,
+                    )
+                    .await
                 }
                 Err(result) => {
                     let outcomes = all(recipients, result, None, false);
@@ -335,6 +376,7 @@ impl Relay {
             recipients,
             message,
             &Demand::Opportunistic,
+            false,
         );
         self.under_deadline(domain, sender, recipients, work).await
     }
@@ -375,6 +417,7 @@ impl Relay {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn try_hosts(
         &self,
         domain: &str,
@@ -383,10 +426,14 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
         demand: &Demand,
+        require_tls: bool,
     ) -> Attempt {
         let enforce = matches!(demand, Demand::StsEnforce(_));
         let traits: MessageTraits = match message.traits(sender, recipients).await {
-            Ok(traits) => traits,
+            Ok(traits) => MessageTraits {
+                require_tls,
+                ..traits
+            },
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
                 let outcomes = all(recipients, RcptResult::deferred(reply), None, false);
@@ -641,6 +688,14 @@ fn policy_hosts(
             }
             Ok(kept)
         }
+    }
+}
+
+/// RFC 8689 §5: the message's header section has `TLS-Required: No`.
+async fn tls_required_no(message: &MessageBody) -> bool {
+    match message.read_block(0, Vec::new()).await {
+        Ok(block) => tls_policy::tls_required_no(&block),
+        Err(_) => false,
     }
 }
 

@@ -240,3 +240,40 @@ impl Policies {
         memory.insert(domain.to_string(), c);
     }
 }
+
+/// Whether the header section at the start of `message` holds `TLS-Required: No` (RFC 8689
+/// §5; name and value case-insensitive, folded lines ignored). Stops at the first empty line.
+pub fn tls_required_no(message: &[u8]) -> bool {
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"TLS-Required")
+            && value.trim_ascii().eq_ignore_ascii_case(b"no")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_required_no;
+
+    #[test]
+    fn tls_required_header() {
+        assert!(tls_required_no(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody"
+        ));
+        assert!(tls_required_no(b"tls-required:no\n\n"));
+        assert!(!tls_required_no(b"Subject: x\r\n\r\nTLS-Required: No\r\n"));
+        assert!(!tls_required_no(b"TLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_required_no(b"X-TLS-Required: No\r\n\r\n"));
+    }
+}
