@@ -131,7 +131,7 @@ def sts(tmp_path, make_server):
     ca = Ca()
     stops = []
 
-    def start(mx_tls, mode, mx="mx1.sts.test", fetch_timeout="20s", stall=False):
+    def start(mx_tls, mode, mx="mx1.sts.test", fetch_timeout="20s", stall=False, relay_extra=""):
         main_extra = ""
         if mx_tls is not None:
             cert, key = {
@@ -149,7 +149,8 @@ def sts(tmp_path, make_server):
         stops.append(web.stop)
         dns = Dns(tmp_path, mx=[("sts.test", "mx1.sts.test", 10)],
                   a=[("mx1.sts.test", MX_IP), ("mta-sts.sts.test", WEB_IP)],
-                  txt=[("_mta-sts.sts.test", "v=STSv1; id=20261207;")])
+                  txt=[("_mta-sts.sts.test", "v=STSv1; id=20261207;"),
+                       ("_smtp._tls.sts.test", "v=TLSRPTv1; rua=mailto:reports@example.test")])
         stops.append(dns.stop)
         extra = (
             "[relay]\n"
@@ -159,9 +160,11 @@ def sts(tmp_path, make_server):
             f'mta_sts_fetch_timeout = "{fetch_timeout}"\n'
             f'ca_file = "{ca.cert}"\n'
             'retry_schedule = ["1h"]\n'
+            f"{relay_extra}"
         )
         s = make_server(trusted=("127.0.0.1/32",), extra=extra)
         s.cli("domain", "add", "example.test")
+        s.add_user("reports@example.test")
         s.start()
         stops.append(s.stop)
         return s, pf, web
@@ -254,3 +257,33 @@ def test_a_hostile_policy_server_costs_bounded_time_and_the_mail_goes_as_without
     line = [l for l in text.splitlines() if "status=sent" in l][-1]
     assert "verified=ca" in line, line
     assert not (s.data / "mta-sts" / "sts.test").exists()
+
+
+def test_tls_rpt_report_counts_the_testing_mode_failure_as_rfc_8460_json(sts):
+    """tls_reports = true with a 3 s period: the failure of a testing-mode delivery (wrong
+    certificate name) is counted in the next report, a gzipped RFC 8460 JSON
+    in a multipart/report message to the rua of _smtp._tls.sts.test."""
+    import email
+    import email.policy
+    import gzip
+    import json
+
+    s, pf, web = sts("wrong-name", "testing", relay_extra='tls_reports = true\ntls_report_period = "3s"\n')
+    send(s, "counted")
+    pf.wait_messages("bob", 1)
+    [raw] = s.wait_messages("reports@example.test", 1, timeout=30)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "tlsrpt"
+    assert msg["TLS-Report-Domain"] == "sts.test"
+    [part] = [p for p in msg.iter_attachments() if p.get_content_type() == "application/tlsrpt+gzip"]
+    report = json.loads(gzip.decompress(part.get_content()))
+    assert report["organization-name"] and report["report-id"] and report["contact-info"]
+    assert set(report["date-range"]) == {"start-datetime", "end-datetime"}
+    [p] = report["policies"]
+    assert p["policy"]["policy-type"] == "sts" and p["policy"]["policy-domain"] == "sts.test"
+    assert "mode: testing" in p["policy"]["policy-string"]
+    assert p["summary"] == {"total-successful-session-count": 0, "total-failure-session-count": 1}
+    [f] = p["failure-details"]
+    assert f["result-type"] == "certificate-host-mismatch"
+    assert f["receiving-mx-hostname"] == "mx1.sts.test" and f["receiving-ip"] == MX_IP
+    assert f["failed-session-count"] == 1

@@ -258,6 +258,10 @@ async fn serve(
         mda: runner.mda(),
     });
     let delivery_task = tokio::spawn(runner.clone().run(queued_rx, shutdown_rx.clone()));
+    if config.relay.tls_reports {
+        let period = config.relay.tls_report_period.get();
+        tokio::spawn(runner.clone().tls_reports(period, shutdown_rx.clone()));
+    }
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(

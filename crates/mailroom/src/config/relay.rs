@@ -63,6 +63,10 @@ pub struct RelayConfig {
     pub mta_sts_port: u16,
     /// One whole MTA-STS policy fetch (DNS, connect, TLS, answer).
     pub mta_sts_fetch_timeout: Span,
+    /// Send TLS-RPT reports (RFC 8460) to the domains whose MTA-STS policies we met.
+    pub tls_reports: bool,
+    /// How often (one day; shorter only for tests).
+    pub tls_report_period: Span,
 }
 
 impl RelayConfig {
@@ -159,6 +163,8 @@ impl Default for RelayConfig {
             mta_sts: true,
             mta_sts_port: 443,
             mta_sts_fetch_timeout: Span::of("20s"),
+            tls_reports: false,
+            tls_report_period: Span::of("1d"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `[relay]` keys of the relay's TLS policy room (`mta::relay::tls_policy`): `mta_sts`,
-//! `mta_sts_port`, `mta_sts_fetch_timeout`, turned into the relay's typed settings. The keys
+//! `mta_sts_port`, `mta_sts_fetch_timeout`, turned into the relay's typed settings
+//! (`tls_reports` and `tls_report_period` are read by `serve` for the TLS-RPT task). The keys
 //! themselves are fields of `super::relay::RelayConfig` (serde cannot flatten a struct into
 //! one that refuses unknown keys).
 

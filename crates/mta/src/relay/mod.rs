@@ -222,6 +222,11 @@ impl Relay {
         })
     }
 
+    /// The MTA-STS policies and their TLS-RPT counts.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
     /// [`Relay::attempt`] for a message in memory (tests, small callers).
     pub async fn deliver(
         &self,
@@ -475,7 +480,14 @@ impl Relay {
                     }
                     None => {
                         fresh = true;
-                        match self.open(dest, enforce).await {
+                        match self.open(dest, enforce).await.map_err(|(e, problem)| {
+                            if let Some(p) = problem {
+                                let ip = dest.addr.ip().to_string();
+                                self.policies
+                                    .record(domain, demand, Err((p, &dest.host, &ip)));
+                            }
+                            e
+                        }) {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
@@ -498,15 +510,23 @@ impl Relay {
                             (Some(Ok(())), false) => Verified::Ca,
                             _ => Verified::None,
                         };
-                        if let Demand::StsTesting(_) = demand {
-                            if let Some(problem) = testing_problem(&conn, demand) {
-                                tracing::warn!(
-                                    "relay: {domain}: {}: MTA-STS testing: {} (delivered anyway)",
-                                    conn.label,
-                                    problem.describe()
-                                );
-                            }
+                        let problem = match demand {
+                            Demand::StsTesting(_) => testing_problem(&conn, demand),
+                            _ => None,
+                        };
+                        if let Some(problem) = problem {
+                            tracing::warn!(
+                                "relay: {domain}: {}: MTA-STS testing: {} (delivered anyway)",
+                                conn.label,
+                                problem.describe()
+                            );
                         }
+                        let ip = conn.addr.ip().to_string();
+                        self.policies.record(
+                            domain,
+                            demand,
+                            problem.map_or(Ok(()), |p| Err((p, conn.host.as_str(), ip.as_str()))),
+                        );
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -574,7 +594,18 @@ impl Relay {
     ///
     /// Under MTA-STS `enforce`, TLS is required and its certificate must verify for the MX
     /// name; otherwise the error is `4.7.5 MTA-STS: <problem> (<host>)` and nothing is sent.
-    async fn open(&self, dest: &Destination, enforce: bool) -> Result<Conn, String> {
+    async fn open(
+        &self,
+        dest: &Destination,
+        enforce: bool,
+    ) -> Result<Conn, (String, Option<Problem>)> {
+        self.open_conn(dest, enforce).await.map_err(|e| {
+            let problem = enforce.then(|| problem_of(&e)).flatten();
+            (e, problem)
+        })
+    }
+
+    async fn open_conn(&self, dest: &Destination, enforce: bool) -> Result<Conn, String> {
         let smarthost = self.config.smarthost.is_some();
         let auth = self
             .config
@@ -689,6 +720,20 @@ fn policy_hosts(
             Ok(kept)
         }
     }
+}
+
+/// The problem named in an `open` error under `enforce` (`4.7.5 MTA-STS: <problem> (...)`).
+fn problem_of(error: &str) -> Option<Problem> {
+    let rest = error.strip_prefix("4.7.5 MTA-STS: ")?;
+    [
+        Problem::StarttlsNotSupported,
+        Problem::CertificateHostMismatch,
+        Problem::CertificateExpired,
+        Problem::CertificateNotTrusted,
+        Problem::ValidationFailure,
+    ]
+    .into_iter()
+    .find(|p| rest.starts_with(p.describe()))
 }
 
 /// RFC 8689 §5: the message's header section has `TLS-Required: No`.

@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod https;
+pub mod report;
 pub mod sts;
 
 use std::collections::HashMap;
@@ -108,6 +109,8 @@ pub struct Policies {
     memory: Mutex<HashMap<String, Arc<Cached>>>,
     /// One fetch per domain at a time: a burst of mail to a domain fetches its policy once.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sessions under a policy since the last TLS-RPT report.
+    counts: Mutex<report::Counts>,
 }
 
 impl Policies {
@@ -130,7 +133,35 @@ impl Policies {
             clock,
             memory: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
+            counts: Mutex::new(report::Counts::default()),
         }
+    }
+
+    /// The resolver policies are looked up through (TLS-RPT's `_smtp._tls` too).
+    pub fn dns(&self) -> &Arc<Dns> {
+        &self.dns
+    }
+
+    /// Counts one session to an MX of `domain` under `demand` (nothing without a policy).
+    pub fn record(&self, domain: &str, demand: &Demand, result: Result<(), (Problem, &str, &str)>) {
+        let (Demand::StsEnforce(c) | Demand::StsTesting(c)) = demand else {
+            return;
+        };
+        let lines: Vec<String> = String::from_utf8_lossy(&c.body)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&domain, &lines, result);
+    }
+
+    /// The counts since the last call, which start over.
+    pub fn take_counts(&self) -> report::Counts {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// What mail to `domain` must get (never fails: no usable policy is `Opportunistic`).
