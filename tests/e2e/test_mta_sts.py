@@ -287,3 +287,17 @@ def test_tls_rpt_report_counts_the_testing_mode_failure_as_rfc_8460_json(sts):
     assert f["result-type"] == "certificate-host-mismatch"
     assert f["receiving-mx-hostname"] == "mx1.sts.test" and f["receiving-ip"] == MX_IP
     assert f["failed-session-count"] == 1
+
+
+def test_tls_required_no_header_lets_the_message_go_despite_an_enforce_policy(sts):
+    """RFC 8689 §5: `TLS-Required: No` (sent without REQUIRETLS) sets the MTA-STS policy
+    aside: the wrong-name MX gets it, over its unverified TLS."""
+    s, pf, web = sts("wrong-name", "enforce")
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.sendmail("alice@example.test", ["bob@sts.test"],
+                   b"Subject: no policy please\r\nTLS-Required: No\r\n\r\nhello\r\n")
+    [got] = pf.wait_messages("bob", 1)
+    assert b"Subject: no policy please" in got
+    assert "TLS-Required: No: the MTA-STS policy is not applied" in s.log_text()
+    line = [l for l in s.log_text().splitlines() if "status=sent" in l][-1]
+    assert "verified=none" in line and "tls=TLSv1." in line, line

@@ -293,13 +293,20 @@ impl Relay {
             };
             match route {
                 Ok(hosts) => {
-                    let demand = match &self.config.smarthost {
+                    let mut demand = match &self.config.smarthost {
                         Some(_) => Demand::Opportunistic,
-                        None if !require_tls && tls_required_no(message).await => {
-                            Demand::Opportunistic
-                        }
                         None => self.policies.demand(domain).await,
                     };
+                    // The header is read only when a policy would apply.
+                    if !matches!(demand, Demand::Opportunistic)
+                        && !require_tls
+                        && tls_required_no(message).await
+                    {
+                        tracing::info!(
+                            "relay: {domain}: TLS-Required: No: the MTA-STS policy is not applied"
+                        );
+                        demand = Demand::Opportunistic;
+                    }
                     if require_tls && !matches!(demand, Demand::StsEnforce(_)) {
                         let result = RcptResult::failed(
                             "5.7.10",
