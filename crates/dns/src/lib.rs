@@ -264,3 +264,32 @@ impl Dns {
         Ok(ips)
     }
 }
+
+impl Dns {
+    /// TXT records of `name`, each record's character strings joined (RFC 7208 §3.3 and RFC
+    /// 8461 §3.1 read them so), as UTF-8 with bad octets replaced. At most 64 records of at
+    /// most 4 KiB are kept: a hostile answer costs no more memory than that.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, Failure> {
+        let lookup =
+            tokio::time::timeout(self.lookup_timeout, self.resolver().txt_lookup(fqdn(name)))
+                .await
+                .map_err(|_| Failure::Temporary(format!("DNS lookup of TXT {name} timed out")))?
+                .map_err(|e| classify(&e))?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(txt) => {
+                    let mut joined = Vec::new();
+                    for part in txt.txt_data.iter() {
+                        joined.extend_from_slice(part);
+                    }
+                    joined.truncate(4096);
+                    Some(String::from_utf8_lossy(&joined).into_owned())
+                }
+                _ => None,
+            })
+            .take(64)
+            .collect())
+    }
+}

@@ -105,6 +105,7 @@ impl Pickup {
             client: &m.client,
             sender_verified: m.sender_verified,
             notify_never: false,
+            require_tls: false,
         };
         let now = unix_now() as u64;
         let parts: [&[u8]; 1] = [&m.message];

@@ -274,6 +274,7 @@ fn queue_directly(config: &Config, request: &Request, caller: &Caller) -> Result
         client: &m.client,
         sender_verified: m.sender_verified,
         notify_never: false,
+        require_tls: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -248,6 +248,10 @@ async fn serve(
         mda: runner.mda(),
     });
     let delivery_task = tokio::spawn(runner.clone().run(queued_rx, shutdown_rx.clone()));
+    if config.relay.tls_reports {
+        let period = config.relay.tls_report_period.get();
+        tokio::spawn(runner.clone().tls_reports(period, shutdown_rx.clone()));
+    }
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
@@ -515,6 +519,7 @@ fn build_relay(config: &Config, dns: Arc<dns::Dns>) -> Result<Relay, Failure> {
             per_destination_limit: config.relay.per_destination_limit,
             local_addresses,
             timeouts: config.relay.timeouts(),
+            tls_policy: config.relay.tls_policy(&config.data_dir),
         },
         dns,
     )

@@ -254,6 +254,7 @@ async fn forwarding_queues_a_copy_with_the_sender_and_its_notify_rule() {
         client: "t",
         sender_verified: true,
         notify_never: false,
+        require_tls: false,
     };
     let id = enqueue(&w, "someone@else.test", &["fwd@example.test"], verified).await;
     assert_eq!(w.runner.attempt(&id, false).await, Verdict::Done);

@@ -284,6 +284,7 @@ fn config() -> RelayConfig {
             connect: Duration::from_secs(5),
             ..Timeouts::default()
         },
+        tls_policy: Default::default(),
     }
 }
 

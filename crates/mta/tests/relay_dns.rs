@@ -193,6 +193,7 @@ fn relay_with_dns(port: u16, dns: SocketAddr) -> Relay {
             connect: Duration::from_secs(2),
             ..Timeouts::default()
         },
+        tls_policy: Default::default(),
     })
     .unwrap()
 }

@@ -28,6 +28,7 @@ fn config(timeouts: Timeouts) -> RelayConfig {
         per_destination_limit: 2,
         local_addresses: vec![],
         timeouts,
+        tls_policy: Default::default(),
     }
 }
 

@@ -158,6 +158,7 @@ pub(crate) fn origin<'a>(conn: &Connection, client: &'a str) -> store::spool::Or
         client,
         sender_verified: conn.session().sender_verified(),
         notify_never: false,
+        require_tls: conn.session().require_tls(),
     }
 }
 

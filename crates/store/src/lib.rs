@@ -31,3 +31,4 @@ pub mod retention;
 pub mod sending_limits;
 pub mod spool;
 pub mod srs_secret;
+pub mod tls_policies;

@@ -78,6 +78,9 @@ pub struct Envelope {
     /// Never send a DSN about this message (forwarded mail from an unverified sender: a
     /// bounce would go to an address anyone can forge, i.e. backscatter).
     pub notify_never: bool,
+    /// RFC 8689 REQUIRETLS: relayed only over TLS verified by MTA-STS or DANE (records
+    /// written before it have no such line: false).
+    pub require_tls: bool,
 }
 
 /// Where a message comes from, as recorded in its envelope.
@@ -89,6 +92,8 @@ pub struct Origin<'a> {
     pub sender_verified: bool,
     /// See [`Envelope::notify_never`].
     pub notify_never: bool,
+    /// See [`Envelope::require_tls`].
+    pub require_tls: bool,
 }
 
 impl<'a> Origin<'a> {
@@ -261,6 +266,9 @@ fn encode_header(sender: &str, recipients: &[String], origin: &Origin, received:
     if origin.notify_never {
         h.push_str("notify never\n");
     }
+    if origin.require_tls {
+        h.push_str("require-tls yes\n");
+    }
     h.push('\n');
     h.into_bytes()
 }
@@ -282,6 +290,7 @@ fn parse_envelope(id: &str, data: &[u8]) -> io::Result<(Envelope, usize)> {
     let mut sender = None;
     let mut client = None;
     let mut sender_verified = false;
+    let mut require_tls = false;
     let mut notify_never = false;
     let mut recipients = Vec::new();
     loop {
@@ -323,6 +332,7 @@ fn parse_envelope(id: &str, data: &[u8]) -> io::Result<(Envelope, usize)> {
             b"rcpt" => recipients.push(value),
             b"sender-verified" if value == "yes" && !sender_verified => sender_verified = true,
             b"notify" if value == "never" && !notify_never => notify_never = true,
+            b"require-tls" if value == "yes" && !require_tls => require_tls = true,
             _ => return Err(invalid_data(format!("{id}: unknown envelope field"))),
         }
     }
@@ -341,6 +351,7 @@ fn parse_envelope(id: &str, data: &[u8]) -> io::Result<(Envelope, usize)> {
             client,
             sender_verified,
             notify_never,
+            require_tls,
         },
         pos,
     ))
@@ -359,6 +370,7 @@ pub fn encode_record(env: &Envelope, message: &[u8]) -> Vec<u8> {
         client: &env.client,
         sender_verified: env.sender_verified,
         notify_never: env.notify_never,
+        require_tls: env.require_tls,
     };
     let mut record = encode_header(&env.sender, &env.recipients, &origin, env.received);
     record.extend_from_slice(message);

@@ -87,6 +87,7 @@ async fn round_trip_binary() {
             client: "helo mx.example [192.0.2.1]".into(),
             sender_verified: false,
             notify_never: false,
+            require_tls: false,
         }
     );
     assert_eq!(body, msg);
@@ -419,6 +420,7 @@ async fn origin_flags_round_trip_and_old_records_read() {
         client: "forward of X",
         sender_verified: true,
         notify_never: true,
+        require_tls: false,
     };
     spool
         .enqueue(&id, "s@x.org", &s(&["a@b.c"]), &origin, 5, &[b"m"])
@@ -491,4 +493,26 @@ async fn open_message_streams_the_body_and_enqueue_body_copies_it() {
         spool.open_message(&id).expect_err("gone").kind(),
         io::ErrorKind::NotFound
     );
+}
+
+#[test]
+fn require_tls_is_recorded_and_older_records_read_without_it() {
+    let env = Envelope {
+        id: "X".into(),
+        received: 5,
+        sender: "s@x.org".into(),
+        recipients: s(&["a@b.c"]),
+        client: "c".into(),
+        sender_verified: true,
+        notify_never: false,
+        require_tls: true,
+    };
+    let record = crate::spool::encode_record(&env, b"m");
+    assert!(String::from_utf8_lossy(&record).contains("\nrequire-tls yes\n"));
+    let (back, body) = crate::spool::parse_record_bytes("X", &record).unwrap();
+    assert_eq!((back, body), (env.clone(), b"m".to_vec()));
+    // A record written before REQUIRETLS existed.
+    let old = b"MAILROOM-QUEUE 1\nreceived 5\nsender s@x.org\nrcpt a@b.c\nclient c\n\nm";
+    let (back, _) = crate::spool::parse_record_bytes("X", old).unwrap();
+    assert!(!back.require_tls);
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod authentication;
 mod filter;
 mod relay;
+mod tls_policy;
 mod values;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use filter::{FilterConfig, LimitsConfig};

@@ -57,6 +57,16 @@ pub struct RelayConfig {
     /// How long a dead destination is left alone the first time; doubles per death.
     pub dead_destination_backoff: Span,
     pub max_dead_destination_backoff: Span,
+    /// Obey the MTA-STS policies (RFC 8461) of destination domains (`config::tls_policy`).
+    pub mta_sts: bool,
+    /// Port of the MTA-STS policy web servers (443; only for tests).
+    pub mta_sts_port: u16,
+    /// One whole MTA-STS policy fetch (DNS, connect, TLS, answer).
+    pub mta_sts_fetch_timeout: Span,
+    /// Send TLS-RPT reports (RFC 8460) to the domains whose MTA-STS policies we met.
+    pub tls_reports: bool,
+    /// How often (one day; shorter only for tests).
+    pub tls_report_period: Span,
 }
 
 impl RelayConfig {
@@ -150,6 +160,11 @@ impl Default for RelayConfig {
             destination_failed_cohort_limit: 1,
             dead_destination_backoff: Span::of("5m"),
             max_dead_destination_backoff: Span::of("1h"),
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_fetch_timeout: Span::of("20s"),
+            tls_reports: false,
+            tls_report_period: Span::of("1d"),
         }
     }
 }

@@ -164,7 +164,7 @@ impl Runner {
         let attempt_started = Instant::now();
         let body = MessageBody::from(message);
         let attempt = relay
-            .attempt(&work.domain, &env.sender, &rcpts, &body)
+            .attempt_tls(&work.domain, &env.sender, &rcpts, &body, env.require_tls)
             .await;
         // delay: since the message arrived; attempt: this delivery attempt alone.
         let delay = self.clock.unix().saturating_sub(env.received);
@@ -426,6 +426,7 @@ impl Runner {
                 client: &client,
                 sender_verified: env.sender_verified,
                 notify_never: env.notify_never || !env.sender_verified,
+                require_tls: env.require_tls,
             };
             let res = self
                 .spool
@@ -487,13 +488,13 @@ fn delivery_line(
     took: f64,
 ) {
     let relay = o.mx.as_deref().unwrap_or("none");
-    let tls = o.tls.as_deref().unwrap_or("none");
+    let tls = o.tls_label();
     let to = format!("<{rcpt}>");
     let attempt = format!("{took:.3}s");
     if status == "sent" {
-        tracing::info!(to = %to, relay, tls, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
+        tracing::info!(to = %to, relay, tls, verified = %o.verified, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
     } else {
-        tracing::warn!(to = %to, relay, tls, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
+        tracing::warn!(to = %to, relay, tls, verified = %o.verified, delay, attempt = %attempt, dsn, status, reply, "delivery: {id}:");
     }
 }
 

@@ -18,6 +18,7 @@ mod forward_sender;
 pub mod retry;
 pub mod runner;
 pub mod schedule;
+pub mod tls_reports;
 
 pub use retry::RetryPolicy;
 pub use runner::{Runner, Verdict};

@@ -19,6 +19,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::body::MessageBody;
+use super::tls::CertCheck;
+use super::tls_policy::Problem;
 use super::{Destination, Timeouts};
 
 mod send;
@@ -39,6 +41,8 @@ pub(crate) enum OpenError {
     Failed(String),
     /// The TLS handshake after STARTTLS failed: the same host may be tried in plaintext.
     Tls(String),
+    /// TLS was required and the server did not offer STARTTLS, or refused it.
+    NoStartTls(String),
 }
 
 /// An established SMTP session, ready for MAIL.
@@ -47,10 +51,14 @@ pub(crate) struct Conn {
     session: Session,
     /// `host[ip]:port`, for logs and outcomes.
     pub label: String,
-    /// The TLS version once STARTTLS succeeded.
-    tls_version: Option<String>,
     pub addr: SocketAddr,
     timeouts: Timeouts,
+    /// The host name the certificate was checked against.
+    pub host: String,
+    /// `TLSv1.3`, `TLSv1.2`, or `None` in plaintext.
+    pub tls_version: Option<&'static str>,
+    /// The WebPKI verdict on the server's certificate for `host` (`None`: no TLS or no check).
+    pub certificate: Option<Result<(), Problem>>,
 }
 
 /// How to set up a session.
@@ -65,6 +73,8 @@ pub(crate) struct Setup<'a> {
     pub require_tls: bool,
     /// AUTH may be sent without TLS (`smarthost_tls = "none"`).
     pub plaintext_auth: bool,
+    /// Checks the certificate of an opportunistic handshake (the verdict is noted, not acted on).
+    pub check: Option<&'a CertCheck>,
 }
 
 /// How a host is named in logs and outcomes: `host[ip]:port` (Postfix's `relay=`).
@@ -97,23 +107,29 @@ impl Conn {
             label: label.clone(),
             addr: dest.addr,
             timeouts: setup.timeouts.clone(),
+            host: dest.host.clone(),
             tls_version: None,
+            certificate: None,
         };
         loop {
             match (conn.drive().await, setup.tls) {
                 (Action::StartTls, Some(connector)) => {
-                    conn = conn.starttls(connector, &dest.host).await?;
+                    conn = conn.starttls(connector, &dest.host, setup.check).await?;
                 }
                 (Action::Ready, _) => return Ok(conn),
+                // The session's wording for a missing or refused STARTTLS under require_tls.
+                (Action::Failed(e), _) if setup.require_tls && e.starts_with("STARTTLS") => {
+                    return Err(OpenError::NoStartTls(format!("{label}: {e}")))
+                }
                 (Action::Failed(e), _) => return Err(fail(e)),
                 (other, _) => return Err(fail(format!("unexpected step in setup: {other:?}"))),
             }
         }
     }
 
-    /// The TLS version the session runs over; `None`: plaintext.
-    pub fn tls(&self) -> Option<String> {
-        self.tls_version.clone().filter(|_| self.session.tls())
+    /// Whether the session runs over TLS.
+    pub fn tls(&self) -> bool {
+        self.session.tls()
     }
 
     /// Messages sent over this connection.
@@ -166,7 +182,12 @@ impl Conn {
         }
     }
 
-    async fn starttls(self, connector: &TlsConnector, host: &str) -> Result<Conn, OpenError> {
+    async fn starttls(
+        self,
+        connector: &TlsConnector,
+        host: &str,
+        check: Option<&CertCheck>,
+    ) -> Result<Conn, OpenError> {
         let Stream::Plain(tcp) = self.stream else {
             return Err(OpenError::Failed(format!("{}: TLS already on", self.label)));
         };
@@ -175,26 +196,34 @@ impl Conn {
         match handshake {
             Ok(Ok(tls)) => {
                 let (_, session) = tls.get_ref();
-                let version = match session.protocol_version() {
-                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                    _ => "TLS",
-                }
-                .to_string();
+                let certificate =
+                    check.map(|c| c.verify(session.peer_certificates().unwrap_or(&[]), host));
+                let verdict = match &certificate {
+                    Some(Ok(())) => "verified",
+                    Some(Err(p)) => p.describe(),
+                    None => "not-checked",
+                };
+                let tls_version = match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+                    Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+                    Some(_) => Some("TLS"),
+                    None => None,
+                };
                 let cipher = session
                     .negotiated_cipher_suite()
                     .and_then(|c| c.suite().as_str())
                     .unwrap_or("unknown");
                 tracing::info!(
-                    tls = %version,
+                    tls = tls_version.unwrap_or("TLS"),
                     cipher,
-                    verified = false,
+                    certificate = %verdict,
                     "relay: {}: STARTTLS",
                     self.label
                 );
                 let mut conn = Conn {
                     stream: Stream::Tls(Box::new(tls)),
-                    tls_version: Some(version),
+                    tls_version,
+                    certificate,
                     ..self
                 };
                 conn.session.tls_started();

@@ -18,6 +18,7 @@ mod conn;
 pub mod mx;
 mod pool;
 mod tls;
+pub mod tls_policy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,6 +31,9 @@ use tokio_rustls::TlsConnector;
 pub use body::{MessageBody, BLOCK};
 use conn::{Conn, OpenError, Setup};
 use pool::Pool;
+use tls_policy::{Demand, Policies, Problem, Verified};
+
+pub use tls_policy::TlsPolicyConfig;
 
 use crate::queue::schedule::Feedback;
 
@@ -56,6 +60,8 @@ pub struct RelayConfig {
     /// Our own listening addresses: an MX pointing at one of them is a loop.
     pub local_addresses: Vec<IpAddr>,
     pub timeouts: Timeouts,
+    /// MTA-STS (and later DANE) settings.
+    pub tls_policy: TlsPolicyConfig,
 }
 
 /// `[relay] smarthost_tls`: how the connection to the smarthost is protected.
@@ -125,8 +131,23 @@ pub struct RcptOutcome {
     pub result: RcptResult,
     /// The host that gave the result, or the last one tried: `host[ip]:port`.
     pub mx: Option<String>,
-    /// The TLS version the result came over (`TLSv1.3`); `None`: plaintext.
-    pub tls: Option<String>,
+    /// Whether the result came over TLS.
+    pub tls: bool,
+    /// `TLSv1.3`, `TLSv1.2` (when `tls`).
+    pub tls_version: Option<&'static str>,
+    /// How that TLS was verified.
+    pub verified: Verified,
+}
+
+impl RcptOutcome {
+    /// The log's `tls=`: the version, or `none`.
+    pub fn tls_label(&self) -> &'static str {
+        match (self.tls, self.tls_version) {
+            (true, Some(v)) => v,
+            (true, None) => "TLS",
+            (false, _) => "none",
+        }
+    }
 }
 
 /// A recipient's result: the one [`store::outcome::Outcome`] (delivered, deferred, failed)
@@ -157,6 +178,10 @@ pub struct Relay {
     tls: TlsConnector,
     /// For a smarthost with `SmarthostTls::Verify`.
     verified: Option<TlsConnector>,
+    /// The WebPKI check run after every opportunistic handshake.
+    check: tls::CertCheck,
+    /// MTA-STS policies of destination domains.
+    policies: Policies,
     pool: Arc<Pool>,
 }
 
@@ -179,13 +204,27 @@ impl Relay {
             )?)),
             _ => None,
         };
+        let check = tls::CertCheck::new(&config.ca_certificates)?;
+        let policies = Policies::new(
+            config.tls_policy.clone(),
+            dns.clone(),
+            conn::connector(tls::verified_config(&config.ca_certificates)?),
+            Arc::new(store::clock::SystemClock),
+        );
         Ok(Relay {
             config,
             dns,
             tls,
             verified,
+            check,
+            policies,
             pool: Arc::new(Pool::default()),
         })
+    }
+
+    /// The MTA-STS policies and their TLS-RPT counts.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// [`Relay::attempt`] for a message in memory (tests, small callers).
@@ -221,6 +260,24 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
+        self.attempt_tls(domain, sender, recipients, message, false)
+            .await
+    }
+
+    /// [`Relay::attempt`] for a message sent with `REQUIRETLS` (RFC 8689) when `require_tls`:
+    /// relayed only to MX hosts whose TLS an MTA-STS `enforce` policy verifies and that offer
+    /// REQUIRETLS themselves (`MAIL FROM:<..> REQUIRETLS`); otherwise every recipient fails
+    /// with `5.7.10` (no verified hop) or `5.7.30` (the hop does not offer REQUIRETLS). A
+    /// message with `TLS-Required: No` (RFC 8689 §5) and no REQUIRETLS ignores the domain's
+    /// MTA-STS policy and goes as without one.
+    pub async fn attempt_tls(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &MessageBody,
+        require_tls: bool,
+    ) -> Attempt {
         let work = async {
             let route = match &self.config.smarthost {
                 Some((host, port)) => mx::smarthost(&self.dns, host, *port).await,
@@ -236,11 +293,57 @@ impl Relay {
             };
             match route {
                 Ok(hosts) => {
-                    self.try_hosts(domain, &hosts, sender, recipients, message)
-                        .await
+                    let mut demand = match &self.config.smarthost {
+                        Some(_) => Demand::Opportunistic,
+                        None => self.policies.demand(domain).await,
+                    };
+                    // The header is read only when a policy would apply.
+                    if !matches!(demand, Demand::Opportunistic)
+                        && !require_tls
+                        && tls_required_no(message).await
+                    {
+                        tracing::info!(
+                            "relay: {domain}: TLS-Required: No: the MTA-STS policy is not applied"
+                        );
+                        demand = Demand::Opportunistic;
+                    }
+                    if require_tls && !matches!(demand, Demand::StsEnforce(_)) {
+                        let result = RcptResult::failed(
+                            "5.7.10",
+                            format!("REQUIRETLS: no verified TLS to {domain} (no MTA-STS policy in enforce mode)"),
+                        );
+                        let outcomes = all(recipients, result, None, false);
+                        log(domain, sender, &outcomes);
+                        return Attempt {
+                            outcomes,
+                            feedback: Feedback::Neutral,
+                        };
+                    }
+                    let hosts = match policy_hosts(domain, hosts, &demand) {
+                        Ok(hosts) => hosts,
+                        Err(reason) => {
+                            let outcomes =
+                                all(recipients, RcptResult::deferred(reason), None, false);
+                            log(domain, sender, &outcomes);
+                            return Attempt {
+                                outcomes,
+                                feedback: Feedback::Neutral,
+                            };
+                        }
+                    };
+                    self.try_hosts(
+                        domain,
+                        &hosts,
+                        sender,
+                        recipients,
+                        message,
+                        &demand,
+                        require_tls,
+                    )
+                    .await
                 }
                 Err(result) => {
-                    let outcomes = all(recipients, result, None, None);
+                    let outcomes = all(recipients, result, None, false);
                     log(domain, sender, &outcomes);
                     Attempt {
                         outcomes,
@@ -278,7 +381,15 @@ impl Relay {
         recipients: &[String],
         message: &MessageBody,
     ) -> Attempt {
-        let work = self.try_hosts(domain, hosts, sender, recipients, message);
+        let work = self.try_hosts(
+            domain,
+            hosts,
+            sender,
+            recipients,
+            message,
+            &Demand::Opportunistic,
+            false,
+        );
         self.under_deadline(domain, sender, recipients, work).await
     }
 
@@ -308,7 +419,7 @@ impl Relay {
                     limit.as_secs()
                 );
                 tracing::info!("relay: {domain}: {error}");
-                let outcomes = all(recipients, RcptResult::deferred(error.clone()), None, None);
+                let outcomes = all(recipients, RcptResult::deferred(error.clone()), None, false);
                 log(domain, sender, &outcomes);
                 Attempt {
                     outcomes,
@@ -318,6 +429,7 @@ impl Relay {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn try_hosts(
         &self,
         domain: &str,
@@ -325,12 +437,18 @@ impl Relay {
         sender: &str,
         recipients: &[String],
         message: &MessageBody,
+        demand: &Demand,
+        require_tls: bool,
     ) -> Attempt {
+        let enforce = matches!(demand, Demand::StsEnforce(_));
         let traits: MessageTraits = match message.traits(sender, recipients).await {
-            Ok(traits) => traits,
+            Ok(traits) => MessageTraits {
+                require_tls,
+                ..traits
+            },
             Err(e) => {
                 let reply = format!("cannot read the queued message: {e}");
-                let outcomes = all(recipients, RcptResult::deferred(reply), None, None);
+                let outcomes = all(recipients, RcptResult::deferred(reply), None, false);
                 log(domain, sender, &outcomes);
                 return Attempt {
                     outcomes,
@@ -358,6 +476,11 @@ impl Relay {
             let mut fresh = false;
             loop {
                 let mut conn = match self.pool.take(dest.addr) {
+                    Some(conn) if enforce && !verified_for(&conn, &dest.host) => {
+                        // Opened without the policy's check for this name: not reused.
+                        conn.quit().await;
+                        continue;
+                    }
                     Some(mut conn) => {
                         if !conn.reset().await {
                             tracing::debug!("relay: {}: pooled connection is dead", conn.label);
@@ -367,7 +490,14 @@ impl Relay {
                     }
                     None => {
                         fresh = true;
-                        match self.open(dest).await {
+                        match self.open(dest, enforce).await.map_err(|(e, problem)| {
+                            if let Some(p) = problem {
+                                let ip = dest.addr.ip().to_string();
+                                self.policies
+                                    .record(domain, demand, Err((p, &dest.host, &ip)));
+                            }
+                            e
+                        }) {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
@@ -384,6 +514,29 @@ impl Relay {
                     TxEnd::Done { outcomes, reusable } => {
                         let mx = Some(conn.label.clone());
                         let tls = conn.tls();
+                        let tls_version = conn.tls_version;
+                        let verified = match (&conn.certificate, enforce) {
+                            (Some(Ok(())), true) => Verified::MtaSts,
+                            (Some(Ok(())), false) => Verified::Ca,
+                            _ => Verified::None,
+                        };
+                        let problem = match demand {
+                            Demand::StsTesting(_) => testing_problem(&conn, demand),
+                            _ => None,
+                        };
+                        if let Some(problem) = problem {
+                            tracing::warn!(
+                                "relay: {domain}: {}: MTA-STS testing: {} (delivered anyway)",
+                                conn.label,
+                                problem.describe()
+                            );
+                        }
+                        let ip = conn.addr.ip().to_string();
+                        self.policies.record(
+                            domain,
+                            demand,
+                            problem.map_or(Ok(()), |p| Err((p, conn.host.as_str(), ip.as_str()))),
+                        );
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -396,7 +549,9 @@ impl Relay {
                                 recipient: recipient.clone(),
                                 result: outcome_of(outcome),
                                 mx: mx.clone(),
-                                tls: tls.clone(),
+                                tls,
+                                tls_version,
+                                verified,
                             })
                             .collect();
                         log(domain, sender, &outcomes);
@@ -408,15 +563,10 @@ impl Relay {
                     TxEnd::Abort { reason } => {
                         // Dropped without QUIT: the partial message must not be taken.
                         let label = conn.label.clone();
-                        let conn_tls = conn.tls();
                         drop(conn);
                         tracing::warn!("relay: {domain}: {label}: {reason}");
-                        let outcomes = all(
-                            recipients,
-                            RcptResult::deferred(reason),
-                            Some(label),
-                            conn_tls,
-                        );
+                        let outcomes =
+                            all(recipients, RcptResult::deferred(reason), Some(label), false);
                         log(domain, sender, &outcomes);
                         return Attempt {
                             outcomes,
@@ -443,12 +593,7 @@ impl Relay {
         } else {
             Feedback::Failed(last_error.clone())
         };
-        let outcomes = all(
-            recipients,
-            RcptResult::deferred(last_error),
-            last_host,
-            None,
-        );
+        let outcomes = all(recipients, RcptResult::deferred(last_error), last_host, false);
         log(domain, sender, &outcomes);
         Attempt { outcomes, feedback }
     }
@@ -456,7 +601,21 @@ impl Relay {
     /// A new session to `dest`: STARTTLS when offered, and when its handshake fails, a second
     /// connection without it (unless the smarthost needs TLS for AUTH). A smarthost with
     /// `SmarthostTls::Verify` gets verified TLS or nothing; with `None`, no TLS at all.
-    async fn open(&self, dest: &Destination) -> Result<Conn, String> {
+    ///
+    /// Under MTA-STS `enforce`, TLS is required and its certificate must verify for the MX
+    /// name; otherwise the error is `4.7.5 MTA-STS: <problem> (<host>)` and nothing is sent.
+    async fn open(
+        &self,
+        dest: &Destination,
+        enforce: bool,
+    ) -> Result<Conn, (String, Option<Problem>)> {
+        self.open_conn(dest, enforce).await.map_err(|e| {
+            let problem = enforce.then(|| problem_of(&e)).flatten();
+            (e, problem)
+        })
+    }
+
+    async fn open_conn(&self, dest: &Destination, enforce: bool) -> Result<Conn, String> {
         let smarthost = self.config.smarthost.is_some();
         let auth = self
             .config
@@ -476,20 +635,39 @@ impl Relay {
                 SmarthostTls::Opportunistic => Some(&self.tls),
                 SmarthostTls::None => None,
             },
-            require_tls: mode == SmarthostTls::Verify,
+            require_tls: mode == SmarthostTls::Verify || enforce,
             plaintext_auth: mode == SmarthostTls::None,
             auth,
+            check: Some(&self.check),
+        };
+        let sts = |problem: Problem, detail: &str| {
+            format!("4.7.5 MTA-STS: {} ({detail})", problem.describe())
         };
         match Conn::open(dest, &setup).await {
+            Ok(conn) if enforce => match conn.certificate {
+                Some(Ok(())) => Ok(conn),
+                verdict => {
+                    let problem = verdict
+                        .and_then(Result::err)
+                        .unwrap_or(Problem::ValidationFailure);
+                    let label = conn.label.clone();
+                    conn.quit().await;
+                    Err(sts(problem, &label))
+                }
+            },
             Ok(conn) => Ok(conn),
-            Err(OpenError::Failed(e)) => Err(e),
+            Err(OpenError::NoStartTls(e)) if enforce => Err(sts(Problem::StarttlsNotSupported, &e)),
+            Err(OpenError::Tls(e)) if enforce => Err(sts(Problem::ValidationFailure, &e)),
+            Err(OpenError::Failed(e) | OpenError::NoStartTls(e)) => Err(e),
             Err(OpenError::Tls(e)) if auth.is_some() || setup.require_tls => Err(e),
             Err(OpenError::Tls(e)) => {
                 tracing::warn!("relay: {e}; retrying without STARTTLS");
                 setup.tls = None;
                 match Conn::open(dest, &setup).await {
                     Ok(conn) => Ok(conn),
-                    Err(OpenError::Failed(e) | OpenError::Tls(e)) => Err(e),
+                    Err(OpenError::Failed(e) | OpenError::Tls(e) | OpenError::NoStartTls(e)) => {
+                        Err(e)
+                    }
                 }
             }
         }
@@ -500,7 +678,7 @@ fn all(
     recipients: &[String],
     result: RcptResult,
     mx: Option<String>,
-    tls: Option<String>,
+    tls: bool,
 ) -> Vec<RcptOutcome> {
     recipients
         .iter()
@@ -508,9 +686,90 @@ fn all(
             recipient: recipient.clone(),
             result: result.clone(),
             mx: mx.clone(),
-            tls: tls.clone(),
+            tls,
+            tls_version: None,
+            verified: Verified::None,
         })
         .collect()
+}
+
+/// The MX hosts a policy lets mail go to: under `enforce` only those it names (none left:
+/// every recipient is deferred with `4.7.5`); under `testing` all, the others logged.
+fn policy_hosts(
+    domain: &str,
+    hosts: Vec<Destination>,
+    demand: &Demand,
+) -> Result<Vec<Destination>, String> {
+    match demand {
+        Demand::Opportunistic => Ok(hosts),
+        Demand::StsTesting(_) => {
+            for h in hosts.iter().filter(|h| !demand.allows(&h.host)) {
+                tracing::warn!(
+                    "relay: {domain}: MTA-STS testing: MX host {} not in the policy",
+                    h.host
+                );
+            }
+            Ok(hosts)
+        }
+        Demand::StsEnforce(c) => {
+            let (kept, dropped): (Vec<_>, Vec<_>) =
+                hosts.into_iter().partition(|h| demand.allows(&h.host));
+            for h in &dropped {
+                tracing::info!(
+                    "relay: {domain}: MTA-STS: MX host {} not in the policy, skipped",
+                    h.host
+                );
+            }
+            if kept.is_empty() {
+                return Err(format!(
+                    "4.7.5 MTA-STS: {} ({domain} allows only {})",
+                    Problem::MxNotInPolicy.describe(),
+                    c.policy.mx.join(", ")
+                ));
+            }
+            Ok(kept)
+        }
+    }
+}
+
+/// The problem named in an `open` error under `enforce` (`4.7.5 MTA-STS: <problem> (...)`).
+fn problem_of(error: &str) -> Option<Problem> {
+    let rest = error.strip_prefix("4.7.5 MTA-STS: ")?;
+    [
+        Problem::StarttlsNotSupported,
+        Problem::CertificateHostMismatch,
+        Problem::CertificateExpired,
+        Problem::CertificateNotTrusted,
+        Problem::ValidationFailure,
+    ]
+    .into_iter()
+    .find(|p| rest.starts_with(p.describe()))
+}
+
+/// RFC 8689 §5: the message's header section has `TLS-Required: No`.
+async fn tls_required_no(message: &MessageBody) -> bool {
+    match message.read_block(0, Vec::new()).await {
+        Ok(block) => tls_policy::tls_required_no(&block),
+        Err(_) => false,
+    }
+}
+
+/// Whether a pooled connection passed the certificate check for `host`.
+fn verified_for(conn: &Conn, host: &str) -> bool {
+    matches!(conn.certificate, Some(Ok(()))) && conn.host.eq_ignore_ascii_case(host)
+}
+
+/// What `enforce` would have refused on a connection used under `testing`.
+fn testing_problem(conn: &Conn, demand: &Demand) -> Option<Problem> {
+    if !demand.allows(&conn.host) {
+        return Some(Problem::MxNotInPolicy);
+    }
+    match &conn.certificate {
+        _ if !conn.tls() => Some(Problem::StarttlsNotSupported),
+        Some(Ok(())) => None,
+        Some(Err(p)) => Some(*p),
+        None => Some(Problem::ValidationFailure),
+    }
 }
 
 /// The relay's own view of each result (debug): the runner logs the delivery line.
@@ -525,7 +784,8 @@ fn log(domain: &str, sender: &str, outcomes: &[RcptOutcome]) {
             from = %format!("<{sender}>"),
             to = %format!("<{}>", o.recipient),
             relay = o.mx.as_deref().unwrap_or("none"),
-            tls = o.tls.as_deref().unwrap_or("none"),
+            tls = o.tls_label(),
+            verified = %o.verified,
             status,
             reply = %reply,
             "relay: {domain}:"

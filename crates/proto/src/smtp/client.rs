@@ -213,6 +213,8 @@ pub struct Capabilities {
     pub chunking: bool,
     /// RFC 2034.
     pub enhanced_status_codes: bool,
+    /// RFC 8689.
+    pub requiretls: bool,
 }
 
 impl Capabilities {
@@ -234,6 +236,7 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "CHUNKING" => caps.chunking = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 "AUTH" => {
                     for mechanism in words {
@@ -330,6 +333,9 @@ pub struct MessageTraits {
     pub eight_bit: bool,
     /// Octets of the message as it will be sent (CRLF line ends, before dot-stuffing).
     pub size: u64,
+    /// Sent with `REQUIRETLS` (RFC 8689): only to a server that offers it (set by the relay
+    /// from the envelope, not found in the message).
+    pub require_tls: bool,
 }
 
 impl MessageTraits {
@@ -406,6 +412,14 @@ pub fn plan(
             });
         }
     }
+    if traits.require_tls && !caps.requiretls {
+        // RFC 8689 §4.2.1 step 4: the next hop must support REQUIRETLS, or the message is
+        // returned.
+        return Err(Refusal {
+            status: "5.7.30",
+            reason: "REQUIRETLS support required: remote server does not offer REQUIRETLS".into(),
+        });
+    }
     if traits.smtputf8 && !caps.smtputf8 {
         // RFC 6531 §3.4: no downgrade here; the message is returned.
         return Err(Refusal {
@@ -433,6 +447,9 @@ pub fn plan(
     }
     if traits.smtputf8 {
         mail.push_str(" SMTPUTF8");
+    }
+    if traits.require_tls {
+        mail.push_str(" REQUIRETLS");
     }
     mail.push_str("\r\n");
     Ok(Plan {

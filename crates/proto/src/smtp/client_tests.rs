@@ -127,6 +127,7 @@ fn capabilities_from_ehlo() {
             auth: vec!["PLAIN".into(), "LOGIN".into()],
             chunking: true,
             enhanced_status_codes: true,
+            requiretls: false,
         }
     );
     assert_eq!(caps.max_size(), Some(10_240_000));
@@ -187,6 +188,7 @@ fn traits(size: u64, smtputf8: bool, eight_bit: bool) -> MessageTraits {
         smtputf8,
         eight_bit,
         size,
+        require_tls: false,
     }
 }
 
@@ -445,4 +447,23 @@ fn chunking_plan_has_no_data_and_bdat_replies_decide() {
         });
         assert!(format!("{:?}", out[0]).starts_with(want), "{out:?}");
     }
+}
+
+#[test]
+fn requiretls_goes_only_to_a_server_that_offers_it() {
+    let r = Reply::multi(250, vec!["mx.test".into(), "requiretls".into()]);
+    let offers = Capabilities::from_ehlo(&r);
+    assert!(offers.requiretls);
+    let rcpts = vec!["b@x.org".to_string()];
+    let t = MessageTraits {
+        require_tls: true,
+        ..traits(10, false, false)
+    };
+    let p = plan(&offers, "a@y.org", &rcpts, &t).unwrap();
+    assert_eq!(p.mail, "MAIL FROM:<a@y.org> REQUIRETLS\r\n");
+    let e = plan(&Capabilities::default(), "a@y.org", &rcpts, &t).unwrap_err();
+    assert_eq!(e.status, "5.7.30");
+    // Without the flag nothing changes.
+    let p = plan(&offers, "a@y.org", &rcpts, &traits(10, false, false)).unwrap();
+    assert_eq!(p.mail, "MAIL FROM:<a@y.org>\r\n");
 }

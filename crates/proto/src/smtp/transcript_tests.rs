@@ -639,6 +639,18 @@ const EHLO_TLS: &[&str] = &[
     "250-CHUNKING",
 ];
 
+/// EHLO inside TLS: REQUIRETLS (RFC 8689) follows, before AUTH.
+const EHLO_IN_TLS: &[&str] = &[
+    "250-mx.example.test",
+    "250-PIPELINING",
+    "250-SIZE 1000",
+    "250-8BITMIME",
+    "250-ENHANCEDSTATUSCODES",
+    "250-SMTPUTF8",
+    "250-CHUNKING",
+    "250-REQUIRETLS",
+];
+
 fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -658,8 +670,8 @@ fn port_25_offers_starttls_but_never_auth() {
     let mut want = vec!["220"];
     want.extend_from_slice(EHLO_TLS);
     want.extend_from_slice(&["250 STARTTLS", "502 5.5.1", "220 2.0.0"]);
-    want.extend_from_slice(EHLO);
-    want.extend_from_slice(&["503 5.5.1", "502 5.5.1"]);
+    want.extend_from_slice(&EHLO_IN_TLS[..7]);
+    want.extend_from_slice(&["250 REQUIRETLS", "503 5.5.1", "502 5.5.1"]);
     expect(&r, &want);
 }
 
@@ -728,7 +740,7 @@ fn submission_requires_tls_then_auth() {
         "530 5.7.0",
         "220 2.0.0",
     ]);
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "530 5.7.0 Authentication required",
@@ -751,7 +763,7 @@ fn auth_plain_without_initial_response_and_login() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&["250 AUTH PLAIN LOGIN", "334 ", "235 2.7.0", "250 2.0.0"]);
     expect(&r, &want);
 
@@ -767,7 +779,7 @@ fn auth_plain_without_initial_response_and_login() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "334 VXNlcm5hbWU6",
@@ -797,7 +809,7 @@ fn auth_response_line_of_12288_octets_is_read_one_more_ends_the_exchange() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "334 ",
@@ -823,7 +835,7 @@ fn auth_errors() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "535 5.7.8", // wrong password
@@ -853,7 +865,7 @@ fn submission_sender_must_be_owned() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "235 2.7.0",
@@ -912,7 +924,7 @@ fn submission_refuses_two_from_headers_and_checks_every_mailbox() {
         true,
     );
     let mut want = vec!["220"];
-    want.extend_from_slice(EHLO_TLS);
+    want.extend_from_slice(EHLO_IN_TLS);
     want.extend_from_slice(&[
         "250 AUTH PLAIN LOGIN",
         "235 2.7.0",
@@ -1217,4 +1229,38 @@ fn a_lowered_error_limit_closes_sooner() {
     conn.limit_errors(None);
     conn.receive(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n");
     assert!(matches!(conn.advance(&FakePolicy), Event::NeedInput));
+}
+
+#[test]
+fn requiretls_only_on_tls_sessions_and_recorded_in_the_envelope() {
+    let mail = b"EHLO c.test\r\nMAIL FROM:<s@remote.test> REQUIRETLS\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nb\r\n.\r\nQUIT\r\n";
+    // Plaintext: not advertised, and the parameter is refused as unadvertised.
+    let plain = run(mail);
+    assert!(
+        !plain.replies.iter().any(|l| l.contains("REQUIRETLS")),
+        "{:#?}",
+        plain.replies
+    );
+    assert!(
+        plain.replies.iter().any(|l| l.starts_with("555 5.5.4")),
+        "{:#?}",
+        plain.replies
+    );
+    assert!(plain.committed.is_empty());
+    // Inside TLS: advertised, accepted, recorded.
+    let tls = run_service(&[mail], false, config_for(Service::Mx, true), true);
+    assert!(
+        tls.replies
+            .iter()
+            .any(|l| l == "250-REQUIRETLS" || l == "250 REQUIRETLS"),
+        "{:#?}",
+        tls.replies
+    );
+    let [(envelope, _)] = tls.committed.as_slice() else {
+        panic!("{:#?}", tls.replies);
+    };
+    assert!(envelope.require_tls);
+    // Without the parameter, not recorded.
+    let tls = run_service(&[b"EHLO c.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\n"], false, config_for(Service::Mx, true), true);
+    assert!(!tls.committed[0].0.require_tls);
 }

@@ -165,6 +165,8 @@ pub struct Envelope {
     pub recipients: Vec<String>,
     /// Octets of message (without the headers the server adds).
     pub size: u64,
+    /// `MAIL FROM:<..> REQUIRETLS` (RFC 8689): relay only over TLS verified by MTA-STS or DANE.
+    pub require_tls: bool,
 }
 
 /// Why the queue could not take a message.

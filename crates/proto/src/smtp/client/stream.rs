@@ -200,6 +200,7 @@ impl TraitsScanner {
                 || self.first_8bit.is_some_and(|p| p < header_end),
             eight_bit: self.first_8bit.is_some(),
             size: self.len + self.bare + bare_cr_at_end,
+            require_tls: false,
         }
     }
 }

@@ -74,6 +74,7 @@ fn reference_traits(sender: &str, recipients: &[String], message: &[u8]) -> Mess
         smtputf8,
         eight_bit: !message.is_ascii(),
         size: message.len() as u64 + bare as u64,
+        require_tls: false,
     }
 }
 

@@ -88,6 +88,7 @@ pub(super) fn small() -> MessageTraits {
         smtputf8: false,
         eight_bit: false,
         size: 100,
+        require_tls: false,
     }
 }
 

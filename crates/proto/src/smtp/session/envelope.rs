@@ -26,8 +26,12 @@ impl Session {
             // RFC 4954 §6 / RFC 6409 §4.3: submission needs authentication first.
             return reply(530, "5.7.0 Authentication required");
         }
-        let allowed =
+        let mut allowed =
             smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
+        if self.tls.is_some() {
+            // Advertised (RFC 8689) on TLS sessions only; elsewhere it is unadvertised.
+            allowed |= smtp_proto::MAIL_REQUIRETLS;
+        }
         let has_params = from.flags != 0 || from.size != 0;
         let unadvertised = from.flags & !allowed != 0
             || from.trans_id.is_some()
@@ -48,6 +52,7 @@ impl Session {
             return reply(552, "5.3.4 Message size exceeds fixed maximum message size");
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        let require_tls = from.flags & smtp_proto::MAIL_REQUIRETLS != 0;
         let sender = from.address.to_string();
         if !sender.is_empty() {
             if let Err(p) = address::check(&sender) {
@@ -77,6 +82,7 @@ impl Session {
         self.tx = Some(Transaction {
             sender,
             smtputf8,
+            require_tls,
             ..Transaction::default()
         });
         reply(250, "2.1.0 Ok")

@@ -30,6 +30,10 @@ impl Session {
                     "SMTPUTF8".into(),
                     "CHUNKING".into(),
                 ];
+                // RFC 8689 §4.1: only on a session that is itself protected by TLS.
+                if self.tls.is_some() {
+                    lines.push("REQUIRETLS".into());
+                }
                 if self.starttls_offered() {
                     lines.push("STARTTLS".into());
                 }

@@ -194,6 +194,7 @@ impl Session {
                 sender: tx.sender.clone(),
                 recipients: tx.recipients.clone(),
                 size,
+                require_tls: tx.require_tls,
             }),
             None => reply(503, "5.5.1 Error: no transaction"),
         }

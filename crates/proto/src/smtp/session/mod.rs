@@ -44,6 +44,8 @@ enum Hello {
 struct Transaction {
     sender: String,
     smtputf8: bool,
+    /// RFC 8689 REQUIRETLS.
+    require_tls: bool,
     recipients: Vec<String>,
     /// RFC 6409 §8.3, §8.2: headers the submission server adds when missing.
     add_date: bool,
@@ -123,6 +125,11 @@ impl Session {
     }
 
     /// The TLS parameters, if TLS is active.
+    /// The transaction in progress asked for REQUIRETLS (RFC 8689).
+    pub fn require_tls(&self) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.require_tls)
+    }
+
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
     }
