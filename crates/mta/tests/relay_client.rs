@@ -366,7 +366,7 @@ async fn per_recipient_outcomes_without_pipelining() {
         out[0].mx.as_deref(),
         Some(format!("mx.example.test[127.0.0.1]:{}", addr.port()).as_str())
     );
-    assert!(out[0].tls.is_none());
+    assert!(!out[0].tls);
     let log = rec.log();
     assert_eq!(log[1], "EHLO relay.test");
     // 8BITMIME offered but the message is 7-bit; no SIZE offered: no parameters.
@@ -441,7 +441,7 @@ async fn starttls_upgrade() {
     let relay = Relay::new(config()).unwrap();
     let out = send(&relay, &[dest(addr)], &["x@example.test"]).await;
     assert!(delivered(&out[0]), "{out:?}");
-    assert!(out[0].tls.is_some());
+    assert!(out[0].tls);
     let log = rec.log();
     assert_eq!(
         &log[1..4],
@@ -461,7 +461,7 @@ async fn failed_handshake_retries_in_plaintext() {
     let relay = Relay::new(config()).unwrap();
     let out = send(&relay, &[dest(addr)], &["x@example.test"]).await;
     assert!(delivered(&out[0]), "{out:?}");
-    assert!(out[0].tls.is_none());
+    assert!(!out[0].tls);
     assert_eq!(rec.connections.load(Ordering::SeqCst), 2);
     let log = rec.log();
     assert_eq!(
@@ -672,7 +672,7 @@ async fn smarthost_auth_requires_tls() {
             MESSAGE,
         )
         .await;
-    assert!(delivered(&out[0]) && out[0].tls.is_some(), "{out:?}");
+    assert!(delivered(&out[0]) && out[0].tls, "{out:?}");
     // base64("\0user\0secret")
     assert!(tls_rec
         .log()

@@ -593,7 +593,12 @@ impl Relay {
         } else {
             Feedback::Failed(last_error.clone())
         };
-        let outcomes = all(recipients, RcptResult::deferred(last_error), last_host, false);
+        let outcomes = all(
+            recipients,
+            RcptResult::deferred(last_error),
+            last_host,
+            false,
+        );
         log(domain, sender, &outcomes);
         Attempt { outcomes, feedback }
     }
