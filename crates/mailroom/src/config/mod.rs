@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 mod authentication;
 mod relay;
 mod values;
+mod web;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use relay::RelayConfig;
 pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
+pub use web::{AcmeConfig, HttpConfig};
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
@@ -46,6 +48,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub verify: VerifyConfig,
     pub dkim: DkimConfig,
+    pub http: HttpConfig,
+    pub acme: AcmeConfig,
 }
 
 /// `[tls]`: one certificate for every service.
@@ -177,6 +181,8 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             dns: DnsConfig::default(),
             verify: VerifyConfig::default(),
+            http: HttpConfig::default(),
+            acme: AcmeConfig::default(),
         }
     }
 }
@@ -360,6 +366,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_admission(c)?;
+    web::validate(&c.http, &c.acme)?;
     validate_auth(&c.auth)?;
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(
