@@ -360,6 +360,8 @@ async fn serve(
         metrics: None,
         challenges: web::Challenges::default(),
     };
+    let acme =
+        crate::web_face::spawn_acme(&config, &directory, cert.clone(), web.challenges.clone());
     crate::web_face::spawn(
         &mut servers,
         web,
@@ -402,6 +404,9 @@ async fn serve(
     wait_for_signal(&cert).await;
     if let Some(r) = renewal {
         r.abort();
+    }
+    if let Some(a) = acme {
+        a.abort();
     }
     crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+pub mod acme;
 pub mod autoconfig;
 pub mod listener;
 pub mod metrics;

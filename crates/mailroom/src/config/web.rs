@@ -119,6 +119,11 @@ pub(super) fn validate(http: &HttpConfig, acme: &AcmeConfig) -> Result<(), super
             "acme.directory_url: must be an https:// URL".into(),
         ));
     }
+    if !acme.directory_url.is_empty() && acme.challenge == AcmeChallenge::TlsAlpn01 {
+        return Err(ConfigError(
+            "acme.challenge: \"tls-alpn-01\" is not supported yet; use \"http-01\"".into(),
+        ));
+    }
     if !acme.contact.is_empty() && !acme.contact.starts_with("mailto:") {
         return Err(ConfigError("acme.contact: must be a mailto: URL".into()));
     }

@@ -1,0 +1,91 @@
+"""ACME against Debian's pebble (a real ACME server, run here with its own config and TLS
+certificate): Mailroom creates its account, orders one certificate for its names, stores it and
+serves it on every TLS listener: `openssl s_client` on 465, 995 and 443 shows pebble's issuer,
+where the self-signed certificate served before. PEBBLE_VA_ALWAYS_VALID=1: pebble does not
+connect back (no DNS for the test names here)."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import HOST, free_port, has, wait_port
+
+pytestmark = pytest.mark.skipif(not (has("pebble") and has("openssl")), reason="pebble and openssl needed")
+
+
+def make_ca_and_cert(dir):
+    """A root and a certificate for 127.0.0.1 signed by it, for pebble's own HTTPS."""
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test root",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+        "-keyout", str(dir / "ca.key"), "-out", str(dir / "ca.pem"))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(dir / "pebble.key"), "-out", str(dir / "pebble.csr"))
+    (dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                                 "extendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", str(dir / "pebble.csr"), "-CA", str(dir / "ca.pem"),
+        "-CAkey", str(dir / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(dir / "ext.cnf"),
+        "-out", str(dir / "pebble.pem"))
+
+
+@pytest.fixture
+def pebble(tmp_path):
+    def start(http_port, https_port, always_valid=True, extra_env=None):
+        d = tmp_path / "pebble"
+        d.mkdir()
+        make_ca_and_cert(d)
+        port, mgmt = free_port(), free_port()
+        (d / "config.json").write_text(json.dumps({"pebble": {
+            "listenAddress": f"{HOST}:{port}", "managementListenAddress": f"{HOST}:{mgmt}",
+            "certificate": str(d / "pebble.pem"), "privateKey": str(d / "pebble.key"),
+            "httpPort": http_port, "tlsPort": https_port, "ocspResponderURL": "",
+            "externalAccountBindingRequired": False}}))
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
+        if always_valid:
+            env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+        env.update(extra_env or {})
+        log = open(d / "pebble.log", "wb")
+        proc = subprocess.Popen(["pebble", "-config", str(d / "config.json")], env=env, stdout=log, stderr=log)
+        procs.append(proc)
+        wait_port(HOST, port, proc=proc)
+        return f"https://{HOST}:{port}/dir", d / "ca.pem", d
+    procs = []
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def issuer(port, name="mx.example.test"):
+    r = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{port}", "-servername", name],
+                       input=b"", capture_output=True, timeout=20)
+    text = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-ext", "subjectAltName"],
+                          input=r.stdout, capture_output=True).stdout.decode()
+    return text
+
+
+def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
+    s = make_server(http=True)
+    url, ca, d = pebble(s.http_port, s.https_port)
+    text = s.config.read_text()
+    s.config.write_text(text.replace("[smtp]\n", f'[acme]\ndirectory_url = "{url}"\n'
+                                     f'contact = "mailto:admin@example.test"\nca_file = "{ca}"\n[smtp]\n', 1))
+    s.cli("domain", "add", "example.test")
+    s.start()
+    s.wait_log("acme: certificate for", timeout=60)
+    assert "mta-sts.example.test" in s.log_text() and "autoconfig.example.test" in s.log_text()
+    for port in (s.submissions_port, s.pop3s_port, s.https_port):
+        text = issuer(port)
+        assert "Pebble" in text, (port, text)
+        assert "DNS:mx.example.test" in text and "DNS:mta-sts.example.test" in text, text
+    # Stored through store: a restart serves the stored certificate without a new order.
+    mode = os.stat(s.data / "acme" / "key.pem").st_mode & 0o777
+    assert mode == 0o600, oct(mode)
+    s.stop()
+    s.start()
+    s.wait_log("acme: stored certificate installed", timeout=20)
+    assert "Pebble" in issuer(s.submissions_port)
+    assert s.log_text().count("acme: account created") == 1
