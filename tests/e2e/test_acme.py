@@ -6,12 +6,15 @@ connect back (no DNS for the test names here)."""
 
 import json
 import os
+import smtplib
+import ssl
 import subprocess
 import time
 
 import pytest
 
 from conftest import HOST, free_port, has, wait_port
+from remote_mta import Dns
 
 pytestmark = pytest.mark.skipif(not (has("pebble") and has("openssl")), reason="pebble and openssl needed")
 
@@ -33,7 +36,7 @@ def make_ca_and_cert(dir):
 
 @pytest.fixture
 def pebble(tmp_path):
-    def start(http_port, https_port, always_valid=True, extra_env=None):
+    def start(http_port, https_port, always_valid=True, extra_env=None, dns=None, validity=None):
         d = tmp_path / "pebble"
         d.mkdir()
         make_ca_and_cert(d)
@@ -42,13 +45,15 @@ def pebble(tmp_path):
             "listenAddress": f"{HOST}:{port}", "managementListenAddress": f"{HOST}:{mgmt}",
             "certificate": str(d / "pebble.pem"), "privateKey": str(d / "pebble.key"),
             "httpPort": http_port, "tlsPort": https_port, "ocspResponderURL": "",
-            "externalAccountBindingRequired": False}}))
+            "externalAccountBindingRequired": False,
+            **({"certificateValidityPeriod": validity} if validity else {})}}))
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
         if always_valid:
             env["PEBBLE_VA_ALWAYS_VALID"] = "1"
         env.update(extra_env or {})
         log = open(d / "pebble.log", "wb")
-        proc = subprocess.Popen(["pebble", "-config", str(d / "config.json")], env=env, stdout=log, stderr=log)
+        args = ["pebble", "-config", str(d / "config.json")] + (["-dnsserver", dns] if dns else [])
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log)
         procs.append(proc)
         wait_port(HOST, port, proc=proc)
         return f"https://{HOST}:{port}/dir", d / "ca.pem", d
@@ -67,12 +72,16 @@ def issuer(port, name="mx.example.test"):
     return text
 
 
-def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
-    s = make_server(http=True)
-    url, ca, d = pebble(s.http_port, s.https_port)
+def with_acme(s, url, ca):
     text = s.config.read_text()
     s.config.write_text(text.replace("[smtp]\n", f'[acme]\ndirectory_url = "{url}"\n'
                                      f'contact = "mailto:admin@example.test"\nca_file = "{ca}"\n[smtp]\n', 1))
+
+
+def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
+    s = make_server(http=True)
+    url, ca, d = pebble(s.http_port, s.https_port)
+    with_acme(s, url, ca)
     s.cli("domain", "add", "example.test")
     s.start()
     s.wait_log("acme: certificate for", timeout=60)
@@ -89,3 +98,60 @@ def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
     s.wait_log("acme: stored certificate installed", timeout=20)
     assert "Pebble" in issuer(s.submissions_port)
     assert s.log_text().count("acme: account created") == 1
+
+
+def test_pebble_validates_http_01_against_our_port_80(make_server, pebble, tmp_path):
+    """No shortcut: pebble resolves every name through dnsmasq and fetches the token from our
+    HTTP listener (its httpPort is our port)."""
+    names = ["mx.example.test", "mta-sts.example.test", "autoconfig.example.test"]
+    dns_dir = tmp_path / "dns"
+    dns_dir.mkdir()
+    dns = Dns(dns_dir, a=[(n, HOST) for n in names])
+    try:
+        s = make_server(http=True)
+        url, ca, d = pebble(s.http_port, s.https_port, always_valid=False, dns=dns.server)
+        with_acme(s, url, ca)
+        s.cli("domain", "add", "example.test")
+        s.start()
+        s.wait_log("acme: certificate for", timeout=90)
+        assert "Pebble" in issuer(s.https_port, "mta-sts.example.test")
+        # pebble really asked our port 80 for each token.
+        log = (d / "pebble.log").read_text()
+        for n in names:
+            assert f"validate w/ HTTP: http://{n}:{s.http_port}/.well-known/acme-challenge/" in log, log[-2000:]
+            assert n in (dns_dir / "dnsmasq.log").read_text()
+        assert log.count("set VALID by completed challenge") == 3, log[-2000:]
+    finally:
+        dns.stop()
+
+
+def serial(port):
+    r = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{port}", "-servername", "mx.example.test"],
+                       input=b"", capture_output=True, timeout=20)
+    return subprocess.run(["openssl", "x509", "-noout", "-serial"], input=r.stdout,
+                          capture_output=True).stdout.decode().strip()
+
+
+def test_short_lived_certificate_is_renewed_and_swapped_under_an_open_session(make_server, pebble):
+    """A 12 s certificate is renewed at two thirds of its life; an SMTP session opened on the
+    first certificate stays open across the swap and still delivers."""
+    s = make_server(http=True)
+    url, ca, d = pebble(s.http_port, s.https_port, validity=12)
+    with_acme(s, url, ca)
+    s.cli("domain", "add", "example.test")
+    s.add_user("alice@example.test")
+    s.start()
+    s.wait_log("acme: certificate for", timeout=60)
+    first = serial(s.submissions_port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP_SSL(HOST, s.submissions_port, context=ctx, timeout=30) as c:
+        c.login("alice@example.test", "secret")
+        s.wait_log("acme: certificate for", count=2, timeout=30)
+        second = serial(s.submissions_port)
+        assert second != first, (first, second)
+        assert c.noop()[0] == 250
+        c.sendmail("alice@example.test", ["alice@example.test"],
+                   b"From: alice@example.test\r\nSubject: across the swap\r\n\r\nstill here\r\n")
+    s.wait_messages("alice@example.test", 1)
