@@ -78,18 +78,45 @@ def with_acme(s, url, ca):
                                      f'contact = "mailto:admin@example.test"\nca_file = "{ca}"\n[smtp]\n', 1))
 
 
-def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
-    s = make_server(http=True)
+NAMES = ["mx.example.test", "mta-sts.example.test", "autoconfig.example.test"]
+
+
+@pytest.fixture
+def dns(tmp_path):
+    """dnsmasq for the names of the certificate; Mailroom's [dns] asks it (names that do not
+    resolve to us are left out of the order)."""
+    made = []
+
+    def start(a):
+        d = tmp_path / f"dns{len(made)}"
+        d.mkdir()
+        made.append(Dns(d, a=a))
+        return made[-1], d
+    yield start
+    for m in made:
+        m.stop()
+
+
+def dns_extra(server):
+    return f'[dns]\nservers = ["{server}"]\n'
+
+
+def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble, dns):
+    # autoconfig. points elsewhere: dropped with a warning, not a failed order.
+    resolver, _ = dns([("mx.example.test", HOST), ("mta-sts.example.test", HOST),
+                       ("autoconfig.example.test", "192.0.2.1")])
+    s = make_server(http=True, extra=dns_extra(resolver.server))
     url, ca, d = pebble(s.http_port, s.https_port)
     with_acme(s, url, ca)
     s.cli("domain", "add", "example.test")
     s.start()
     s.wait_log("acme: certificate for", timeout=60)
-    assert "mta-sts.example.test" in s.log_text() and "autoconfig.example.test" in s.log_text()
+    assert "acme: autoconfig.example.test does not resolve to this server" in s.log_text()
     for port in (s.submissions_port, s.pop3s_port, s.https_port):
         text = issuer(port)
         assert "Pebble" in text, (port, text)
         assert "DNS:mx.example.test" in text and "DNS:mta-sts.example.test" in text, text
+        assert "autoconfig.example.test" not in text, text
     # Stored through store: a restart serves the stored certificate without a new order.
     mode = os.stat(s.data / "acme" / "key.pem").st_mode & 0o777
     assert mode == 0o600, oct(mode)
@@ -100,29 +127,24 @@ def test_certificate_from_pebble_on_every_tls_listener(make_server, pebble):
     assert s.log_text().count("acme: account created") == 1
 
 
-def test_pebble_validates_http_01_against_our_port_80(make_server, pebble, tmp_path):
+def test_pebble_validates_http_01_against_our_port_80(make_server, pebble, dns):
     """No shortcut: pebble resolves every name through dnsmasq and fetches the token from our
     HTTP listener (its httpPort is our port)."""
-    names = ["mx.example.test", "mta-sts.example.test", "autoconfig.example.test"]
-    dns_dir = tmp_path / "dns"
-    dns_dir.mkdir()
-    dns = Dns(dns_dir, a=[(n, HOST) for n in names])
-    try:
-        s = make_server(http=True)
-        url, ca, d = pebble(s.http_port, s.https_port, always_valid=False, dns=dns.server)
-        with_acme(s, url, ca)
-        s.cli("domain", "add", "example.test")
-        s.start()
-        s.wait_log("acme: certificate for", timeout=90)
-        assert "Pebble" in issuer(s.https_port, "mta-sts.example.test")
-        # pebble really asked our port 80 for each token.
-        log = (d / "pebble.log").read_text()
-        for n in names:
-            assert f"validate w/ HTTP: http://{n}:{s.http_port}/.well-known/acme-challenge/" in log, log[-2000:]
-            assert n in (dns_dir / "dnsmasq.log").read_text()
-        assert log.count("set VALID by completed challenge") == 3, log[-2000:]
-    finally:
-        dns.stop()
+    names = NAMES
+    resolver, dns_dir = dns([(n, HOST) for n in names])
+    s = make_server(http=True, extra=dns_extra(resolver.server))
+    url, ca, d = pebble(s.http_port, s.https_port, always_valid=False, dns=resolver.server)
+    with_acme(s, url, ca)
+    s.cli("domain", "add", "example.test")
+    s.start()
+    s.wait_log("acme: certificate for", timeout=90)
+    assert "Pebble" in issuer(s.https_port, "mta-sts.example.test")
+    # pebble really asked our port 80 for each token.
+    log = (d / "pebble.log").read_text()
+    for n in names:
+        assert f"validate w/ HTTP: http://{n}:{s.http_port}/.well-known/acme-challenge/" in log, log[-2000:]
+        assert n in (dns_dir / "dnsmasq.log").read_text()
+    assert log.count("set VALID by completed challenge") == 3, log[-2000:]
 
 
 def serial(port):
@@ -132,10 +154,11 @@ def serial(port):
                           capture_output=True).stdout.decode().strip()
 
 
-def test_short_lived_certificate_is_renewed_and_swapped_under_an_open_session(make_server, pebble):
+def test_short_lived_certificate_is_renewed_and_swapped_under_an_open_session(make_server, pebble, dns):
     """A 12 s certificate is renewed at two thirds of its life; an SMTP session opened on the
     first certificate stays open across the swap and still delivers."""
-    s = make_server(http=True)
+    resolver, _ = dns([(n, HOST) for n in NAMES])
+    s = make_server(http=True, extra=dns_extra(resolver.server))
     url, ca, d = pebble(s.http_port, s.https_port, validity=12)
     with_acme(s, url, ca)
     s.cli("domain", "add", "example.test")

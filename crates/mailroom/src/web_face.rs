@@ -97,6 +97,62 @@ pub fn acme_names(config: &Config, directory: &Directory) -> Vec<String> {
     names
 }
 
+/// The names that point at us: the host name always (the certificate is for it); another
+/// name when one of its addresses is ours or the host name's (behind NAT the public address is
+/// on no interface, but the host name must resolve to it for ACME to reach us at all).
+pub fn names_pointing_at_us(
+    hostname: &str,
+    resolved: &[(String, Vec<std::net::IpAddr>)],
+    ours: &[std::net::IpAddr],
+) -> (Vec<String>, Vec<String>) {
+    let host_ips: Vec<std::net::IpAddr> = resolved
+        .iter()
+        .filter(|(n, _)| n == hostname)
+        .flat_map(|(_, ips)| ips.iter().copied())
+        .collect();
+    let (mut kept, mut dropped) = (vec![hostname.to_string()], Vec::new());
+    for (name, ips) in resolved.iter().filter(|(n, _)| n != hostname) {
+        if ips
+            .iter()
+            .any(|ip| ours.contains(ip) || host_ips.contains(ip))
+        {
+            kept.push(name.clone());
+        } else {
+            dropped.push(name.clone());
+        }
+    }
+    (kept, dropped)
+}
+
+/// `names` resolved through `[dns]`, those not pointing at us dropped with a warning.
+async fn resolvable_names(config: &Config, names: Vec<String>) -> Vec<String> {
+    let dns = match dns::Dns::new(&dns::DnsConfig {
+        servers: config.dns_servers().to_vec(),
+        ..dns::DnsConfig::default()
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("acme: no resolver ({e}); ordering for every name");
+            return names;
+        }
+    };
+    let mut resolved = Vec::new();
+    for name in &names {
+        resolved.push((name.clone(), dns.ips(name).await.unwrap_or_default()));
+    }
+    let mut ours = crate::local_addrs::local_addresses(&config.http.listen);
+    ours.extend(crate::local_addrs::local_addresses(&config.smtp.listen));
+    let (kept, dropped) = names_pointing_at_us(&names[0], &resolved, &ours);
+    for name in dropped {
+        tracing::warn!(
+            "acme: {name} does not resolve to this server; left out of the certificate \
+             (point it at {}: mailroom dns-records)",
+            names[0]
+        );
+    }
+    kept
+}
+
 /// Starts the ACME loop when `[acme] directory_url` is set.
 pub fn spawn_acme(
     config: &Config,
@@ -113,16 +169,21 @@ pub fn spawn_acme(
         ca_file: (!config.acme.ca_file.is_empty()).then(|| config.acme.ca_file.clone().into()),
         names: acme_names(config, directory),
     };
-    tracing::info!(
-        "acme: ordering from {} for {}",
-        settings.directory_url,
-        settings.names.join(", ")
-    );
     let store = Arc::new(AcmeStore {
         data_dir: config.data_dir.clone(),
         cert,
     });
-    Some(tokio::spawn(web::acme::run(settings, store, challenges)))
+    let config = config.clone();
+    Some(tokio::spawn(async move {
+        let mut settings = settings;
+        settings.names = resolvable_names(&config, std::mem::take(&mut settings.names)).await;
+        tracing::info!(
+            "acme: ordering from {} for {}",
+            settings.directory_url,
+            settings.names.join(", ")
+        );
+        web::acme::run(settings, store, challenges).await
+    }))
 }
 
 /// Starts the listeners into `servers`; they stop when `shutdown` turns true.
@@ -159,5 +220,35 @@ pub fn spawn(
                 shutdown.clone(),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_not_pointing_at_us_are_dropped() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let resolved = vec![
+            ("mx.example.org".to_string(), vec![ip("203.0.113.5")]),
+            ("mta-sts.example.org".to_string(), vec![ip("203.0.113.5")]),
+            (
+                "autoconfig.example.org".to_string(),
+                vec![ip("198.51.100.7")],
+            ),
+            ("mta-sts.other.org".to_string(), vec![]),
+            ("autoconfig.other.org".to_string(), vec![ip("10.0.0.2")]),
+        ];
+        let (kept, dropped) = names_pointing_at_us("mx.example.org", &resolved, &[ip("10.0.0.2")]);
+        assert_eq!(
+            kept,
+            [
+                "mx.example.org",
+                "mta-sts.example.org",
+                "autoconfig.other.org"
+            ]
+        );
+        assert_eq!(dropped, ["autoconfig.example.org", "mta-sts.other.org"]);
     }
 }
