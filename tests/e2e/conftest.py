@@ -74,7 +74,7 @@ class Server:
     """One Mailroom instance with its own data_dir and ports."""
 
     def __init__(self, tmp: pathlib.Path, trusted=("127.0.0.2/32",), extra="", max_message_size=1048576,
-                 smtp_extra="", verify=False):
+                 smtp_extra="", verify=False, http=False, http_extra=""):
         self.tmp = tmp
         self.data = tmp / "data"
         self.config = tmp / "mailroom.toml"
@@ -84,6 +84,11 @@ class Server:
         self.submissions_port = free_port()
         self.pop3_port = free_port()
         self.pop3s_port = free_port()
+        # The web listeners (80/443 by default) only where a test asks for them (http=True).
+        self.http_port = free_port() if http else None
+        self.https_port = free_port() if http else None
+        http_listen = f'["{HOST}:{self.http_port}"]' if http else "[]"
+        https_listen = f'["{HOST}:{self.https_port}"]' if http else "[]"
         self.proc = None
         trusted_list = ", ".join(f'"{t}"' for t in trusted)
         # SPF/DKIM/DMARC/ARC checks (on by default) would ask this machine's resolver about
@@ -97,6 +102,7 @@ class Server:
             f'user = ""\n'
             f"{extra}\n"
             f"{no_verify}"
+            f"[http]\nlisten = {http_listen}\nhttps = {https_listen}\n{http_extra}"
             f"[smtp]\n"
             f'listen = ["{HOST}:{self.smtp_port}"]\n'
             f'submission = ["{HOST}:{self.submission_port}"]\n'

@@ -128,6 +128,10 @@ listen = ["{pop3}"]
 pop3s = []
 max_connections = 5000
 
+[http]
+listen = []
+https = []
+
 [relay]
 {route}
 per_destination_limit = 20

@@ -189,7 +189,7 @@ impl Dns {
         Ok(ips)
     }
 
-    /// The answers of type `kind` (`"MX"`, `"A"`, `"AAAA"`, `"TXT"`, `"SRV"`) for `name`, as
+    /// The answers of type `kind` (`"MX"`, `"A"`, `"AAAA"`, `"TXT"`, `"SRV"`, `"CNAME"`) for `name`, as
     /// text: TXT strings joined into one value, MX `pref host.`, SRV `prio weight port
     /// host.`, addresses as usual. An empty answer is [`Failure::NoRecords`].
     pub async fn answers(&self, name: &str, kind: &str) -> Result<Vec<String>, Failure> {
@@ -199,6 +199,7 @@ impl Dns {
             "AAAA" => RecordType::AAAA,
             "TXT" => RecordType::TXT,
             "SRV" => RecordType::SRV,
+            "CNAME" => RecordType::CNAME,
             other => return Err(Failure::Temporary(format!("record type {other} not asked"))),
         };
         let lookup = tokio::time::timeout(
@@ -223,6 +224,7 @@ impl Dns {
                         .map(|s| String::from_utf8_lossy(s).into_owned())
                         .collect(),
                 ),
+                RData::CNAME(c) if rtype == RecordType::CNAME => Some(c.0.to_utf8()),
                 RData::SRV(v) if rtype == RecordType::SRV => Some(format!(
                     "{} {} {} {}",
                     v.priority,

@@ -122,6 +122,39 @@ pub fn records(z: &ZoneInput<'_>) -> Vec<String> {
     out
 }
 
+/// The web face's names (issue 11): `mta-sts.` and `autoconfig.` of the domain pointing at the
+/// host name (their certificates come with it), and the `_mta-sts` TXT whose `id` changes with
+/// the policy (RFC 8461 §3.1). Nothing when there is no HTTPS listener to serve them.
+pub fn web_records(
+    domain: &str,
+    hostname: &str,
+    mta_sts: Option<&web::mta_sts::Policy>,
+) -> Vec<String> {
+    let Some(policy) = mta_sts else {
+        return Vec::new();
+    };
+    let mut out = vec![format!(
+        "; MTA-STS (mode {}) and autoconfig, served over https by {hostname}",
+        policy.mode.as_str()
+    )];
+    out.push(line(
+        &format!("mta-sts.{domain}"),
+        "CNAME",
+        &format!("{hostname}."),
+    ));
+    out.push(line(
+        &format!("autoconfig.{domain}"),
+        "CNAME",
+        &format!("{hostname}."),
+    ));
+    out.push(line(
+        &format!("_mta-sts.{domain}"),
+        "TXT",
+        &dkim::record::zone_strings(&policy.txt()),
+    ));
+    out
+}
+
 fn port(list: &[std::net::SocketAddr]) -> Option<u16> {
     list.first().map(|a| a.port())
 }
@@ -166,7 +199,11 @@ pub fn zone(
         pop3: port(&config.pop3.listen),
         pop3s: port(&config.pop3.pop3s),
     };
-    Ok(records(&z))
+    let mut lines = records(&z);
+    let policy = config.http.mta_sts(&config.hostname);
+    let served = (!config.http.https.is_empty()).then_some(&policy);
+    lines.extend(web_records(&domain, &config.hostname, served));
+    Ok(lines)
 }
 
 #[cfg(test)]

@@ -98,3 +98,27 @@ fn dkim_keys_published_active_and_recently_retired_split_at_255() {
     assert!(strings.iter().all(|s| s.trim_matches('"').len() <= 255));
     assert!(long.contains("\"v=DKIM1; k=rsa; p="));
 }
+
+#[test]
+fn web_names_and_the_mta_sts_id_follow_the_policy() {
+    let policy = web::mta_sts::Policy {
+        mode: web::mta_sts::Mode::Testing,
+        mx: "mx.example.org".into(),
+        max_age: 604_800,
+    };
+    let lines = super::web_records("example.org", "mx.example.org", Some(&policy));
+    assert!(lines.contains(&"mta-sts.example.org. 3600 IN CNAME mx.example.org.".to_string()));
+    assert!(lines.contains(&"autoconfig.example.org. 3600 IN CNAME mx.example.org.".to_string()));
+    let txt = format!(
+        "_mta-sts.example.org. 3600 IN TXT \"v=STSv1; id={}\"",
+        policy.id()
+    );
+    assert!(lines.contains(&txt), "{lines:?}");
+    let enforce = web::mta_sts::Policy {
+        mode: web::mta_sts::Mode::Enforce,
+        ..policy.clone()
+    };
+    let other = super::web_records("example.org", "mx.example.org", Some(&enforce));
+    assert_ne!(lines[3], other[3]);
+    assert!(super::web_records("example.org", "mx.example.org", None).is_empty());
+}

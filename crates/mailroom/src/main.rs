@@ -29,6 +29,7 @@ mod serve;
 mod terminal;
 mod tls;
 mod tls_admin;
+mod web_face;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -75,6 +75,8 @@ struct Listeners {
     submissions: Vec<std::net::TcpListener>,
     pop3: Vec<std::net::TcpListener>,
     pop3s: Vec<std::net::TcpListener>,
+    http: Vec<std::net::TcpListener>,
+    https: Vec<std::net::TcpListener>,
 }
 
 /// The host name is in EHLO, `Received:` and bounces: other servers expect a fully
@@ -115,6 +117,8 @@ pub fn run(config: Config) -> Result<(), Failure> {
         submissions: bind_all(&config.smtp.submissions, "smtp.submissions")?,
         pop3: bind_all(&config.pop3.listen, "pop3.listen")?,
         pop3s: bind_all(&config.pop3.pop3s, "pop3.pop3s")?,
+        http: bind_all(&config.http.listen, "http.listen")?,
+        https: bind_all(&config.http.https, "http.https")?,
     };
     // The key may be readable by root only: load it before dropping privileges.
     let source = crate::tls::cert_source(
@@ -199,6 +203,8 @@ async fn serve(
     let submissions_listeners = to_tokio(listeners.submissions)?;
     let pop3_listeners = to_tokio(listeners.pop3)?;
     let pop3s_listeners = to_tokio(listeners.pop3s)?;
+    let http_listeners = to_tokio(listeners.http)?;
+    let https_listeners = to_tokio(listeners.https)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -349,6 +355,25 @@ async fn serve(
             ));
         }
     }
+    let web = web::Web {
+        site: Arc::new(crate::web_face::site(&config)),
+        backend: Arc::new(crate::web_face::DirectoryBackend {
+            directory: directory.clone(),
+        }),
+        metrics: None,
+        challenges: web::Challenges::default(),
+    };
+    let acme =
+        crate::web_face::spawn_acme(&config, &directory, cert.clone(), web.challenges.clone());
+    crate::web_face::spawn(
+        &mut servers,
+        web,
+        http_listeners,
+        https_listeners,
+        acceptor.clone(),
+        &config,
+        &shutdown_rx,
+    );
     tracing::info!(
         "mailroom started as {} with data_dir {}",
         config.hostname,
@@ -382,6 +407,9 @@ async fn serve(
     wait_for_signal(&cert).await;
     if let Some(r) = renewal {
         r.abort();
+    }
+    if let Some(a) = acme {
+        a.abort();
     }
     crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();

@@ -38,6 +38,8 @@ pub const COPY_KEY: &str = "installed-key.pem";
 pub struct ReloadableCert {
     source: CertSource,
     current: RwLock<Arc<CertifiedKey>>,
+    /// Set once an ACME certificate is installed: reloads of the files then keep it.
+    from_acme: std::sync::atomic::AtomicBool,
 }
 
 impl ResolvesServerCert for ReloadableCert {
@@ -54,8 +56,23 @@ impl ResolvesServerCert for ReloadableCert {
 impl ReloadableCert {
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), String> {
+        if self.from_acme.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let key = load(&self.source)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        Ok(())
+    }
+}
+
+impl ReloadableCert {
+    /// Installs a certificate obtained by ACME (PEM chain and key); new handshakes get it,
+    /// running sessions keep theirs. On error the old certificate stays.
+    pub fn install_acme(&self, chain: &str, key: &str) -> Result<(), String> {
+        let ck = parse(&self.source, chain.as_bytes(), key.as_bytes())?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ck);
+        self.from_acme
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -197,6 +214,7 @@ pub fn server_config(
     let resolver = Arc::new(ReloadableCert {
         source,
         current: RwLock::new(Arc::new(key)),
+        from_acme: std::sync::atomic::AtomicBool::new(false),
     });
     // TLS 1.2 and 1.3 only (rustls offers nothing older).
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))

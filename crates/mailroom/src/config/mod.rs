@@ -16,11 +16,13 @@ mod filter;
 mod relay;
 mod tls_policy;
 mod values;
+mod web;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use filter::{FilterConfig, LimitsConfig};
 pub use relay::RelayConfig;
 pub use values::LogFormat;
 pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
+pub use web::{AcmeConfig, HttpConfig};
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
@@ -56,6 +58,8 @@ pub struct Config {
     pub dkim: DkimConfig,
     pub filter: FilterConfig,
     pub limits: LimitsConfig,
+    pub http: HttpConfig,
+    pub acme: AcmeConfig,
 }
 
 /// `[tls]`: one certificate for every service.
@@ -191,6 +195,8 @@ impl Default for Config {
             verify: VerifyConfig::default(),
             filter: FilterConfig::default(),
             limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
+            acme: AcmeConfig::default(),
         }
     }
 }
@@ -375,6 +381,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     validate_admission(c)?;
     filter::validate(c)?;
+    web::validate(&c.http, &c.acme)?;
     validate_auth(&c.auth)?;
     if c.delivery.concurrency == 0 {
         return Err(ConfigError(

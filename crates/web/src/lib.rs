@@ -1,0 +1,179 @@
+//! The web face of Mailroom: one axum application behind our own HTTP/1.1 listener.
+//!
+//! Port 80 ([`plain_router`]) answers ACME HTTP-01 challenges and redirects everything else to
+//! https; port 443 ([`https_router`]) serves Thunderbird autoconfig and Outlook autodiscover
+//! ([`autoconfig`]), the MTA-STS policy of our domains ([`mta_sts`]) and `/metrics`
+//! ([`metrics`], from a supplier plugged in by `serve`). [`listener`] bounds every connection
+//! (count, header size, header and request time, body size, lifetime).
+//!
+//! It does not open the directory or read the configuration file: `mailroom serve` hands it a
+//! [`Site`] (plain settings) and a [`Backend`] (what it may ask the directory).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub mod acme;
+pub mod autoconfig;
+pub mod listener;
+pub mod metrics;
+pub mod mta_sts;
+
+/// What the web face may ask the mail server.
+pub trait Backend: Send + Sync {
+    /// Whether `domain` (lower case) is one of ours.
+    fn is_local_domain(&self, domain: &str) -> bool;
+}
+
+/// The ports clients are told about; `None` when the service is not offered.
+#[derive(Clone, Debug, Default)]
+pub struct ClientPorts {
+    pub pop3s: Option<u16>,
+    pub submissions: Option<u16>,
+    pub submission: Option<u16>,
+}
+
+/// Plain settings from the configuration.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Our host name: the MX, and the server clients are told to use.
+    pub hostname: String,
+    pub ports: ClientPorts,
+    pub mta_sts: mta_sts::Policy,
+    /// Who may read `/metrics`.
+    pub metrics_networks: Vec<ipnet::IpNet>,
+}
+
+/// Where a request came from; put into every request's extensions by [`listener`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub https: bool,
+}
+
+/// ACME HTTP-01 answers in flight: token -> key authorization.
+#[derive(Clone, Default, Debug)]
+pub struct Challenges(Arc<RwLock<HashMap<String, String>>>);
+
+impl Challenges {
+    pub fn insert(&self, token: &str, key_authorization: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_string(), key_authorization.to_string());
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+    }
+
+    pub fn get(&self, token: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+}
+
+/// A `/metrics` body supplier (the registry's `encode`).
+pub type MetricsSupplier = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct Web {
+    pub site: Arc<Site>,
+    pub backend: Arc<dyn Backend>,
+    pub metrics: Option<MetricsSupplier>,
+    pub challenges: Challenges,
+}
+
+/// The host part of a `Host` header, lower case, when it is a plausible DNS name (letters,
+/// digits, `-`, `.`); a port is dropped. Anything else (IP literals included) is `None`.
+pub fn host_name(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::HOST)?.to_str().ok()?;
+    let name = match raw.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => raw,
+    };
+    let name = name.trim_end_matches('.');
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then(|| name.to_ascii_lowercase())
+}
+
+/// Port 80: ACME HTTP-01 answers; everything else `301` to the same path over https.
+pub fn plain_router(web: Web) -> Router {
+    Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
+        .fallback(to_https)
+        .with_state(web)
+}
+
+async fn acme_challenge(State(web): State<Web>, Path(token): Path<String>) -> Response {
+    match web.challenges.get(&token) {
+        Some(answer) => ([(header::CONTENT_TYPE, "text/plain")], answer).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn to_https(State(web): State<Web>, headers: HeaderMap, uri: Uri) -> Response {
+    let host = host_name(&headers).unwrap_or_else(|| web.site.hostname.clone());
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    let location = format!("https://{host}{path}");
+    (
+        StatusCode::MOVED_PERMANENTLY,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+/// Port 443: autoconfig, autodiscover, the MTA-STS policy, `/metrics`.
+pub fn https_router(web: Web) -> Router {
+    Router::new()
+        .merge(autoconfig::routes())
+        .merge(mta_sts::routes())
+        .merge(metrics::routes())
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::extract::DefaultBodyLimit::max(listener::MAX_BODY))
+        .with_state(web)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(v: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, v.parse().unwrap());
+        host_name(&h)
+    }
+
+    #[test]
+    fn host_names_are_checked() {
+        assert_eq!(
+            host("MTA-STS.Example.org:443").as_deref(),
+            Some("mta-sts.example.org")
+        );
+        assert_eq!(host("example.org.").as_deref(), Some("example.org"));
+        assert_eq!(host("[::1]:443"), None);
+        assert_eq!(host("evil.org/x"), None);
+        assert_eq!(host("a b"), None);
+    }
+}
