@@ -252,3 +252,19 @@ def test_a_bad_log_key_is_exit_2_naming_it(tmp_path, key, value):
     cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n{key} = {value}\n')
     r = subprocess.run([BIN, "--config", str(cfg), "check-config"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and key in r.stderr, (r.returncode, r.stderr)
+
+
+@pytest.mark.skipif(not has("openssl"), reason="openssl needed")
+def test_no_warning_for_a_client_sending_an_ip_address_as_sni(make_server):
+    s = make_server()
+    s.start()
+    # OpenSSL sends what -servername says, an IP address here (RFC 6066 forbids it, many
+    # clients connecting by address do it anyway).
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"{HOST}:{s.smtp_port}",
+                        "-servername", HOST], input=b"QUIT\r\n", capture_output=True, timeout=30)
+    assert b"TLSv1.3" in r.stdout, r.stdout[-2000:]
+    s.wait_log("STARTTLS tls=TLSv1.3")
+    assert s.stop() == 0
+    lines = s.log_text().splitlines()
+    assert not [l for l in lines if " WARN " in l and "self-signed" not in l], lines
+    assert "SNI" not in s.log_text()
