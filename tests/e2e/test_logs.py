@@ -50,15 +50,14 @@ def parse_text(line):
     m = LINE.match(line)
     assert m, f"not a log line: {line!r}"
     level, rest = m.groups()
-    # The message ends where the fields begin: the first ` key=` from which everything
-    # else is fields.
-    for start in [0] + [i for i, c in enumerate(rest) if c == " "]:
-        tail = rest[start:] if start else " " + rest
-        if FIELDS.fullmatch(tail) and "=" in tail:
-            fields = {k: unquote(v) for k, v in ONE_FIELD.findall(tail)}
-            return level, rest[:start], fields
-    assert "=" not in rest or rest.count('"') % 2 == 0, f"unparsable fields: {line!r}"
-    return level, rest, {}
+    # The message ends where the first ` key=` begins; everything after it must be fields.
+    first = re.search(r" [a-z][a-z0-9_.-]*=", rest)
+    if not first:
+        return level, rest, {}
+    tail = rest[first.start():]
+    assert FIELDS.fullmatch(tail), f"not key=value fields: {tail!r} in {line!r}"
+    fields = {k: unquote(v) for k, v in ONE_FIELD.findall(tail)}
+    return level, rest[:first.start()], fields
 
 
 def no_debug_forms(lines):
