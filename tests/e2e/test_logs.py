@@ -50,15 +50,14 @@ def parse_text(line):
     m = LINE.match(line)
     assert m, f"not a log line: {line!r}"
     level, rest = m.groups()
-    # The message ends where the fields begin: the first ` key=` from which everything
-    # else is fields.
-    for start in [0] + [i for i, c in enumerate(rest) if c == " "]:
-        tail = rest[start:] if start else " " + rest
-        if FIELDS.fullmatch(tail) and "=" in tail:
-            fields = {k: unquote(v) for k, v in ONE_FIELD.findall(tail)}
-            return level, rest[:start], fields
-    assert "=" not in rest or rest.count('"') % 2 == 0, f"unparsable fields: {line!r}"
-    return level, rest, {}
+    # The message ends where the first ` key=` begins; everything after it must be fields.
+    first = re.search(r" [a-z][a-z0-9_.-]*=", rest)
+    if not first:
+        return level, rest, {}
+    tail = rest[first.start():]
+    assert FIELDS.fullmatch(tail), f"not key=value fields: {tail!r} in {line!r}"
+    fields = {k: unquote(v) for k, v in ONE_FIELD.findall(tail)}
+    return level, rest[:first.start()], fields
 
 
 def no_debug_forms(lines):
@@ -252,3 +251,19 @@ def test_a_bad_log_key_is_exit_2_naming_it(tmp_path, key, value):
     cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n{key} = {value}\n')
     r = subprocess.run([BIN, "--config", str(cfg), "check-config"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and key in r.stderr, (r.returncode, r.stderr)
+
+
+@pytest.mark.skipif(not has("openssl"), reason="openssl needed")
+def test_no_warning_for_a_client_sending_an_ip_address_as_sni(make_server):
+    s = make_server()
+    s.start()
+    # OpenSSL sends what -servername says, an IP address here (RFC 6066 forbids it, many
+    # clients connecting by address do it anyway).
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"{HOST}:{s.smtp_port}",
+                        "-servername", HOST], input=b"QUIT\r\n", capture_output=True, timeout=30)
+    assert b"TLSv1.3" in r.stdout, r.stdout[-2000:]
+    s.wait_log("STARTTLS tls=TLSv1.3")
+    assert s.stop() == 0
+    lines = s.log_text().splitlines()
+    assert not [l for l in lines if " WARN " in l and "self-signed" not in l], lines
+    assert "SNI" not in s.log_text()

@@ -404,7 +404,22 @@ async fn serve(
             cert.clone(),
         ))
     });
+    // The metric of the certificate's remaining life, set every minute (and after a reload).
+    let cert_metric = {
+        let cert = cert.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if let Some(left) = cert.seconds_left(clock.unix() as i64) {
+                    metrics::global().certificate_expiry_seconds.set(left);
+                }
+            }
+        })
+    };
     wait_for_signal(&cert).await;
+    cert_metric.abort();
     if let Some(r) = renewal {
         r.abort();
     }

@@ -54,6 +54,19 @@ impl ResolvesServerCert for ReloadableCert {
 }
 
 impl ReloadableCert {
+    /// Seconds from `now_unix` until the served certificate's notAfter (negative: expired);
+    /// `None` when it cannot be read.
+    pub fn seconds_left(&self, now_unix: i64) -> Option<i64> {
+        let key = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let der = key.cert.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(cert.validity().not_after.timestamp() - now_unix)
+    }
+
     /// Reads the files again; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), String> {
         if self.from_acme.load(std::sync::atomic::Ordering::Relaxed) {
@@ -238,6 +251,14 @@ mod tests {
         assert_eq!(pem1, std::fs::read(&b.certificate).unwrap());
         let (_, reload) = server_config(b).unwrap();
         reload.reload().unwrap();
+        // The self-signed certificate lives a year: the metric's seconds left.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let left = reload.seconds_left(now).unwrap();
+        assert!((360 * 86_400..=366 * 86_400).contains(&left), "{left}");
+        assert!(reload.seconds_left(now + 400 * 86_400).unwrap() < 0);
     }
 
     /// Issue 19: the key was written as root through whatever was at `selfsigned-key.tmp`.

@@ -228,6 +228,10 @@ async fn handshake(
             Ok(Ok(tls)) => Ok(tls),
             Ok(Err(e)) => {
                 tracing::info!(%ip, error = %e, "pop3: TLS handshake failed");
+                metrics::global()
+                    .tls_handshake_failures
+                    .get_or_create(&metrics::ServiceLabel { service: "pop3" })
+                    .inc();
                 Err("TLS handshake failed")
             }
             Err(_) => Err("TLS handshake timeout"),
@@ -427,6 +431,7 @@ impl Conn {
                 };
                 let reply = self.session.update_result(not_removed);
                 let (retrieved, deleted) = self.session.counts();
+                metrics::global().pop3_retrievals.inc_by(retrieved as u64);
                 tracing::info!(ip = %self.ip, user = self.session.user().map(proto::smtp::address::escape).map(tracing::field::display), retrieved, deleted, "pop3: quit");
                 self.mailbox = None;
                 send(wr, reply.as_bytes(), t).await?;
@@ -472,6 +477,10 @@ impl Conn {
                 // Same path, reply and delay for unknown users and wrong passwords; the delay
                 // grows with the recent failures of this address or this account.
                 let f = attempt.failed(ctx.guard.now());
+                metrics::global()
+                    .login_failures
+                    .get_or_create(&metrics::ProtocolLabel { protocol: "pop3" })
+                    .inc();
                 tracing::warn!(%ip, user = %proto::smtp::address::escape(user), tls, ip_failures = f.ip_failures, account_failures = f.account_failures, "pop3: login failed");
                 tokio::time::sleep(f.delay).await;
                 return AuthOutcome::BadCredentials;

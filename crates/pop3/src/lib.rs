@@ -141,6 +141,7 @@ pub async fn serve(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    metrics::global().connection(if implicit_tls { "pop3s" } else { "pop3" });
                     let trusted = config.plaintext_allowed(peer.ip());
                     let Ok(ticket) = gate.admit(peer.ip(), trusted) else {
                         tracing::warn!(%peer, "pop3: too many connections, refusing");

@@ -64,6 +64,10 @@ impl SmtpAuth {
                     tracing::error!("auth: directory error: {e}");
                 }
                 let failed = attempt.failed(self.guard.now());
+                metrics::global()
+                    .login_failures
+                    .get_or_create(&metrics::ProtocolLabel { protocol: "smtp" })
+                    .inc();
                 let n = failed.ip_failures.max(failed.account_failures);
                 tracing::warn!(
                     client = %crate::listener::client(ip),

@@ -86,6 +86,7 @@ impl Direct {
                         reply = "delivered to maildir",
                         "delivery: {id}:"
                     );
+                    metrics::global().delivered("sent", "local");
                     written.push(w);
                 }
                 Ok(CopyResult::AlreadyThere) => {}

@@ -183,6 +183,7 @@ async fn handle(
     let service = smtpd.config.session.service;
     // The DNS lists are asked at once, while the greeting goes out.
     let check = ClientCheck::start(smtpd.filters.as_deref(), service, ip, trusted);
+    metrics::global().connection(service.as_str());
     tracing::info!(
         client = %client(ip),
         port = addr.port(),
@@ -196,6 +197,7 @@ async fn handle(
             Ok(Pregreet::Waited) => {}
             Ok(Pregreet::TalkedEarly) => {
                 let n = crate::pregreet::count_early_talker();
+                metrics::global().early_talkers.inc();
                 tracing::warn!(
                     client = %client(ip),
                     reply = "554 5.5.1",
@@ -277,10 +279,18 @@ async fn handshake(
         .tls
         .clone()
         .ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(r) => r.map_err(|e| std::io::Error::other(format!("TLS handshake failed: {e}"))),
         Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+    };
+    if result.is_err() {
+        let service = smtpd.config.session.service.as_str();
+        metrics::global()
+            .tls_handshake_failures
+            .get_or_create(&metrics::ServiceLabel { service })
+            .inc();
     }
+    result
 }
 
 fn log_end(ip: std::net::IpAddr, conn: &Connection, stats: &Stats, result: std::io::Result<()>) {
@@ -313,6 +323,7 @@ pub fn angle(text: &str) -> String {
 fn log_rejections(conn: &mut Connection, ip: std::net::IpAddr) {
     for r in conn.take_rejections() {
         let a = &r.attempt;
+        metrics::global().refused(a.stage.as_str(), r.reply.code);
         let who = client(ip);
         tracing::info!(
             client = %who,
@@ -439,6 +450,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                                 "4.4.2 Session time limit exceeded, closing connection",
                             ),
                             Interrupt::Evicted => {
+                                metrics::global()
+                                    .evictions
+                                    .get_or_create(&metrics::ServiceLabel {
+                                        service: smtpd.config.session.service.as_str(),
+                                    })
+                                    .inc();
                                 tracing::info!("smtpd: [{ip}] closed to make room for a newcomer");
                                 proto::smtp::Reply::new(
                                     421,
@@ -459,6 +476,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Event::Spill(bytes) => crate::commit::spill(smtpd, conn, ip, &mut draft, &bytes),
             Event::Abandon => draft = None,
             Event::Commit { envelope, message } => {
+                let end_of_data = std::time::Instant::now();
                 let (verifier, service) = (smtpd.verifier.as_deref(), smtpd.config.session.service);
                 let spilled = draft.is_some();
                 let screened = if spilled {
@@ -497,13 +515,23 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(message) => message,
                     Err(refused) => {
                         conn.committed(Err(CommitError::Refused(refused)));
+                        let took = end_of_data.elapsed().as_secs_f64();
+                        metrics::global().end_of_data_seconds.observe(took);
                         continue;
                     }
                 };
                 let draft = draft.take();
                 if crate::commit::commit(smtpd, conn, ip, draft, envelope, message).await {
                     stats.messages += 1;
+                    metrics::global()
+                        .messages_accepted
+                        .get_or_create(&metrics::ServiceLabel {
+                            service: smtpd.config.session.service.as_str(),
+                        })
+                        .inc();
                 }
+                let took = end_of_data.elapsed().as_secs_f64();
+                metrics::global().end_of_data_seconds.observe(took);
             }
             Event::Authenticate { user, password } => {
                 let account = smtpd.auth.check(ip, &user, &password).await;

@@ -121,6 +121,7 @@ impl Gate {
                 self.stressed.store(true, Ordering::Relaxed);
                 self.stress_watch.send_replace(true);
                 let n = self.stress_episodes.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::global().stress_episodes.inc();
                 tracing::warn!(
                     "{}: stress mode on: {open} of {} connections open (threshold {}); short timeouts for unproven sessions, oldest idle ones closed when full (episode {n})",
                     self.name,

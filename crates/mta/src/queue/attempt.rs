@@ -233,6 +233,7 @@ impl Runner {
                         reply = %reply,
                         "delivery: {id}:"
                     );
+                    metrics::global().delivered("expired", "remote");
                     *r = Outcome::failed(
                         "4.4.7",
                         format!(
@@ -369,17 +370,20 @@ impl Runner {
                         received: env2.received,
                     };
                     match mda.write_body(&which, rp, &msg, retry) {
-                        Ok(CopyResult::Written(_)) => tracing::info!(
-                            to = %format!("<{rcpt}>"),
-                            relay = "local",
-                            mailbox = %copy.account.address,
-                            delay,
-                            attempt = %format!("{:.3}s", started.elapsed().as_secs_f64()),
-                            dsn = "2.0.0",
-                            status = "sent",
-                            reply = "delivered to maildir",
-                            "delivery: {id2}:"
-                        ),
+                        Ok(CopyResult::Written(_)) => {
+                            metrics::global().delivered("sent", "local");
+                            tracing::info!(
+                                to = %format!("<{rcpt}>"),
+                                relay = "local",
+                                mailbox = %copy.account.address,
+                                delay,
+                                attempt = %format!("{:.3}s", started.elapsed().as_secs_f64()),
+                                dsn = "2.0.0",
+                                status = "sent",
+                                reply = "delivered to maildir",
+                                "delivery: {id2}:"
+                            );
+                        }
                         Ok(CopyResult::AlreadyThere) => tracing::info!(
                             to = %format!("<{rcpt}>"),
                             relay = "local",
@@ -489,6 +493,13 @@ fn delivery_line(
 ) {
     let relay = o.mx.as_deref().unwrap_or("none");
     let tls = o.tls_label();
+    let result = match status {
+        "sent" => "sent",
+        "deferred" => "deferred",
+        _ => "bounced",
+    };
+    metrics::global().delivered(result, "remote");
+    metrics::global().delivery_seconds.observe(took);
     let to = format!("<{rcpt}>");
     let attempt = format!("{took:.3}s");
     if status == "sent" {
