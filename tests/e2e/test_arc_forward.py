@@ -108,3 +108,18 @@ def test_seal_continues_a_chain_it_came_with(world):
     assert "arc=pass" in head
     cv, results, reason = dkim.arc_verify(crlf(raw), dnsfunc=txt_lookup(dns.server))
     assert cv == dkim.CV_Pass, (cv, results, reason)
+
+
+def test_unchecked_mail_is_sealed_with_none_whatever_it_claims(world):
+    """A trusted client's message is not checked: an Authentication-Results naming us in it
+    is its own claim, and our AAR must not repeat it."""
+    s, pf, pem, dns = world
+    forged = f"Authentication-Results: {HOSTNAME}; dkim=pass header.d=bank.test; arc=pass\r\n".encode()
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30, source_address=("127.0.0.2", 0)) as c:
+        c.sendmail("boss@sender.test", [f"fwd@{DOMAIN}"], forged + signed(pem, "arc three"))
+    [raw] = pf.wait_messages("bob", 1)
+    head = crlf(raw).split(b"\r\n\r\n", 1)[0].decode()
+    aar = re.search(r"^ARC-Authentication-Results: (.*?)\r\n(?=\S)", head, re.M | re.S).group(1)
+    assert aar == f"i=1; {HOSTNAME}; none", aar
+    cv, results, reason = dkim.arc_verify(crlf(raw), dnsfunc=txt_lookup(dns.server))
+    assert cv == dkim.CV_Pass, (cv, results, reason)

@@ -12,6 +12,7 @@
 //! failure means for a recipient or a message is the caller's business.
 
 pub mod cache;
+pub mod dmarc_line;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

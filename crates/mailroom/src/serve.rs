@@ -220,14 +220,20 @@ async fn serve(
     );
     let checks = config.verify.checks();
     // With every method off there is nothing to check and no header to add.
+    // DMARC results kept for aggregate reports (`[verify] dmarc_reports`).
+    let dmarc_reports = (config.verify.dmarc_reports && checks.dmarc)
+        .then(|| store::dmarc_reports::DmarcReports::open(&config.data_dir).map(Arc::new))
+        .transpose()
+        .map_err(|e| Failure::failed(format!("dmarc reports: {e}")))?;
     let verifier = (checks.spf || checks.dkim || checks.dmarc || checks.arc).then(|| {
-        Arc::new(smtpd::verify::Verifier::new(
-            dns.clone(),
-            checks,
-            &config.hostname,
-        ))
+        let v = smtpd::verify::Verifier::new(dns.clone(), checks, &config.hostname);
+        Arc::new(match &dmarc_reports {
+            Some(r) => v.with_reports(r.clone()),
+            None => v,
+        })
     });
     let filter_dns = dns.clone();
+    let report_dns = dns.clone();
     let relay = Arc::new(build_relay(&config, dns)?);
     let forward_failures = Arc::new(store::forward_failures::ForwardFailures::default());
     // One clock for every decision that reads the time (retries, expiry, DSN dates, the
@@ -257,6 +263,19 @@ async fn serve(
     if config.relay.tls_reports {
         let period = config.relay.tls_report_period.get();
         tokio::spawn(runner.clone().tls_reports(period, shutdown_rx.clone()));
+    }
+    if let Some(reports) = dmarc_reports {
+        let reporter = mta::dmarc_report::DmarcReporter {
+            reports,
+            spool: spool.clone(),
+            dns: report_dns,
+            dkim: keyring.clone(),
+            hostname: config.hostname.clone(),
+            from: format!("postmaster@{}", config.hostname),
+            interval: config.verify.dmarc_report_interval.get(),
+            queued: queued_tx.clone(),
+        };
+        tokio::spawn(reporter.run(shutdown_rx.clone()));
     }
 
     let mut servers = tokio::task::JoinSet::new();

@@ -7,6 +7,7 @@
 //! by `mda`, shared with direct delivery. Protocol logic lives in `proto`.
 
 pub mod bounce;
+pub mod dmarc_report;
 pub mod queue;
 pub mod relay;
 

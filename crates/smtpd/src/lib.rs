@@ -21,6 +21,7 @@ pub mod signing;
 pub mod timed_io;
 pub mod verify;
 pub mod verify_draft;
+mod verify_report;
 
 pub use listener::{serve, Smtpd, SmtpdConfig};
 

@@ -71,6 +71,8 @@ pub struct Verifier {
     config: VerifyConfig,
     /// Our host name: the authserv-id of our `Authentication-Results:`.
     hostname: String,
+    /// Where DMARC results go for aggregate reports (`[verify] dmarc_reports`).
+    reports: Option<Arc<store::dmarc_reports::DmarcReports>>,
 }
 
 impl Verifier {
@@ -79,7 +81,14 @@ impl Verifier {
             dns,
             config,
             hostname: hostname.to_string(),
+            reports: None,
         }
+    }
+
+    /// Records the DMARC results of checked mail into `reports` for aggregate reports.
+    pub fn with_reports(mut self, reports: Arc<store::dmarc_reports::DmarcReports>) -> Verifier {
+        self.reports = Some(reports);
+        self
     }
 
     /// Every enabled method's result for `message` from `ip`, within [`CHECK_DEADLINE`].
@@ -213,6 +222,24 @@ impl Verifier {
                 policy,
                 has_record: out.dmarc_record().is_some(),
             });
+            if let (Some(reports), Some(record)) = (&self.reports, out.dmarc_record()) {
+                if !record.rua().is_empty() {
+                    let decision = verdict::decide(&verdict, &c.rules);
+                    crate::verify_report::record(
+                        reports,
+                        &crate::verify_report::Checked {
+                            ip,
+                            sender,
+                            helo,
+                            spf: &spf_output,
+                            dkim: &dkim_output,
+                            dmarc: &out,
+                            record,
+                            decision: &decision,
+                        },
+                    );
+                }
+            }
         }
         verdict
     }

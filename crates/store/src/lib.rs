@@ -11,6 +11,7 @@ pub mod backup;
 pub mod clock;
 pub mod directory;
 pub mod dkim_keys;
+pub mod dmarc_reports;
 pub mod durable;
 pub mod forward_failures;
 pub mod greylist;

@@ -31,6 +31,11 @@ pub struct VerifyConfig {
     /// SPF `fail` (`-all`) of a domain without DMARC is refused (`550 5.7.23`); false: tagged
     /// in `Authentication-Results:` only.
     pub spf_reject: bool,
+    /// Record the DMARC results of checked mail and send aggregate reports (RFC 7489 §7.2) to
+    /// the `rua=` of each domain that asks.
+    pub dmarc_reports: bool,
+    /// How often the aggregate reports go out (RFC 7489: daily).
+    pub dmarc_report_interval: Span,
 }
 
 impl Default for VerifyConfig {
@@ -42,6 +47,8 @@ impl Default for VerifyConfig {
             arc: true,
             dmarc_reject: true,
             spf_reject: false,
+            dmarc_reports: false,
+            dmarc_report_interval: Span::secs(86_400),
         }
     }
 }

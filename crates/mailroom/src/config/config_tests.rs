@@ -179,6 +179,9 @@ fn dns_and_verify_sections() {
         parse("[dns]\nservers = [\"127.0.0.2:53\"]\n[relay]\ndns_servers = [\"127.0.0.1:53\"]\n")
             .unwrap_err();
     assert!(e.0.starts_with("relay.dns_servers"), "{}", e.0);
+    let c = parse("[verify]\ndmarc_reports = true\ndmarc_report_interval = \"2s\"\n").unwrap();
+    assert!(c.verify.dmarc_reports && c.verify.dmarc_report_interval.get().as_secs() == 2);
+    assert!(!Config::default().verify.dmarc_reports);
     let e = parse("[verify]\ndmarc_reject = \"yes\"\n").unwrap_err();
     assert!(e.0.contains("verify.dmarc_reject"), "{}", e.0);
     let e = parse("[dns]\nservers = [\"nowhere\"]\n").unwrap_err();

@@ -18,8 +18,11 @@ const HEAD_LIMIT: usize = (1 << 20) + 64 * 1024;
 
 impl Runner {
     /// The ARC header fields for the copy of message `id` forwarded by `alias` (empty when
-    /// there is no key for the alias's domain or nothing to seal).
-    pub(crate) fn arc_set(&self, id: &str, alias: &str, message: &Body) -> Vec<u8> {
+    /// there is no key for the alias's domain or nothing to seal). `checked`: the message came
+    /// through the port 25 checks, so an `Authentication-Results:` naming us is ours (forged
+    /// ones were removed); a verified sender's (submission, trusted network) was not checked
+    /// and any such field in it is the sender's own: the AAR says `none`.
+    pub(crate) fn arc_set(&self, id: &str, alias: &str, message: &Body, checked: bool) -> Vec<u8> {
         let Some(keyring) = &self.dkim else {
             return Vec::new();
         };
@@ -49,7 +52,11 @@ impl Runner {
             .map_err(|e| e.to_string())?;
             let body_hash =
                 dkim::arc_seal::relaxed_body_hash(&first, &mut rest).map_err(|e| e.to_string())?;
-            let (results, seen) = dkim::arc_seal::our_results(&start, &self.hostname);
+            let (results, seen) = if checked {
+                dkim::arc_seal::our_results(&start, &self.hostname)
+            } else {
+                dkim::arc_seal::our_results(b"", &self.hostname)
+            };
             dkim::arc_seal::seal(&keys, &start, body_hash, &results, seen)
         });
         match sealed {

@@ -425,7 +425,7 @@ impl Runner {
             let sender = self.forward_sender(&env.sender, &env.recipients[i]);
             let new_id = store::spool::new_id();
             let client = format!("forward of {id}");
-            let arc = self.arc_set(id, &env.recipients[i], message);
+            let arc = self.arc_set(id, &env.recipients[i], message, !env.sender_verified);
             let origin = Origin {
                 client: &client,
                 sender_verified: env.sender_verified,
