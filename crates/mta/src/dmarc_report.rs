@@ -205,6 +205,7 @@ impl DmarcReporter {
             client: "DMARC aggregate report",
             sender_verified: true,
             notify_never: true,
+            require_tls: false,
         };
         match self
             .spool
