@@ -128,9 +128,31 @@ def test_metrics_only_from_metrics_networks(web):
     s = web(http_extra='metrics_networks = ["127.0.0.3/32"]\n')
     status, _, body = https(s, HOSTNAME, "/metrics")
     assert status == 403, body
-    # From inside the network the route exists (404 until a registry is plugged in: not 403).
-    status, _, _ = https(s, HOSTNAME, "/metrics", "--interface", "127.0.0.3")
-    assert status == 404
+    # A session on port 25 and a refused RCPT, then a scrape from inside the network.
+    import smtplib
+    with smtplib.SMTP(HOST, s.smtp_port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("someone@remote.test")
+        code, _ = c.rcpt("nobody@example.test")
+        assert code == 550
+    status, head, body = https(s, HOSTNAME, "/metrics", "--interface", "127.0.0.3")
+    assert status == 200, head
+    assert "text/plain; version=0.0.4" in head.lower(), head
+    text = body.decode()
+    samples = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1])
+               for l in text.splitlines() if l and not l.startswith("#")}
+    mx = [v for k, v in samples.items() if k.startswith("mailroom_connections_total") and 'service="smtp"' in k]
+    assert mx and mx[0] >= 1, text
+    refused = [v for k, v in samples.items() if k.startswith("mailroom_messages_refused_total")]
+    assert refused and sum(refused) >= 1, text
+    assert any(k.startswith("mailroom_queue_messages") for k in samples), text
+    assert any(k.startswith("mailroom_certificate_expiry_seconds") for k in samples), text
+    # What Prometheus' own checker says of it.
+    if has("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    else:
+        pytest.fail("promtool (Debian prometheus) is needed")
 
 
 def raw(port, data, wait=5.0):

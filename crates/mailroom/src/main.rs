@@ -21,6 +21,7 @@ mod open_files;
 mod ops;
 mod pickup;
 mod privilege;
+mod queue_gauges;
 mod screening;
 mod sd_notify;
 mod selfsigned;

@@ -277,6 +277,7 @@ async fn serve(
         };
         tokio::spawn(reporter.run(shutdown_rx.clone()));
     }
+    let queue_gauges = tokio::spawn(crate::queue_gauges::run(spool.clone()));
 
     let mut servers = tokio::task::JoinSet::new();
     let policy: Arc<dyn proto::smtp::Policy + Send + Sync> = Arc::new(
@@ -379,7 +380,7 @@ async fn serve(
         backend: Arc::new(crate::web_face::DirectoryBackend {
             directory: directory.clone(),
         }),
-        metrics: None,
+        metrics: Some(Arc::new(|| metrics::encode(metrics::global().registry()))),
         challenges: web::Challenges::default(),
     };
     let acme =
@@ -447,6 +448,7 @@ async fn serve(
     }
     crate::sd_notify::notify("STOPPING=1");
     trimmer.abort();
+    queue_gauges.abort();
     if let Some(r) = retention {
         r.abort();
     }
