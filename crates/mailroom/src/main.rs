@@ -19,6 +19,7 @@ mod open_files;
 mod ops;
 mod pickup;
 mod privilege;
+mod retention_sweep;
 mod screening;
 mod sd_notify;
 mod selfsigned;

@@ -18,7 +18,7 @@ mod values;
 pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use filter::{FilterConfig, LimitsConfig};
 pub use relay::RelayConfig;
-pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
+pub use values::{parse_duration, HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/mailroom/mailroom.toml";
