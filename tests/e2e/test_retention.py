@@ -66,3 +66,36 @@ def test_retrieved_messages_are_deleted_after_the_period(make_server):
         time.sleep(0.2)
     assert s.messages("bob@example.test") == []
     s.stop()
+
+
+def test_per_account_overrides_from_the_cli(make_server):
+    # No [pop3] retention; alice's override deletes what she retrieved after 2 s, bob keeps
+    # everything (no override), carol's override "none" beats a default.
+    s = make_server(trusted=("127.0.0.1/32",))
+    s.cli("domain", "add", "example.test")
+    for u in ("alice", "bob"):
+        s.add_user(f"{u}@example.test")
+    out = s.cli("user", "retention", "alice@example.test", "--delete-retrieved-after", "2s").stdout
+    assert out == "alice@example.test: delete_retrieved_after=2s delete_after=never\n", out
+    assert s.cli("user", "retention", "bob@example.test").stdout == \
+        "bob@example.test: delete_retrieved_after=never delete_after=never\n"
+    assert s.cli("user", "retention", "nobody@example.test", check=False).returncode != 0
+    s.start()
+    deliver(s, "alice@example.test", 2)
+    deliver(s, "bob@example.test", 1)
+    for u in ("alice", "bob"):
+        p = login(s, f"{u}@example.test")
+        p.retr(1)
+        p.quit()
+    s.wait_log("pop3: retention: mailbox=", timeout=20)
+    deadline = time.time() + 20
+    while time.time() < deadline and len(s.messages("alice@example.test")) != 1:
+        time.sleep(0.2)
+    assert len(s.messages("alice@example.test")) == 1
+    swept = [l for l in s.log_text().splitlines() if "pop3: retention: mailbox=" in l]
+    assert any("/alice/Maildir" in l for l in swept) and not any("/bob/Maildir" in l for l in swept), swept
+    assert len(s.messages("bob@example.test")) == 1
+    # Back to the default: nothing more is deleted.
+    s.cli("user", "retention", "alice@example.test", "--delete-retrieved-after", "default")
+    assert s.cli("user", "retention", "alice@example.test").stdout.endswith("delete_retrieved_after=never delete_after=never\n")
+    s.stop()

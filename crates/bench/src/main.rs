@@ -11,6 +11,7 @@
 //! It asserts nothing about speed: it exits non-zero only when a verification fails (a
 //! message lost, duplicated, truncated or refused; a connection refused).
 
+mod filtered;
 mod flood;
 mod maildir;
 mod net;
@@ -100,6 +101,13 @@ struct Args {
     /// then untrusted and every S1 message is checked (SPF, DKIM, DMARC, ARC) through it.
     #[arg(long)]
     verify_dns: Option<std::net::SocketAddr>,
+    /// S1 with a DNS blocklist looked up at this "ip:port" for every connection from an
+    /// untrusted client (`filtered`).
+    #[arg(long)]
+    filter_dns: Option<std::net::SocketAddr>,
+    /// S1 with every message scanned by the rspamd at this URL (`filtered`).
+    #[arg(long)]
+    filter_rspamd: Option<String>,
     /// Keep the work directory (it is always kept when a verification failed).
     #[arg(long)]
     keep: bool,
@@ -212,6 +220,7 @@ fn run(args: &Args) -> Result<bool, String> {
         Some(dns) => Mailroom::configure_checked(&bin, &work.join("mailroom"), dns)?,
         None => Mailroom::configure(&bin, &work.join("mailroom"))?,
     };
+    filtered::configure(&mr, args.filter_dns, args.filter_rspamd.as_deref())?;
     let t = Instant::now();
     mr.create_accounts(accounts, 2)?;
     eprintln!(

@@ -63,6 +63,15 @@ pub enum UserCommand {
         address: String,
         size: Option<String>,
     },
+    /// Override the POP3 retention of an account (`[pop3]`): durations like `30d`, `none`
+    /// (never for this account) or `default`; without an option, show them.
+    Retention {
+        address: String,
+        #[arg(long)]
+        delete_retrieved_after: Option<String>,
+        #[arg(long)]
+        delete_after: Option<String>,
+    },
     /// Override an account's sending limits (`[limits]`; 0: no limit); without an option,
     /// show them.
     Limits {
@@ -223,6 +232,21 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::List { domain } => {
             let users = dir.list_users(domain.as_deref()).map_err(Failure::failed)?;
             crate::admin_quota::list(config, &dir, &users)
+        }
+        UserCommand::Retention {
+            address,
+            delete_retrieved_after,
+            delete_after,
+        } => {
+            let Some(account) = dir.account(&address).map_err(Failure::failed)? else {
+                return Err(Failure::failed(format!("no such account: {address}")));
+            };
+            crate::admin_limits::retention(
+                config,
+                &account.address,
+                delete_retrieved_after.as_deref(),
+                delete_after.as_deref(),
+            )
         }
         UserCommand::Quota { address, size } => {
             crate::admin_quota::user(config, &dir, &address, size.as_deref())

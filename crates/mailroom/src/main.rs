@@ -22,6 +22,7 @@ mod ops;
 mod pickup;
 mod privilege;
 mod queue_gauges;
+mod retention_sweep;
 mod screening;
 mod sd_notify;
 mod selfsigned;

@@ -497,57 +497,12 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
     }
 }
 
-/// The POP3 retention sweep (`[pop3] delete_retrieved_after`, `delete_after`), when on: every
-/// half of the shortest period (between 1 s and 1 h), on a blocking thread.
+/// The POP3 retention sweep, with the per-account overrides (`crate::retention_sweep`).
 fn spawn_retention(
     config: &Config,
     clock: Arc<dyn store::clock::Clock>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let policy = config.pop3.retention();
-    let shortest = [policy.delete_retrieved_after, policy.delete_after]
-        .into_iter()
-        .flatten()
-        .min()?;
-    let every = (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let data_dir = config.data_dir.clone();
-    let shown = |d: Option<Duration>| d.map_or("off".to_string(), |d| format!("{}s", d.as_secs()));
-    tracing::info!(
-        delete_retrieved_after = %shown(policy.delete_retrieved_after),
-        delete_after = %shown(policy.delete_after),
-        every = %format!("{}s", every.as_secs()),
-        "pop3: retention on"
-    );
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let (data_dir, clock) = (data_dir.clone(), clock.clone());
-            let results = tokio::task::spawn_blocking(move || {
-                store::retention::sweep_all(
-                    &data_dir,
-                    &policy,
-                    std::time::UNIX_EPOCH + Duration::from_secs(clock.unix()),
-                )
-            })
-            .await
-            .unwrap_or_default();
-            for (mailbox, result) in results {
-                let mailbox = mailbox.display();
-                match result {
-                    Ok(s) => tracing::info!(
-                        "pop3: retention: mailbox={mailbox} deleted={} bytes={}",
-                        s.deleted,
-                        s.bytes
-                    ),
-                    Err(store::mailbox::MailboxError::Locked) => {
-                        tracing::info!("pop3: retention: mailbox={mailbox} skipped=in-use")
-                    }
-                    Err(e) => tracing::warn!("pop3: retention: mailbox={mailbox} error={e}"),
-                }
-            }
-        }
-    }))
+    crate::retention_sweep::spawn(config, clock)
 }
 
 /// The relay client from `[relay]`.

@@ -4,6 +4,7 @@
 //! memory (`login_guard`, `admission`). It knows nothing of SMTP or POP3.
 
 pub mod account_limits;
+pub mod account_retention;
 pub mod admission;
 pub mod admission_gate;
 pub mod at;

@@ -83,6 +83,7 @@ pub fn sweep_mailbox(root: &Path, policy: &Policy, now: SystemTime) -> Result<Sw
             fs::File::open(&dir)?.sync_all()?;
         }
     }
+    crate::quota::removed(root, swept.bytes, swept.deleted as u64);
     Ok(swept)
 }
 
@@ -118,10 +119,20 @@ pub fn sweep_all(
     policy: &Policy,
     now: SystemTime,
 ) -> Vec<(PathBuf, Result<Swept, MailboxError>)> {
-    let mut out = Vec::new();
     if policy.is_off() {
-        return out;
+        return Vec::new();
     }
+    sweep_all_with(data_dir, &|_| *policy, now)
+}
+
+/// Like [`sweep_all`], with the policy of each mailbox from `policy_of(account)` (the
+/// account as `local@domain` from the Maildir's place, lowercased; per-account overrides).
+pub fn sweep_all_with(
+    data_dir: &Path,
+    policy_of: &dyn Fn(&str) -> Policy,
+    now: SystemTime,
+) -> Vec<(PathBuf, Result<Swept, MailboxError>)> {
+    let mut out = Vec::new();
     let Ok(domains) = fs::read_dir(data_dir.join("mail")) else {
         return out;
     };
@@ -134,7 +145,16 @@ pub fn sweep_all(
             if !root.is_dir() {
                 continue;
             }
-            match sweep_mailbox(&root, policy, now) {
+            let account = format!(
+                "{}@{}",
+                user.file_name().to_string_lossy(),
+                domain.file_name().to_string_lossy()
+            );
+            let policy = policy_of(&account);
+            if policy.is_off() {
+                continue;
+            }
+            match sweep_mailbox(&root, &policy, now) {
                 Ok(s) if s.deleted == 0 => {}
                 r => out.push((root, r)),
             }

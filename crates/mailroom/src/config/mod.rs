@@ -21,7 +21,7 @@ pub use authentication::{AuthConfig, DkimConfig, DnsConfig, VerifyConfig};
 pub use filter::{FilterConfig, LimitsConfig};
 pub use relay::RelayConfig;
 pub use values::LogFormat;
-pub use values::{HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
+pub use values::{parse_duration, HostPort, LogLevel, MaybeSpan, SmarthostTls, Span};
 pub use web::{AcmeConfig, HttpConfig};
 
 /// Where the configuration is read from when `--config` is not given.
