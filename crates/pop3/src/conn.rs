@@ -192,12 +192,13 @@ async fn send<S: AsyncWrite + Unpin>(
 /// Writes the pending output (one `write_all`), then flushes the stream (TLS records).
 async fn flush<S: AsyncWrite + Unpin>(io: &mut Io<S>, t: &WriteLimit) -> io::Result<()> {
     let Io { stream, out } = io;
-    t.run(async {
+    // Boxed: the write's timers live only while it runs, not in every idle session's future.
+    Box::pin(t.run(async {
         if !out.is_empty() {
             stream.write_all(out).await?;
         }
         stream.flush().await
-    })
+    }))
     .await?;
     out.clear();
     if out.capacity() > KEEP_CAPACITY {
@@ -248,14 +249,14 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
     let stop = match tls {
         Some(acceptor) if ctx.implicit_tls => {
             // RFC 8314 §3.3: TLS first, then POP3 inside it.
-            match handshake(&acceptor, stream, ip, &mut ctx).await {
+            match Box::pin(handshake(&acceptor, stream, ip, &mut ctx)).await {
                 Ok(tls) => {
                     conn.session = Session::new(SessionFlags {
                         plaintext_login_allowed: trusted,
                         tls_available: false,
                         tls_active: true,
                     });
-                    conn.serve_stream(tls, true, &mut ctx).await
+                    Box::pin(conn.serve_stream(tls, true, &mut ctx)).await
                 }
                 Err(why) => Stop::Abort(why),
             }
@@ -264,7 +265,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
             let mut io = buffered(stream);
             match conn.serve(&mut io, true, &mut ctx).await {
                 Stop::StartTls => match tls {
-                    Some(acceptor) => conn.start_tls(io, &acceptor, &mut ctx).await,
+                    Some(acceptor) => Box::pin(conn.start_tls(io, &acceptor, &mut ctx)).await,
                     None => Stop::Abort("STLS without TLS"),
                 },
                 stop => {
@@ -359,11 +360,11 @@ impl Conn {
         }
         // The write buffer is empty (the +OK was flushed).
         let stream = io.stream;
-        match handshake(acceptor, stream, ip, ctx).await {
+        match Box::pin(handshake(acceptor, stream, ip, ctx)).await {
             Ok(tls) => {
                 self.session.tls_started();
                 tracing::debug!(%ip, "pop3: STLS done");
-                self.serve_stream(tls, false, ctx).await
+                Box::pin(self.serve_stream(tls, false, ctx)).await
             }
             Err(why) => Stop::Abort(why),
         }
@@ -432,7 +433,9 @@ impl Conn {
                 }
             };
             let action = self.session.handle_line(&line);
-            match self.perform(action, io, ctx).await {
+            // Boxed: what a command needs (a password check, a message read) is allocated while it
+            // runs, not kept in every idle session's future.
+            match Box::pin(self.perform(action, io, ctx)).await {
                 Ok(None) => {}
                 Ok(Some(stop)) => {
                     let _ = flush(io, t).await;
