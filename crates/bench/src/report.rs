@@ -120,9 +120,30 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Sum of VmRSS over `pid` and all its descendants, in MiB (Postfix and Dovecot are process
-/// trees; Mailroom is one process).
-pub fn tree_rss_mib(pid: u32) -> Option<f64> {
+/// CPU seconds (user + system, and those of reaped children) of `pid` and its descendants,
+/// from /proc/<pid>/stat (clock ticks of 1/100 s on Linux).
+pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
+    let ticks: u64 = tree(pid)?
+        .iter()
+        .filter_map(|p| {
+            let st = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let rest = &st[st.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // utime, stime, cutime, cstime: fields 14-17, i.e. 11-14 after the name.
+            Some(
+                f.get(11..15)?
+                    .iter()
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum::<u64>(),
+            )
+        })
+        .sum();
+    Some(ticks as f64 / 100.0)
+}
+
+/// `pid` and all its descendants.
+fn tree(pid: u32) -> Option<Vec<u32>> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -145,6 +166,13 @@ pub fn tree_rss_mib(pid: u32) -> Option<f64> {
         tree.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
         i += 1;
     }
+    Some(tree)
+}
+
+/// Sum of VmRSS over `pid` and all its descendants, in MiB (Postfix and Dovecot are process
+/// trees; Mailroom is one process).
+pub fn tree_rss_mib(pid: u32) -> Option<f64> {
+    let tree = tree(pid)?;
     let kib: u64 = tree.iter().filter_map(|p| rss_kib(*p)).sum();
     (kib > 0).then(|| kib as f64 / 1024.0)
 }

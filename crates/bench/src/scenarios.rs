@@ -291,6 +291,8 @@ pub(crate) struct S3 {
     pub(crate) sessions_s: Option<f64>,
     pub(crate) login_p50: Option<f64>,
     pub(crate) login_p99: Option<f64>,
+    /// Server CPU (user + system, whole process tree) per message retrieved, ms.
+    pub(crate) cpu_ms_per_retr: Option<f64>,
 }
 
 pub(crate) fn s3(
@@ -298,9 +300,11 @@ pub(crate) fn s3(
     rep: &mut Report,
     scen: &str,
     addr: std::net::SocketAddr,
+    server_pid: Option<u32>,
     sc: &Scale,
 ) -> Option<S3> {
     settle();
+    let cpu_before = server_pid.and_then(report::tree_cpu_secs);
     eprintln!(
         "mailroom-bench: {scen}: {} clients over {} mailboxes",
         sc.pop3_clients, sc.pop3_mailboxes
@@ -322,7 +326,12 @@ pub(crate) fn s3(
         ));
     }
     let secs = r.elapsed.as_secs_f64();
+    let cpu = match (cpu_before, server_pid.and_then(report::tree_cpu_secs)) {
+        (Some(a), Some(b)) if r.retrieved > 0 => Some((b - a) * 1000.0 / r.retrieved as f64),
+        _ => None,
+    };
     let out = S3 {
+        cpu_ms_per_retr: cpu,
         retr_s: rate(r.retrieved, r.elapsed),
         mb_s: (secs > 0.0).then(|| r.bytes as f64 / 1e6 / secs),
         sessions_s: rate(r.sessions, r.elapsed),
@@ -330,11 +339,13 @@ pub(crate) fn s3(
         login_p99: percentile_ms(&mut r.logins, 99.0),
     };
     eprintln!(
-        "mailroom-bench: {scen}: {:.0} RETR/s, {:.1} MB/s, login p50 {:.1} ms p99 {:.1} ms",
+        "mailroom-bench: {scen}: {:.0} RETR/s, {:.1} MB/s, {:.1} sessions/s, login p50 {:.1} ms p99 {:.1} ms, server CPU {:.3} ms/RETR",
         out.retr_s.unwrap_or(0.0),
         out.mb_s.unwrap_or(0.0),
+        out.sessions_s.unwrap_or(0.0),
         out.login_p50.unwrap_or(0.0),
-        out.login_p99.unwrap_or(0.0)
+        out.login_p99.unwrap_or(0.0),
+        out.cpu_ms_per_retr.unwrap_or(0.0)
     );
     Some(out)
 }

@@ -104,7 +104,9 @@ pub enum AliasCommand {
 }
 
 fn open_directory(config: &Config) -> Result<Directory, Failure> {
-    Directory::open(&config.data_dir).map_err(Failure::failed)
+    Directory::open(&config.data_dir)
+        .map(|d| d.with_argon2(config.auth.argon2()))
+        .map_err(Failure::failed)
 }
 
 /// Shortest password accepted without `--allow-weak`.

@@ -186,7 +186,11 @@ async fn serve(
     tls_config: Arc<rustls::ServerConfig>,
     cert: Arc<crate::tls::ReloadableCert>,
 ) -> Result<(), Failure> {
-    let directory = Arc::new(Directory::open(&config.data_dir).map_err(Failure::failed)?);
+    let directory = Arc::new(
+        Directory::open(&config.data_dir)
+            .map_err(Failure::failed)?
+            .with_argon2(config.auth.argon2()),
+    );
     let spool = Arc::new(Spool::open_and_recover(&config.data_dir).map_err(|e| {
         Failure::failed(format!(
             "cannot open the queue under {}: {e}",

@@ -3,9 +3,17 @@
 //! What it does: reads the socket into `proto::pop3::LineFramer` (which cuts lines, bounded by
 //! the session's current limit; each line must arrive within the idle timeout), feeds them to
 //! the session and performs the returned actions: password checks and Maildir access on
-//! blocking threads, the shared login guard's delays and lockouts, streaming messages through
-//! the dot-stuffer in large writes, and the UPDATE state at QUIT. Replies are flushed when no
-//! pipelined input is pending. Every write is bounded too: by the idle timeout, and after
+//! blocking threads, the shared login guard's delays and lockouts, sending messages, and the
+//! UPDATE state at QUIT. Replies collect in one output buffer, written when no pipelined input
+//! is pending. A message of up to [`WHOLE_MAX`] octets is read in one blocking call (open,
+//! read into the session's buffer, right after its `+OK` line) and, when it needs no stuffing
+//! (`proto::pop3::sent_unchanged`: Mailroom's CRLF files without a line starting with `.`),
+//! goes out with its `+OK` and `.` in one write; otherwise through the dot-stuffer, and larger
+//! messages are streamed in 64 KiB chunks.
+//!
+//! Memory of an idle session: no read buffer of its own (reads go through a per-thread scratch
+//! buffer inside `poll`, so a waiting read holds nothing), and output buffers above
+//! [`KEEP_CAPACITY`] are released after each write. Every write is bounded too: by the idle timeout, and after
 //! shutdown by a short grace period, so a client that asks for a large message and never reads
 //! it neither keeps its session nor holds up shutdown. Logs logins with `tls=yes/no`, failures
 //! with IP and account (never passwords), and QUIT counts.
@@ -25,9 +33,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::pop3::{greeting, Action, AuthOutcome, DotStuffer, LineFramer, Session, SessionFlags};
+use proto::pop3::{
+    greeting, sent_unchanged, Action, AuthOutcome, DotStuffer, LineFramer, Session, SessionFlags,
+};
 use store::mailbox::{Mailbox, MailboxError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -35,8 +45,15 @@ use tokio_rustls::TlsAcceptor;
 use crate::{Authenticator, LoginGuard, Pop3Config};
 use store::login_guard::Lockout;
 
-/// Size of the chunks read from message files and written to the socket.
+/// Size of the chunks read from large message files and written to the socket.
 const CHUNK: usize = 64 * 1024;
+
+/// Messages up to this size are read whole in one blocking call; larger ones are streamed.
+const WHOLE_MAX: u64 = 256 * 1024;
+
+/// Output and message buffers larger than this are released once written, so a session that
+/// retrieved a large message does not keep its buffer while idle.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// Shared state a connection needs.
 pub(crate) struct Context {
@@ -55,11 +72,25 @@ pub(crate) struct Context {
 /// Octets asked of the socket per read; the framer holds at most this much unframed input.
 const READ_SIZE: usize = 4096;
 
-/// The connection's stream: writes are buffered, reads go straight to the [`LineFramer`].
-type Io<S> = BufWriter<S>;
+thread_local! {
+    /// The read buffer of every connection polled on this thread: used only inside one
+    /// `poll_read` call, so a connection waiting for input holds no buffer.
+    static SCRATCH: std::cell::RefCell<Box<[u8; READ_SIZE]>> =
+        std::cell::RefCell::new(Box::new([0; READ_SIZE]));
+}
+
+/// The connection's stream and its pending output: replies are appended to `out` and written
+/// by [`flush`] in one `write_all`.
+struct Io<S> {
+    stream: S,
+    out: Vec<u8>,
+}
 
 fn buffered<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Io<S> {
-    BufWriter::with_capacity(CHUNK, stream)
+    Io {
+        stream,
+        out: Vec::new(),
+    }
 }
 
 /// Why the loop stops.
@@ -80,16 +111,28 @@ async fn read_line<R: AsyncRead + Unpin>(
     lines: &mut LineFramer,
     max: usize,
 ) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = [0u8; READ_SIZE];
     loop {
         if let Some(line) = lines.next_line(max) {
             return Ok(Some(line));
         }
-        let n = rd.read(&mut buf).await?;
+        let n = std::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match std::pin::Pin::new(&mut *rd).poll_read(cx, &mut buf) {
+                    std::task::Poll::Ready(Ok(())) => {
+                        lines.receive(buf.filled());
+                        std::task::Poll::Ready(Ok(buf.filled().len()))
+                    }
+                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                }
+            })
+        })
+        .await?;
         if n == 0 {
             return Ok(None);
         }
-        lines.receive(&buf[..n]);
     }
 }
 
@@ -133,12 +176,35 @@ impl WriteLimit {
     }
 }
 
-async fn send<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8], t: &WriteLimit) -> io::Result<()> {
-    t.run(wr.write_all(data)).await
+/// Queues `data` for the next [`flush`]; writes at once when a lot is pending.
+async fn send<S: AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    data: &[u8],
+    t: &WriteLimit,
+) -> io::Result<()> {
+    io.out.extend_from_slice(data);
+    if io.out.len() >= CHUNK {
+        flush(io, t).await?;
+    }
+    Ok(())
 }
 
-async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, t: &WriteLimit) -> io::Result<()> {
-    t.run(wr.flush()).await
+/// Writes the pending output (one `write_all`), then flushes the stream (TLS records).
+async fn flush<S: AsyncWrite + Unpin>(io: &mut Io<S>, t: &WriteLimit) -> io::Result<()> {
+    let Io { stream, out } = io;
+    // Boxed: the write's timers live only while it runs, not in every idle session's future.
+    Box::pin(t.run(async {
+        if !out.is_empty() {
+            stream.write_all(out).await?;
+        }
+        stream.flush().await
+    }))
+    .await?;
+    out.clear();
+    if out.capacity() > KEEP_CAPACITY {
+        *out = Vec::new();
+    }
+    Ok(())
 }
 
 /// Runs `f` on the mailbox in a blocking thread and gives the mailbox back.
@@ -171,6 +237,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
         }),
         lines: LineFramer::new(),
         mailbox: None,
+        message: Vec::new(),
         ip,
         timeout: ctx.config.idle_timeout,
         limit: WriteLimit {
@@ -182,14 +249,14 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
     let stop = match tls {
         Some(acceptor) if ctx.implicit_tls => {
             // RFC 8314 §3.3: TLS first, then POP3 inside it.
-            match handshake(&acceptor, stream, ip, &mut ctx).await {
+            match Box::pin(handshake(&acceptor, stream, ip, &mut ctx)).await {
                 Ok(tls) => {
                     conn.session = Session::new(SessionFlags {
                         plaintext_login_allowed: trusted,
                         tls_available: false,
                         tls_active: true,
                     });
-                    conn.serve_stream(tls, true, &mut ctx).await
+                    Box::pin(conn.serve_stream(tls, true, &mut ctx)).await
                 }
                 Err(why) => Stop::Abort(why),
             }
@@ -198,7 +265,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
             let mut io = buffered(stream);
             match conn.serve(&mut io, true, &mut ctx).await {
                 Stop::StartTls => match tls {
-                    Some(acceptor) => conn.start_tls(io, &acceptor, &mut ctx).await,
+                    Some(acceptor) => Box::pin(conn.start_tls(io, &acceptor, &mut ctx)).await,
                     None => Stop::Abort("STLS without TLS"),
                 },
                 stop => {
@@ -244,7 +311,13 @@ async fn handshake(
 /// without waiting long for a client that does not read.
 async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut io: Io<S>, t: Duration) {
     let t = t.min(Duration::from_secs(5));
-    let _ = tokio::time::timeout(t, io.shutdown()).await;
+    let _ = tokio::time::timeout(t, async {
+        if !io.out.is_empty() {
+            io.stream.write_all(&io.out).await?;
+        }
+        io.stream.shutdown().await
+    })
+    .await;
 }
 
 struct Conn {
@@ -252,6 +325,8 @@ struct Conn {
     /// Received octets cut into lines; emptied at STLS.
     lines: LineFramer,
     mailbox: Option<Mailbox>,
+    /// The message being sent (its `+OK` line first), reused from one RETR to the next.
+    message: Vec<u8>,
     ip: IpAddr,
     timeout: Duration,
     limit: WriteLimit,
@@ -288,12 +363,12 @@ impl Conn {
             tracing::warn!(%ip, octets = pending, "pop3: discarding clear-text input sent after STLS");
         }
         // The write buffer is empty (the +OK was flushed).
-        let stream = io.into_inner();
-        match handshake(acceptor, stream, ip, ctx).await {
+        let stream = io.stream;
+        match Box::pin(handshake(acceptor, stream, ip, ctx)).await {
             Ok(tls) => {
                 self.session.tls_started();
                 tracing::debug!(%ip, "pop3: STLS done");
-                self.serve_stream(tls, false, ctx).await
+                Box::pin(self.serve_stream(tls, false, ctx)).await
             }
             Err(why) => Stop::Abort(why),
         }
@@ -344,7 +419,7 @@ impl Conn {
                         return Stop::Abort("evicted");
                     }
                     Ok(()) = stress.changed() => continue,
-                    r = tokio::time::timeout_at(deadline, read_line(io, &mut self.lines, max)) => match r {
+                    r = tokio::time::timeout_at(deadline, read_line(&mut io.stream, &mut self.lines, max)) => match r {
                         Ok(Ok(Some(line))) => break line,
                         Ok(Ok(None)) => return Stop::Abort("eof"),
                         Ok(Err(_)) => return Stop::Abort("read error"),
@@ -362,7 +437,9 @@ impl Conn {
                 }
             };
             let action = self.session.handle_line(&line);
-            match self.perform(action, io, ctx).await {
+            // Boxed: what a command needs (a password check, a message read) is allocated while it
+            // runs, not kept in every idle session's future.
+            match Box::pin(self.perform(action, io, ctx)).await {
                 Ok(None) => {}
                 Ok(Some(stop)) => {
                     let _ = flush(io, t).await;
@@ -377,10 +454,10 @@ impl Conn {
         }
     }
 
-    async fn perform<W: AsyncWrite + Unpin>(
+    async fn perform<S: AsyncWrite + Unpin>(
         &mut self,
         action: Action,
-        wr: &mut W,
+        wr: &mut Io<S>,
         ctx: &Context,
     ) -> io::Result<Option<Stop>> {
         let t = &self.limit.clone();
@@ -406,16 +483,30 @@ impl Conn {
                 top_lines,
                 reply,
             } => {
-                let file = with_mailbox(&mut self.mailbox, move |mb| mb.open_message(index)).await;
-                match file {
-                    Some(Ok(file)) => {
+                let mut buf = std::mem::take(&mut self.message);
+                buf.clear();
+                buf.extend_from_slice(reply.as_bytes());
+                let read = with_mailbox(&mut self.mailbox, move |mb| {
+                    let r = mb.read_into(index, &mut buf, WHOLE_MAX);
+                    (buf, r)
+                })
+                .await;
+                match read {
+                    Some((buf, Ok(None))) => {
+                        self.send_whole(buf, reply.len(), top_lines, wr).await?;
+                    }
+                    Some((buf, Ok(Some(file)))) => {
+                        self.message = buf;
                         send(wr, reply.as_bytes(), t).await?;
                         if self.stream(file, top_lines, wr).await.is_err() {
                             // After +OK there is no way to report an error: drop the connection.
                             return Ok(Some(Stop::Abort("error sending message")));
                         }
                     }
-                    _ => {
+                    other => {
+                        if let Some((buf, _)) = other {
+                            self.message = buf;
+                        }
                         let r = self.session.send_failed(index);
                         send(wr, r.as_bytes(), t).await?;
                     }
@@ -513,31 +604,65 @@ impl Conn {
         }
     }
 
+    /// Queues a message read whole: `buf` holds its `+OK` line (`reply_len` octets) and then
+    /// the file. A RETR of a message that needs no stuffing goes out as it is with `.\r\n`
+    /// appended, in the same write as the `+OK` line; anything else through the dot-stuffer.
+    async fn send_whole<S: AsyncWrite + Unpin>(
+        &mut self,
+        mut buf: Vec<u8>,
+        reply_len: usize,
+        top_lines: Option<u64>,
+        wr: &mut Io<S>,
+    ) -> io::Result<()> {
+        let t = &self.limit.clone();
+        if top_lines.is_none() && sent_unchanged(&buf[reply_len..]) {
+            buf.extend_from_slice(b".\r\n");
+            if wr.out.is_empty() {
+                std::mem::swap(&mut wr.out, &mut buf);
+            } else {
+                wr.out.extend_from_slice(&buf);
+            }
+        } else {
+            wr.out.extend_from_slice(&buf[..reply_len]);
+            let mut stuffer = DotStuffer::new(top_lines);
+            stuffer.push(&buf[reply_len..], &mut wr.out);
+            stuffer.finish(&mut wr.out);
+        }
+        buf.clear();
+        if buf.capacity() <= KEEP_CAPACITY {
+            self.message = buf;
+        }
+        if wr.out.len() >= CHUNK {
+            flush(wr, t).await?;
+        }
+        Ok(())
+    }
+
     /// Streams a message file, dot-stuffed, ending with `.\r\n`.
-    async fn stream<W: AsyncWrite + Unpin>(
+    async fn stream<S: AsyncWrite + Unpin>(
         &mut self,
         file: std::fs::File,
         top_lines: Option<u64>,
-        wr: &mut W,
+        wr: &mut Io<S>,
     ) -> io::Result<()> {
         let t = &self.limit.clone();
         let mut file = tokio::fs::File::from_std(file);
         let mut stuffer = DotStuffer::new(top_lines);
         let mut buf = vec![0u8; CHUNK];
-        let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
         loop {
             let n = file.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
-            stuffer.push(&buf[..n], &mut out);
-            send(wr, &out, t).await?;
-            out.clear();
+            stuffer.push(&buf[..n], &mut wr.out);
+            if wr.out.len() >= CHUNK {
+                flush(wr, t).await?;
+            }
             if stuffer.is_done() {
                 break;
             }
         }
-        stuffer.finish(&mut out);
-        send(wr, &out, t).await
+        stuffer.finish(&mut wr.out);
+        Ok(())
     }
 }

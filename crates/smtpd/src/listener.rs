@@ -88,8 +88,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most a refused client's `421` may wait for the client to read it.
 const REFUSAL_WRITE: Duration = Duration::from_secs(5);
 
-/// Read buffer of a session before its first transaction: what idle sessions hold.
-const SMALL_READ: usize = 4 * 1024;
+/// Read buffer of a session outside a transaction: what idle sessions hold (commands are
+/// short; a pipelined batch longer than this takes more than one read).
+const SMALL_READ: usize = 512;
 /// Read buffer once a transaction has begun: fewer, larger reads for message data.
 const LARGE_READ: usize = 64 * 1024;
 
@@ -222,23 +223,27 @@ async fn handle(
     let mut session = Session::new(smtpd.config.session.clone(), Peer { ip, trusted });
     let mut stats = Stats { messages: 0, check };
     if service == Service::Submissions {
-        // RFC 8314: TLS first, then the greeting.
-        let mut tls = match handshake(&smtpd, stream).await {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::info!(error = %e, "smtpd: disconnect from [{ip}]");
-                return;
-            }
-        };
-        let info = tls_info(&tls);
-        tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] TLS");
-        session.tls_started(info);
-        let mut conn = Connection::new(session);
-        let r = run(
-            &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
-        )
+        // RFC 8314: TLS first, then the greeting. Boxed, like the STARTTLS branch: the TLS
+        // state is allocated for TLS sessions only, not in every session's future.
+        Box::pin(async move {
+            let mut tls = match Box::pin(handshake(&smtpd, stream)).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::info!(error = %e, "smtpd: disconnect from [{ip}]");
+                    return;
+                }
+            };
+            let info = tls_info(&tls);
+            tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] TLS");
+            session.tls_started(info);
+            let mut conn = Connection::new(session);
+            let r = run(
+                &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
+            )
+            .await;
+            log_end(ip, &conn, &stats, r.map(|_| ()));
+        })
         .await;
-        log_end(ip, &conn, &stats, r.map(|_| ()));
         return;
     }
     let mut conn = Connection::new(session);
@@ -253,19 +258,24 @@ async fn handle(
     )
     .await;
     let result = match first {
-        Ok(Exit::StartTls) => match handshake(&smtpd, stream).await {
-            Ok(mut tls) => {
-                let info = tls_info(&tls);
-                tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] STARTTLS");
-                conn.tls_started(info);
-                run(
-                    &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
-                )
-                .await
-                .map(|_| ())
-            }
-            Err(e) => Err(e),
-        },
+        Ok(Exit::StartTls) => {
+            Box::pin(async {
+                match Box::pin(handshake(&smtpd, stream)).await {
+                    Ok(mut tls) => {
+                        let info = tls_info(&tls);
+                        tracing::info!(tls = %info.version, cipher = %info.cipher, "smtpd: [{ip}] STARTTLS");
+                        conn.tls_started(info);
+                        run(
+                            &mut tls, &mut conn, &smtpd, ip, shutdown, &mut stats, &ticket,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+        }
         other => other.map(|_| ()),
     };
     log_end(ip, &conn, &stats, result);
@@ -436,8 +446,15 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if conn.has_output() {
                     clocks.write(stream, &conn.take_output()).await?;
                 }
-                if buf.len() < LARGE_READ && conn.session().in_transaction() {
-                    buf.resize(LARGE_READ, 0);
+                // Large while a transaction is open, small again after it (an idle session keeps
+                // no 64 KiB buffer from its last message).
+                let want = if conn.session().in_transaction() {
+                    LARGE_READ
+                } else {
+                    SMALL_READ
+                };
+                if buf.len() != want {
+                    buf = vec![0u8; want];
                 }
                 let n = match clocks.read(stream, &mut buf).await? {
                     Ok(n) => n,
@@ -482,13 +499,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 let screened = if spilled {
                     // A streamed message: its last bytes go to the draft, checked there.
                     crate::commit::spill(smtpd, conn, ip, &mut draft, &message);
-                    crate::verify_draft::screen_draft(
+                    Box::pin(crate::verify_draft::screen_draft(
                         verifier, service, conn, ip, &envelope, &mut draft,
-                    )
+                    ))
                     .await
                     .map(|()| Vec::new())
                 } else {
-                    crate::verify::screen(verifier, service, conn, ip, &envelope, message).await
+                    Box::pin(crate::verify::screen(
+                        verifier, service, conn, ip, &envelope, message,
+                    ))
+                    .await
                 };
                 let message = match screened {
                     Ok(message) => message,
@@ -500,7 +520,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 };
                 let filters = smtpd.filters.as_deref();
-                let message = match crate::filter::rspamd::scan(
+                let message = match Box::pin(crate::filter::rspamd::scan(
                     filters,
                     &stats.check,
                     service,
@@ -509,7 +529,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     spilled,
                     &envelope,
                     message,
-                )
+                ))
                 .await
                 {
                     Ok(message) => message,
@@ -521,7 +541,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 };
                 let draft = draft.take();
-                if crate::commit::commit(smtpd, conn, ip, draft, envelope, message).await {
+                if Box::pin(crate::commit::commit(
+                    smtpd, conn, ip, draft, envelope, message,
+                ))
+                .await
+                {
                     stats.messages += 1;
                     metrics::global()
                         .messages_accepted
@@ -534,7 +558,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 metrics::global().end_of_data_seconds.observe(took);
             }
             Event::Authenticate { user, password } => {
-                let account = smtpd.auth.check(ip, &user, &password).await;
+                let account = Box::pin(smtpd.auth.check(ip, &user, &password)).await;
                 conn.auth_result(account);
             }
             Event::StartTls => {

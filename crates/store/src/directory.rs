@@ -116,22 +116,35 @@ pub struct Directory {
     conn: Mutex<Connection>,
     /// argon2 concurrency limit and success cache.
     checks: crate::password_check::PasswordCheck,
+    /// The cost of new hashes (and of rehashes at login).
+    argon2: crate::password_hash::Argon2Params,
+    /// A hash of a random password with those parameters, verified against when the account
+    /// does not exist so that the cost is the same either way.
+    dummy: OnceLock<String>,
 }
 
-fn hash_password(password: &str) -> Result<String, DirectoryError> {
-    crate::password_hash::hash(password).map_err(DirectoryError::Db)
-}
+impl Directory {
+    /// Sets the cost of the argon2id hashes written from now on (`[auth] argon2_*`); hashes
+    /// with other parameters are rehashed at their next successful login.
+    pub fn with_argon2(mut self, params: crate::password_hash::Argon2Params) -> Directory {
+        self.argon2 = params;
+        self.dummy = OnceLock::new();
+        self
+    }
 
-/// A hash of a random password with the default parameters, verified against when the account
-/// does not exist so that the cost is the same either way.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let pw: [u8; 16] = rand::random();
-        let pw: String = pw.iter().map(|b| format!("{b:02x}")).collect();
-        // If hashing ever failed, an unparsable string still makes verification fail (quickly).
-        hash_password(&pw).unwrap_or_default()
-    })
+    fn hash_password(&self, password: &str) -> Result<String, DirectoryError> {
+        crate::password_hash::hash_with(password, self.argon2).map_err(DirectoryError::Db)
+    }
+
+    fn dummy_hash(&self) -> &str {
+        self.dummy.get_or_init(|| {
+            let pw: [u8; 16] = rand::random();
+            let pw: String = pw.iter().map(|b| format!("{b:02x}")).collect();
+            // If hashing ever failed, an unparsable string still makes verification fail
+            // (quickly).
+            self.hash_password(&pw).unwrap_or_default()
+        })
+    }
 }
 
 fn verify_hash(hash: &str, password: &str) -> bool {
@@ -259,6 +272,8 @@ impl Directory {
         Ok(Directory {
             conn: Mutex::new(conn),
             checks: crate::password_check::PasswordCheck::default(),
+            argon2: crate::password_hash::Argon2Params::default(),
+            dummy: OnceLock::new(),
         })
     }
 
@@ -341,7 +356,7 @@ impl Directory {
     /// account or an alias.
     pub fn add_user(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
         // Hash before taking the lock: argon2 is deliberately slow.
-        let hash = hash_password(password)?;
+        let hash = self.hash_password(password)?;
         self.insert_account(address, &hash)
     }
 
@@ -379,7 +394,7 @@ impl Directory {
     /// Replaces an account's password.
     pub fn set_password(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
         let a = parse_address(address)?;
-        let hash = hash_password(password)?;
+        let hash = self.hash_password(password)?;
         let conn = self.lock()?;
         let n = conn.execute(
             "UPDATE accounts SET hash = ?1 WHERE key = ?2",
@@ -591,10 +606,11 @@ impl Directory {
                     return Ok(Some(account));
                 }
                 let ok = self.checks.limited(|| verify_hash(&hash, password));
-                if ok && crate::password_hash::needs_rehash(&hash) {
-                    // An imported hash: replaced by argon2id now that we know the password
-                    // (only if nobody changed it meanwhile).
-                    let new = self.checks.limited(|| hash_password(password))?;
+                if ok && crate::password_hash::needs_rehash_for(&hash, self.argon2) {
+                    // An imported hash, or argon2id with other parameters: replaced by the
+                    // configured argon2id now that we know the password (only if nobody
+                    // changed it meanwhile).
+                    let new = self.checks.limited(|| self.hash_password(password))?;
                     self.lock()?.execute(
                         "UPDATE accounts SET hash = ?1 WHERE key = ?2 AND hash = ?3",
                         params![new, key, hash],
@@ -605,7 +621,9 @@ impl Directory {
                 Ok(ok.then_some(account))
             }
             None => {
-                let _ = self.checks.limited(|| verify_hash(dummy_hash(), password));
+                let _ = self
+                    .checks
+                    .limited(|| verify_hash(self.dummy_hash(), password));
                 Ok(None)
             }
         }

@@ -699,3 +699,46 @@ fn imported_crypt_hash_logs_in_and_is_rehashed_to_argon2id() {
         .is_none());
     assert_eq!(stored(&d), new);
 }
+
+#[test]
+fn logins_rehash_to_the_configured_argon2_parameters() {
+    use crate::password_hash::Argon2Params;
+    let t = tempfile::tempdir().expect("tempdir");
+    // Accounts made earlier with the default parameters, and imported crypt forms.
+    let d = Directory::open(t.path()).expect("open");
+    d.add_domain("example.org").expect("add");
+    d.add_user("dflt@example.org", "secret").expect("add");
+    let sha = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+    d.import_user("sha@example.org", sha).expect("import");
+    let bcrypt = bcrypt::hash_with_result("secret", 5)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    d.import_user("blf@example.org", &bcrypt).expect("import");
+    drop(d);
+
+    let p = Argon2Params {
+        memory_kib: 20 * 1024,
+        iterations: 3,
+    };
+    let d = Directory::open(t.path()).expect("open").with_argon2(p);
+    let stored = |d: &Directory, key: &str| -> String {
+        d.lock()
+            .unwrap()
+            .query_row("SELECT hash FROM accounts WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert!(stored(&d, "dflt@example.org").contains("$m=19456,t=2,p=1$"));
+    d.add_user("new@example.org", "secret").expect("add");
+    assert!(stored(&d, "new@example.org").contains("$m=20480,t=3,p=1$"));
+    for user in ["dflt", "sha", "blf", "new"] {
+        let a = format!("{user}@example.org");
+        assert!(d.verify_password(&a, "wrong").unwrap().is_none());
+        assert!(d.verify_password(&a, "secret").unwrap().is_some(), "{a}");
+        let h = stored(&d, &a);
+        assert!(h.starts_with("$argon2id$v=19$m=20480,t=3,p=1$"), "{a}: {h}");
+        assert!(d.verify_password(&a, "secret").unwrap().is_some(), "{a}");
+        assert_eq!(stored(&d, &a), h, "{a}: rehashed once");
+    }
+}

@@ -29,7 +29,12 @@
 //!   cur/); messages retrieved with RETR and kept get the Seen flag: a message in `new/` moves
 //!   to `cur/<base>:2,S`, a message in `cur/` without `S` is renamed to add it (flags kept,
 //!   sorted as maildir(5) requires). TOP does not mark seen. Other messages are untouched.
-//!   Then new/ and cur/ are fsynced. A dropped connection changes nothing.
+//!   Then the directories a message was unlinked from (new/, cur/) are fsynced: deletions are
+//!   durable before `+OK` to QUIT. The Seen renames are not fsynced (neither the files nor the
+//!   directories): after a power loss a retrieved message may show as unseen in new/ again,
+//!   never lost and never twice. A dropped connection changes nothing.
+//! - RETR of a message up to a size bound reads it whole into the session's buffer in one call
+//!   ([`Mailbox::read_into`]); larger ones are streamed from the open file.
 //! - If another reader moved or re-flagged a message meanwhile, it is found again in cur/ by
 //!   base name.
 //!
@@ -40,6 +45,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::durable::Disk;
 
 /// Name of the lock file in the Maildir root.
 pub const LOCK_FILE: &str = "mailroom.lock";
@@ -97,12 +105,22 @@ pub struct UpdateReport {
 }
 
 /// A locked Maildir with its snapshot listing. The lock is released on drop.
-#[derive(Debug)]
 pub struct Mailbox {
     root: PathBuf,
     messages: Vec<MessageEntry>,
+    /// The renames and directory fsyncs of UPDATE.
+    disk: Arc<dyn Disk>,
     /// Holds the flock; closing it releases the lock.
     _lock: File,
+}
+
+impl fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("root", &self.root)
+            .field("messages", &self.messages.len())
+            .finish()
+    }
 }
 
 pub(crate) fn lock(root: &Path) -> Result<File, MailboxError> {
@@ -222,6 +240,12 @@ impl Mailbox {
     /// Locks the Maildir at `root` (creating `root`, `new/`, `cur/`, `tmp/` if missing) and
     /// takes the snapshot listing. Blocking: call from a blocking thread.
     pub fn open(root: &Path) -> Result<Mailbox, MailboxError> {
+        Mailbox::open_with_disk(root, crate::durable::os())
+    }
+
+    /// [`Mailbox::open`] with UPDATE's renames and fsyncs going through `disk` (tests watch
+    /// them with `durable::Recorder`).
+    pub fn open_with_disk(root: &Path, disk: Arc<dyn Disk>) -> Result<Mailbox, MailboxError> {
         for sub in ["new", "cur", "tmp"] {
             fs::create_dir_all(root.join(sub))?;
         }
@@ -243,6 +267,7 @@ impl Mailbox {
         Ok(Mailbox {
             root: root.to_owned(),
             messages,
+            disk,
             _lock: lock,
         })
     }
@@ -303,17 +328,45 @@ impl Mailbox {
         }
     }
 
+    /// Reads message `index` whole, appending it to `out`, when its file holds at most
+    /// `max_whole` octets: one open, one fstat, one read, no copy through another buffer.
+    /// A larger file is not read: it is returned open, for streaming. Blocking.
+    pub fn read_into(
+        &mut self,
+        index: usize,
+        out: &mut Vec<u8>,
+        max_whole: u64,
+    ) -> io::Result<Option<File>> {
+        use std::io::Read;
+        let mut file = self.open_message(index)?;
+        let len = file.metadata()?.len();
+        if len > max_whole {
+            return Ok(Some(file));
+        }
+        // Bounded even if the file grows meanwhile (another program appending to it).
+        out.reserve(len as usize + 1);
+        (&mut file).take(max_whole).read_to_end(out)?;
+        Ok(None)
+    }
+
     /// The UPDATE state (RFC 1939 §6): unlinks the messages at `delete`, gives the messages at
-    /// `seen` the Seen flag (moving them from new/ to cur/), then fsyncs new/ and cur/.
+    /// `seen` the Seen flag (moving them from new/ to cur/), then fsyncs the directories a
+    /// message was unlinked from (the renames are not made durable: see the module header).
     /// Blocking. Errors on single messages are counted, not returned.
     pub fn update(&mut self, delete: &[usize], seen: &[usize]) -> UpdateReport {
         let mut report = UpdateReport::default();
         let n = self.messages.len();
+        // [new/, cur/]: a message was unlinked there.
+        let mut unlinked = [false; 2];
         for &i in delete.iter().filter(|&&i| i < n) {
+            unlinked[usize::from(!self.messages[i].in_new)] = true;
             let ok = match fs::remove_file(self.path_of(&self.messages[i])) {
                 Ok(()) => true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => match self.relocate(i) {
-                    Ok(true) => fs::remove_file(self.path_of(&self.messages[i])).is_ok(),
+                    Ok(true) => {
+                        unlinked[1] = true;
+                        fs::remove_file(self.path_of(&self.messages[i])).is_ok()
+                    }
                     // Gone already: someone else deleted it; the goal is reached.
                     Ok(false) => true,
                     Err(_) => false,
@@ -340,9 +393,11 @@ impl Mailbox {
                 report.marked_seen += 1;
             }
         }
-        for sub in ["new", "cur"] {
-            if let Ok(d) = File::open(self.root.join(sub)) {
-                let _ = d.sync_all();
+        for (sub, _) in ["new", "cur"].iter().zip(unlinked).filter(|(_, u)| *u) {
+            if self.disk.sync_dir(&self.root.join(sub)).is_err() {
+                // The unlinks may not survive a crash: say so rather than `+OK`.
+                report.not_deleted += report.deleted;
+                report.deleted = 0;
             }
         }
         report
@@ -362,7 +417,7 @@ impl Mailbox {
             let new_name = format!("{}:2,{}", m.base, new_flags.into_iter().collect::<String>());
             let from = self.path_of(m);
             let to = self.root.join("cur").join(&new_name);
-            match fs::rename(&from, &to) {
+            match self.disk.rename(&from, &to) {
                 Ok(()) => {
                     let m = &mut self.messages[i];
                     m.name = new_name;
@@ -548,6 +603,83 @@ mod tests {
         let mb = Mailbox::open(r).unwrap();
         let after = mb.listing();
         assert_eq!(after, uidls_before[1..].to_vec());
+    }
+
+    #[test]
+    fn read_into_whole_or_open_for_streaming() {
+        let d = maildir();
+        let r = d.path();
+        put(r, "new", "1.A.mx,S=5", b"small");
+        put(r, "new", "2.B.mx,S=11", b"larger body");
+        let mut mb = Mailbox::open(r).unwrap();
+        let mut out = b"+OK\r\n".to_vec();
+        assert!(mb.read_into(0, &mut out, 5).unwrap().is_none());
+        assert_eq!(out, b"+OK\r\nsmall");
+        let mut f = mb.read_into(1, &mut out, 5).unwrap().expect("streamed");
+        assert_eq!(out, b"+OK\r\nsmall", "nothing appended for a large file");
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"larger body");
+        assert!(mb.read_into(7, &mut out, 5).is_err());
+    }
+
+    /// The crash promise of QUIT, seen through the fsync seam (a SIGKILL keeps the page cache,
+    /// so only the seam shows a missing fsync): the directory of every unlinked message is
+    /// fsynced before `update` returns, i.e. before `+OK`; the Seen renames are not (a power
+    /// loss may show those messages as unseen again).
+    #[test]
+    fn deletions_are_durable_seen_renames_are_not_synced() {
+        use crate::durable::{Recorder, Step};
+        let d = maildir();
+        let r = d.path();
+        put(r, "new", "1.A.mx,S=1", b"a");
+        put(r, "new", "2.B.mx,S=1", b"b");
+        put(r, "cur", "3.C.mx,S=1:2,", b"c");
+        let disk = Recorder::new();
+        let mut mb = Mailbox::open_with_disk(r, disk.clone()).unwrap();
+        let rep = mb.update(&[0], &[1, 2]);
+        assert_eq!((rep.deleted, rep.marked_seen), (1, 2));
+        let steps = disk.steps();
+        let syncs: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::SyncDir(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(syncs, vec![r.join("new")], "{steps:?}");
+        assert!(!steps.iter().any(|s| matches!(s, Step::SyncFile(_))));
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Rename(..)))
+                .count(),
+            2
+        );
+        drop(mb);
+
+        // Only Seen marks: no fsync at all.
+        put(r, "new", "4.D.mx,S=1", b"d");
+        let disk = Recorder::new();
+        let mut mb = Mailbox::open_with_disk(r, disk.clone()).unwrap();
+        let i = mb
+            .messages()
+            .iter()
+            .position(|m| m.uidl == "4.D.mx,S=1")
+            .unwrap();
+        assert_eq!(mb.update(&[], &[i]).marked_seen, 1);
+        assert!(!disk
+            .steps()
+            .iter()
+            .any(|s| matches!(s, Step::SyncDir(_) | Step::SyncFile(_))));
+        drop(mb);
+
+        // A deletion from cur/ whose directory fsync fails is not reported as done.
+        let disk = Recorder::new();
+        disk.fail_next_dir_sync("cur");
+        let mut mb = Mailbox::open_with_disk(r, disk.clone()).unwrap();
+        let rep = mb.update(&[0], &[]);
+        assert_eq!((rep.deleted, rep.not_deleted), (0, 1), "{:?}", disk.steps());
     }
 
     #[test]

@@ -7,20 +7,90 @@
 //! stored form, refusing schemes we cannot verify (`{MD5-CRYPT}`, `{SSHA}`, ...) and work
 //! factors that would make one login an attack on the CPU. Pure apart from argon2's cost; no
 //! I/O, no database.
+//!
+//! [`Argon2Params`] are the cost of new hashes (`[auth] argon2_memory_kib`,
+//! `argon2_iterations`), never below OWASP's minimum for argon2id (m = 19 MiB, t = 2, p = 1,
+//! [`Argon2Params::OWASP_MIN`], also the default). A hash that verified is rehashed when it is
+//! an imported form or an argon2id hash made with other parameters ([`needs_rehash_for`]).
+//! Verification always uses the parameters written in the hash itself.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// The cost of the argon2id hashes Mailroom writes (parallelism is always 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory per hash, KiB (`m`).
+    pub memory_kib: u32,
+    /// Passes over that memory (`t`).
+    pub iterations: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's minimum for argon2id: m = 19 MiB, t = 2, p = 1 (the Password Storage Cheat
+    /// Sheet); the argon2 crate's default too.
+    pub const OWASP_MIN: Argon2Params = Argon2Params {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+    };
+    /// Upper bounds, so a typo cannot make every login take seconds and gigabytes.
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    pub const MAX_ITERATIONS: u32 = 64;
+
+    /// Refuses parameters below [`Argon2Params::OWASP_MIN`] or above the maximums; the error
+    /// names the `[auth]` key.
+    pub fn check(&self) -> Result<(), String> {
+        let min = Self::OWASP_MIN;
+        if self.memory_kib < min.memory_kib || self.memory_kib > Self::MAX_MEMORY_KIB {
+            return Err(format!(
+                "auth.argon2_memory_kib: {} is outside {}..={} (OWASP's minimum for argon2id is 19 MiB = {} KiB)",
+                self.memory_kib,
+                min.memory_kib,
+                Self::MAX_MEMORY_KIB,
+                min.memory_kib
+            ));
+        }
+        if self.iterations < min.iterations || self.iterations > Self::MAX_ITERATIONS {
+            return Err(format!(
+                "auth.argon2_iterations: {} is outside {}..={} (OWASP's minimum for argon2id at 19 MiB is 2)",
+                self.iterations,
+                min.iterations,
+                Self::MAX_ITERATIONS
+            ));
+        }
+        Ok(())
+    }
+
+    fn hasher(&self) -> Result<Argon2<'static>, String> {
+        self.check()?;
+        let params = Params::new(self.memory_kib, self.iterations, 1, None)
+            .map_err(|e| format!("argon2 parameters: {e}"))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+impl Default for Argon2Params {
+    fn default() -> Argon2Params {
+        Argon2Params::OWASP_MIN
+    }
+}
 
 /// SHA-crypt rounds accepted at import (glibc's default is 5,000; Dovecot's 5,000).
 const MAX_SHA_CRYPT_ROUNDS: u32 = 1_000_000;
 /// bcrypt cost accepted at import (Dovecot's default is 5; 12 is common; each step doubles).
 const MAX_BCRYPT_COST: u32 = 14;
 
-/// A new argon2id hash of `password` with a random salt.
+/// A new argon2id hash of `password` with a random salt and the default parameters.
 pub fn hash(password: &str) -> Result<String, String> {
+    hash_with(password, Argon2Params::default())
+}
+
+/// A new argon2id hash of `password` with a random salt and the given parameters.
+pub fn hash_with(password: &str, params: Argon2Params) -> Result<String, String> {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
-    Argon2::default()
+    params
+        .hasher()?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| format!("password hashing failed: {e}"))
@@ -53,6 +123,23 @@ pub fn verify(stored: &str, password: &str) -> bool {
 /// imported form).
 pub fn needs_rehash(stored: &str) -> bool {
     !stored.starts_with("$argon2id$")
+}
+
+/// Whether a hash that just verified should be replaced by one made with `params`: an
+/// imported form, or argon2id with another memory, iteration count or parallelism.
+pub fn needs_rehash_for(stored: &str, params: Argon2Params) -> bool {
+    if needs_rehash(stored) {
+        return true;
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return true;
+    };
+    match Params::try_from(&parsed) {
+        Ok(p) => {
+            p.m_cost() != params.memory_kib || p.t_cost() != params.iterations || p.p_cost() != 1
+        }
+        Err(_) => true,
+    }
 }
 
 fn is_bcrypt(stored: &str) -> bool {
@@ -144,6 +231,42 @@ mod tests {
         assert!(verify(&h, "correct horse"));
         assert!(!verify(&h, "wrong"));
         assert!(!needs_rehash(&h));
+    }
+
+    #[test]
+    fn parameters_are_written_checked_and_compared() {
+        let p = Argon2Params {
+            memory_kib: 24 * 1024,
+            iterations: 3,
+        };
+        let h = hash_with("pw", p).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=24576,t=3,p=1$"), "{h}");
+        assert!(verify(&h, "pw") && !verify(&h, "pW"));
+        assert!(!needs_rehash_for(&h, p));
+        assert!(needs_rehash_for(&h, Argon2Params::default()));
+        let d = hash("pw").unwrap();
+        assert!(d.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{d}");
+        assert!(!needs_rehash_for(&d, Argon2Params::OWASP_MIN));
+        assert!(needs_rehash_for(SHA512, p));
+        let low_m = Argon2Params {
+            memory_kib: 19455,
+            ..p
+        };
+        assert!(low_m
+            .check()
+            .unwrap_err()
+            .starts_with("auth.argon2_memory_kib"));
+        assert!(hash_with("pw", low_m).is_err());
+        let low_t = Argon2Params { iterations: 1, ..p };
+        assert!(low_t
+            .check()
+            .unwrap_err()
+            .starts_with("auth.argon2_iterations"));
+        let high = Argon2Params {
+            memory_kib: Argon2Params::MAX_MEMORY_KIB + 1,
+            ..p
+        };
+        assert!(high.check().is_err());
     }
 
     #[test]

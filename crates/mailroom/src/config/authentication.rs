@@ -114,6 +114,10 @@ pub struct AuthConfig {
     pub lockout_after_per_account: u32,
     /// How long a failure counts.
     pub lockout_window: Span,
+    /// Memory of each new argon2id hash, KiB (at least 19456 = 19 MiB, OWASP's minimum).
+    pub argon2_memory_kib: u32,
+    /// Passes of each new argon2id hash (at least 2, OWASP's minimum at 19 MiB).
+    pub argon2_iterations: u32,
 }
 
 impl Default for AuthConfig {
@@ -124,11 +128,21 @@ impl Default for AuthConfig {
             lockout_after_per_ip: 10,
             lockout_after_per_account: 10,
             lockout_window: Span::of("10m"),
+            argon2_memory_kib: store::password_hash::Argon2Params::OWASP_MIN.memory_kib,
+            argon2_iterations: store::password_hash::Argon2Params::OWASP_MIN.iterations,
         }
     }
 }
 
 impl AuthConfig {
+    /// The cost of new password hashes (checked at load against OWASP's minimum).
+    pub fn argon2(&self) -> store::password_hash::Argon2Params {
+        store::password_hash::Argon2Params {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+        }
+    }
+
     /// The guard's limits.
     pub fn limits(&self) -> store::login_guard::LoginLimits {
         store::login_guard::LoginLimits {

@@ -187,3 +187,21 @@ fn dns_and_verify_sections() {
     let e = parse("[dns]\nservers = [\"nowhere\"]\n").unwrap_err();
     assert!(e.0.contains("dns.servers"), "{}", e.0);
 }
+
+#[test]
+fn argon2_parameters_floor_at_owasp_minimum() {
+    let c = parse("").unwrap();
+    assert_eq!(
+        c.auth.argon2(),
+        store::password_hash::Argon2Params::OWASP_MIN
+    );
+    let c = parse("[auth]\nargon2_memory_kib = 65536\nargon2_iterations = 3\n").unwrap();
+    assert_eq!(
+        (c.auth.argon2().memory_kib, c.auth.argon2().iterations),
+        (65536, 3)
+    );
+    let e = parse("[auth]\nargon2_memory_kib = 19455\n").unwrap_err();
+    assert!(e.0.contains("auth.argon2_memory_kib"), "{}", e.0);
+    let e = parse("[auth]\nargon2_iterations = 1\n").unwrap_err();
+    assert!(e.0.contains("auth.argon2_iterations"), "{}", e.0);
+}

@@ -462,6 +462,7 @@ fn validate_admission(c: &Config) -> Result<(), ConfigError> {
 }
 
 fn validate_auth(a: &AuthConfig) -> Result<(), ConfigError> {
+    a.argon2().check().map_err(ConfigError)?;
     if a.lockout_window.is_zero() {
         return Err(ConfigError(
             "auth.lockout_window: must be more than 0".into(),

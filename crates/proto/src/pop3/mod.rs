@@ -19,4 +19,4 @@ mod transcript_tests;
 pub use command::{parse_command, Command, ParseError, MAX_COMMAND_LINE};
 pub use framer::LineFramer;
 pub use session::{greeting, Action, AuthOutcome, Session, SessionFlags, State};
-pub use stuff::{dot_stuff, DotStuffer};
+pub use stuff::{dot_stuff, sent_unchanged, DotStuffer};

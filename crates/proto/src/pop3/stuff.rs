@@ -114,6 +114,21 @@ impl DotStuffer {
     }
 }
 
+/// True when RETR sends `message` exactly as it is, followed by `.\r\n`: no line starts with
+/// `.`, every LF is preceded by CR, and the message is empty or ends with CRLF. Mailroom's MDA
+/// writes such files unless a line starts with a dot; the network loop then sends the file's
+/// bytes without the byte-at-a-time [`DotStuffer`] pass. One `memchr` scan over the line ends.
+pub fn sent_unchanged(message: &[u8]) -> bool {
+    if message.first() == Some(&b'.') {
+        return false;
+    }
+    if !message.is_empty() && !message.ends_with(b"\r\n") {
+        return false;
+    }
+    memchr::memchr_iter(b'\n', message)
+        .all(|i| i > 0 && message[i - 1] == b'\r' && message.get(i + 1) != Some(&b'.'))
+}
+
 /// Stuffs a whole message in one go (convenience for tests and small messages).
 pub fn dot_stuff(message: &[u8], top_lines: Option<u64>) -> Vec<u8> {
     let mut s = DotStuffer::new(top_lines);
@@ -167,6 +182,34 @@ mod tests {
         assert_eq!(dot_stuff(b"a\r\n.", None), b"a\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"a\r", None), b"a\r\n.\r\n");
         assert_eq!(dot_stuff(b"", None), b".\r\n");
+    }
+
+    /// `sent_unchanged` says yes exactly when stuffing changes nothing, over every message of
+    /// up to 6 octets from an alphabet of the octets that matter.
+    #[test]
+    fn sent_unchanged_agrees_with_the_stuffer() {
+        let alphabet = [b'.', b'\r', b'\n', b'a'];
+        let mut yes = 0;
+        for len in 0..=6u32 {
+            for code in 0..alphabet.len().pow(len) {
+                let mut c = code;
+                let msg: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[c % alphabet.len()];
+                        c /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                let mut same = msg.clone();
+                same.extend_from_slice(b".\r\n");
+                let want = dot_stuff(&msg, None) == same;
+                assert_eq!(sent_unchanged(&msg), want, "{msg:?}");
+                yes += usize::from(want);
+            }
+        }
+        assert!(yes > 10);
+        assert!(sent_unchanged(b"Subject: x\r\n\r\nbody\r\n"));
+        assert!(!sent_unchanged(MSG));
     }
 
     #[test]
