@@ -36,6 +36,8 @@ fuzz_target!(|input: &[u8]| {
         smtputf8: false,
         eight_bit: settings & 0x10 != 0,
         size: 1234,
+        // RFC 8689: a REQUIRETLS message goes only to a server offering it.
+        require_tls: settings & 0x80 != 0,
     };
     let second = settings & 0x20 != 0;
 
