@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -29,14 +28,7 @@ pub struct AccountLimits {
 
 impl AccountLimits {
     pub fn open(data_dir: &Path) -> Result<AccountLimits, String> {
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(data_dir.join("directory.sqlite3"))?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        };
-        open()
+        crate::directory::open_side_table(data_dir, SCHEMA)
             .map(|conn| AccountLimits {
                 conn: Mutex::new(conn),
             })

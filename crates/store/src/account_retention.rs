@@ -47,14 +47,7 @@ pub fn policy(default: &Policy, over: Override) -> Policy {
 
 impl AccountRetention {
     pub fn open(data_dir: &Path) -> Result<AccountRetention, String> {
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(data_dir.join("directory.sqlite3"))?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        };
-        open()
+        crate::directory::open_side_table(data_dir, SCHEMA)
             .map(|c| AccountRetention {
                 conn: Mutex::new(c),
             })

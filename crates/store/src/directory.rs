@@ -237,6 +237,18 @@ fn alias_targets(conn: &Connection, alias_key: &str) -> Result<Vec<String>, Dire
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A connection to `<data_dir>/directory.sqlite3` (as the directory opens it: 5 s busy
+/// timeout, WAL) with a side table's `schema` (`CREATE TABLE IF NOT EXISTS ...`) applied:
+/// the tables other `store` modules keep beside the directory's own (DKIM keys, quotas,
+/// per-account limits and retention), outside its schema version.
+pub(crate) fn open_side_table(data_dir: &Path, schema: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(data_dir.join("directory.sqlite3"))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
+
 impl Directory {
     /// Opens (creating if needed) `<data_dir>/directory.sqlite3`, creating `data_dir` if
     /// missing, and creates or checks the schema.

@@ -18,7 +18,6 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -222,10 +221,7 @@ impl DkimKeys {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
-        let conn = Connection::open(data_dir.join("directory.sqlite3"))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = crate::directory::open_side_table(data_dir, SCHEMA)?;
         Ok(DkimKeys {
             conn: Mutex::new(conn),
             dir,

@@ -18,7 +18,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -41,14 +40,7 @@ pub struct Quotas {
 
 impl Quotas {
     pub fn open(data_dir: &Path) -> Result<Quotas, String> {
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(data_dir.join("directory.sqlite3"))?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        };
-        open()
+        crate::directory::open_side_table(data_dir, SCHEMA)
             .map(|c| Quotas {
                 conn: Mutex::new(c),
             })
