@@ -25,10 +25,14 @@ use crate::Scale;
 /// Flood connections and source addresses.
 const FLOOD: usize = 5000;
 const SOURCES: usize = 200;
+/// How long a flood may last before it lets go.
+const WATCHDOG: Duration = Duration::from_secs(180);
 
 /// A running flood; stops (and closes its connections) when dropped.
 struct Flood {
     stop: Arc<AtomicBool>,
+    /// Closes every flood connection when it fires (the watchdog, or drop).
+    release: Arc<tokio::sync::Notify>,
     open: Arc<AtomicUsize>,
     closed_by_server: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -39,11 +43,26 @@ impl Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        // The watchdog: a server the flood knocks out (Postfix's 100 smtpd processes all held)
+        // would keep S1 waiting forever; after WATCHDOG the flood lets go, S1 finishes, and
+        // its accepted rate shows the wait.
+        {
+            let (stop, release) = (stop.clone(), release.clone());
+            rt.spawn(async move {
+                tokio::time::sleep(WATCHDOG).await;
+                if !stop.swap(true, Ordering::Relaxed) {
+                    eprintln!("mailroom-bench: S5: watchdog: flood stopped after {WATCHDOG:?}");
+                }
+                release.notify_waiters();
+            });
+        }
         // Connect at most 200 at a time so the listen backlog is not overrun.
         let connecting = Arc::new(tokio::sync::Semaphore::new(200));
         let tasks = (0..FLOOD)
             .map(|i| {
                 let (stop, open, closed) = (stop.clone(), open.clone(), closed.clone());
+                let release = release.clone();
                 let connecting = connecting.clone();
                 let k = (i % SOURCES) as u8;
                 let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 60, k, 1)), 0);
@@ -62,10 +81,24 @@ impl Flood {
                             continue;
                         };
                         open.fetch_add(1, Ordering::Relaxed);
-                        // Never a word: read until the server gives up on us.
-                        while let Ok(n) = stream.read(&mut buf).await {
-                            if n == 0 {
-                                break;
+                        // Never a word: read until the server gives up on us (or we let go).
+                        let released = release.notified();
+                        tokio::pin!(released);
+                        released.as_mut().enable();
+                        if stop.load(Ordering::Relaxed) {
+                            open.fetch_sub(1, Ordering::Relaxed);
+                            break;
+                        }
+                        loop {
+                            tokio::select! {
+                                r = stream.read(&mut buf) => match r {
+                                    Ok(n) if n > 0 => continue,
+                                    _ => break,
+                                },
+                                () = &mut released => {
+                                    open.fetch_sub(1, Ordering::Relaxed);
+                                    return;
+                                }
                             }
                         }
                         open.fetch_sub(1, Ordering::Relaxed);
@@ -76,6 +109,7 @@ impl Flood {
             .collect();
         Flood {
             stop,
+            release,
             open,
             closed_by_server: closed,
             tasks,
@@ -94,6 +128,7 @@ impl Flood {
 impl Drop for Flood {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.release.notify_waiters();
         for t in &self.tasks {
             t.abort();
         }
