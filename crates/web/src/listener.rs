@@ -8,7 +8,11 @@
 //!   (`431` beyond it, at most 100 fields);
 //! - a request, its body included: [`Limits::request_timeout`] (`408`); bodies are read only
 //!   by extractors under axum's body limit (set by the router, [`MAX_BODY`]);
-//! - a connection's whole life: [`Limits::max_connection_time`].
+//! - a connection's whole life: [`Limits::max_connection_time`];
+//! - the close: when hyper ends a connection with request bytes still unread (a body past
+//!   the limit answered `413`), the write side is shut first and what the client still sends
+//!   is read and dropped for a moment ([`linger`]), so its kernel does not get a reset
+//!   before the client has read our answer.
 //!
 //! It knows nothing of the routes; it puts a [`Peer`] into each request's extensions.
 
@@ -143,7 +147,8 @@ async fn connection<S>(
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(peer);
         let app = app.clone();
-        async move {
+        // Boxed: `poll_without_shutdown` below wants an `Unpin` future.
+        Box::pin(async move {
             let response =
                 match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
                     Ok(Ok(r)) => r,
@@ -151,7 +156,7 @@ async fn connection<S>(
                     Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out\n").into_response(),
                 };
             Ok::<_, std::convert::Infallible>(response)
-        }
+        })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -159,19 +164,45 @@ async fn connection<S>(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_size.max(8192))
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
+    let mut conn = builder.serve_connection(TokioIo::new(stream), service);
     let lifetime = tokio::time::sleep(limits.max_connection_time);
     tokio::pin!(lifetime);
     let addr: SocketAddr = peer.addr;
     tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r {
-            tracing::debug!("http: connection from {addr}: {e}");
+        r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => match r {
+            Ok(()) => linger(conn.into_parts().io.into_inner()).await,
+            Err(e) => tracing::debug!("http: connection from {addr}: {e}"),
         },
         _ = &mut lifetime => tracing::debug!("http: connection from {addr}: lifetime over"),
         _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
             let _ = tokio::time::timeout(limits.shutdown_grace, conn).await;
         }
     }
+}
+
+/// How long, and how much, a closing connection's late input is read and dropped.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Closes a connection hyper is done with: our side of the stream first (TLS close_notify and
+/// FIN, after the answer), then the client's late bytes read and dropped until it closes, for
+/// at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing with unread input would make the
+/// kernel send a reset, which can destroy the answer in flight (a `413` to an oversized body
+/// never reaching the client).
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let drain = async {
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
