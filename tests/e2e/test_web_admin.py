@@ -120,8 +120,20 @@ def admin(s, source=HOST):
     return c
 
 
+class Pop3From(poplib.POP3_SSL):
+    """poplib over pop3s from a chosen source address (the login guard counts per address)."""
+
+    def __init__(self, host, port, source):
+        self.source = source
+        super().__init__(host, port, context=ssl._create_unverified_context(), timeout=30)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+        return self.context.wrap_socket(sock, server_hostname="mx.example.test")
+
+
 def pop3_ok(s, user, password, source=HOST):
-    p = poplib.POP3(HOST, s.pop3_port, timeout=30, source_address=(source, 0))
+    p = Pop3From(HOST, s.pop3s_port, source)
     try:
         p.user(user)
         p.pass_(password)
