@@ -28,7 +28,7 @@ pub fn escape(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}\
 nav a{margin-right:1em}table{border-collapse:collapse}td,th{border:1px solid #bbb;\
-padding:.2em .5em;text-align:left;vertical-align:top}pre{background:#f4f4f4;padding:.5em;\
+padding:.2em .5em;text-align:left;vertical-align:top}pre{background:#f4f4f4;padding:.5em;overflow-wrap:anywhere;\
 white-space:pre-wrap}.error{color:#a00;font-weight:bold}.ok{color:#060}form.inline{display:\
 inline}input{margin:.2em}";
 
