@@ -25,7 +25,7 @@ import zlib
 
 import pytest
 
-from conftest import HOST, Server, has, wait_port
+from conftest import HOST, Server, free_port, has, wait_port
 from remote_mta import DNSMASQ, Dns
 
 ADMIN, ADMIN_PW = "root@example.test", "admin-password-1"
@@ -37,13 +37,14 @@ pytestmark = pytest.mark.skipif(not has(DNSMASQ), reason="dnsmasq needed")
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web_admin")
-    # A resolver that knows the MX of the domain the browser adds, and fails (SERVFAIL) for
-    # deferred.test, so mail to it waits in the queue.
+    # A resolver that knows the MX of the domain the browser adds, and that of deferred.test:
+    # 127.0.0.3, where nothing listens on the relay's port, so mail to it is deferred at once.
     (tmp / "dns").mkdir()
-    dns = Dns(tmp / "dns", mx=[("browser.test", "mx.example.test", 10)],
-              forward=[("deferred.test", "127.0.0.1#9")])
+    dns = Dns(tmp / "dns", mx=[("browser.test", "mx.example.test", 10),
+                               ("deferred.test", "gone.deferred.test", 10)],
+              a=[("gone.deferred.test", "127.0.0.3")])
     s = Server(tmp, http=True,
-               extra=f'[dns]\nservers = ["{dns.server}"]\n'
+               extra=f'[dns]\nservers = ["{dns.server}"]\n[relay]\nremote_port = {free_port()}\n'
                      '[auth]\nfailure_delay = "10ms"\nmax_failure_delay = "40ms"\n'
                      'lockout_after_per_account = 5\nlockout_after_per_ip = 50\n')
     s.cli("domain", "add", "example.test")
@@ -500,3 +501,74 @@ def test_account_password_change_needs_the_current_one_and_a_strong_one(srv):
                                    "again": "frank-password-2"})
     assert status == 403
     assert pop3_ok(srv, "frank@example.test", "frank-password-1", source="127.0.0.41")
+
+
+def form_token(body):
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', body).group(1)
+
+
+def test_admin_actions_do_what_the_cli_sees(srv):
+    c = admin(srv, source="127.0.0.50")
+    token = form_token(c.request("GET", "/admin/accounts")[2])
+
+    def post(path, **form):
+        status, _, body = c.request("POST", path, form=form | {"csrf": token})
+        assert status == 200, (path, status, body)
+        return body
+
+    assert "account gina@example.test added" in post("/admin/accounts/add", address="gina@example.test",
+                                                     password="gina-password-1")
+    assert "gina@example.test" in srv.cli("user", "list").stdout.split()
+    assert "password of gina@example.test changed" in post(
+        "/admin/accounts/password", address="gina@example.test", password="gina-password-2")
+    assert pop3_ok(srv, "gina@example.test", "gina-password-2", source="127.0.0.51")
+    assert "password refused: it is the address" in post(
+        "/admin/accounts/password", address="gina@example.test", password="gina@example.test")
+    assert "alias crew@example.test added" in post("/admin/aliases/add", alias="crew@example.test",
+                                                   targets=f"gina@example.test, {BOB}")
+    assert f"crew@example.test -> gina@example.test, {BOB}" in srv.cli("alias", "list").stdout
+    # gina sees the alias on her own page, and nothing of bob's.
+    g = Client(srv, source="127.0.0.52")
+    assert g.login("account", "gina@example.test", "gina-password-2")[0] == 303
+    page = g.request("GET", "/account")[2]
+    assert "crew@example.test" in page and "bob-password" not in page
+    assert "alias crew@example.test removed" in post("/admin/aliases/remove", alias="crew@example.test")
+    assert "crew@example.test" not in srv.cli("alias", "list").stdout
+    assert "account gina@example.test removed" in post("/admin/accounts/remove", address="gina@example.test")
+    assert "gina@example.test" not in srv.cli("user", "list").stdout.split()
+    # Her session ends with her account.
+    assert g.request("GET", "/account")[0] == 303
+
+    # The queue: bounce one message (the DSN goes to its local sender), remove another.
+    before = len(srv.messages(BOB))
+    for _ in range(2):
+        with smtplib.SMTP(HOST, srv.smtp_port, source_address=("127.0.0.2", 0), timeout=30) as m:
+            m.sendmail(BOB, ["later@deferred.test"], f"From: {BOB}\r\nSubject: q\r\n\r\nhi\r\n")
+    ids = [m["id"] for m in json_queue(srv) if m["recipients"][0]["address"] == "later@deferred.test"]
+    assert len(ids) == 2
+    # After their first attempt (a bounce asked for during an attempt waits for the next one).
+    deadline = time.time() + 20
+    while time.time() < deadline and not all(
+            m["recipients"][0]["attempts"] for m in json_queue(srv) if m["id"] in ids):
+        time.sleep(0.1)
+    assert f"{ids[0]}: bounce requested" in post("/admin/queue/bounce", id=ids[0])
+    assert f"{ids[1]}: removed" in post("/admin/queue/remove", id=ids[1])
+    assert ids[1] not in [m["id"] for m in json_queue(srv)]
+    srv.wait_messages(BOB, before + 1)
+    srv.wait_log(f"queue: {ids[1]}: removed")
+    deadline = time.time() + 20
+    while time.time() < deadline and ids[0] in [m["id"] for m in json_queue(srv)]:
+        time.sleep(0.2)
+    assert ids[0] not in [m["id"] for m in json_queue(srv)]
+    assert "no such message in the queue" in post("/admin/queue/remove", id=ids[1])
+
+    # The dashboard counts a refusal made now.
+    def refusals():
+        body = c.request("GET", "/admin")[2]
+        return int(re.search(r"<th>refusals 5xx</th><td>(\d+)</td>", body).group(1))
+    n = refusals()
+    with smtplib.SMTP(HOST, srv.smtp_port, timeout=30) as m:
+        m.ehlo("client.test")
+        m.mail("someone@client.test")
+        assert m.rcpt("nobody@example.test")[0] == 550
+    assert refusals() == n + 1
