@@ -229,6 +229,10 @@ async fn refuse_dot_segments(
 }
 
 #[cfg(test)]
+#[path = "console_tests.rs"]
+mod console_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
