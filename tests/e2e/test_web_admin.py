@@ -534,10 +534,24 @@ def test_admin_actions_do_what_the_cli_sees(srv):
     assert "crew@example.test" in page and "bob-password" not in page
     assert "alias crew@example.test removed" in post("/admin/aliases/remove", alias="crew@example.test")
     assert "crew@example.test" not in srv.cli("alias", "list").stdout
+    # A password set by the admin ends her sessions.
+    assert "password of gina@example.test changed" in post(
+        "/admin/accounts/password", address="gina@example.test", password="gina-password-3")
+    assert g.request("GET", "/account")[0] == 303
+    g = Client(srv, source="127.0.0.52")
+    assert g.login("account", "gina@example.test", "gina-password-3")[0] == 303
+    assert g.request("GET", "/account")[0] == 200
     assert "account gina@example.test removed" in post("/admin/accounts/remove", address="gina@example.test")
     assert "gina@example.test" not in srv.cli("user", "list").stdout.split()
     # Her session ends with her account.
     assert g.request("GET", "/account")[0] == 303
+    # So does a session whose account the CLI removes.
+    srv.add_user("hank@example.test", "hank-password-1")
+    h = Client(srv, source="127.0.0.53")
+    assert h.login("account", "hank@example.test", "hank-password-1")[0] == 303
+    assert h.request("GET", "/account")[0] == 200
+    srv.cli("user", "remove", "hank@example.test")
+    assert h.request("GET", "/account")[0] == 303
 
     # The queue: bounce one message (the DSN goes to its local sender), remove another.
     before = len(srv.messages(BOB))

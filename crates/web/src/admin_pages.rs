@@ -102,6 +102,10 @@ pub async fn action(
         ok = outcome.is_ok(),
         "http: admin action"
     );
+    if outcome.is_ok() && section == "accounts" && (action == "password" || action == "remove") {
+        // A new password (or no account) ends the account's sessions everywhere.
+        web.sessions.remove_others(field(&form, "address"), "");
+    }
     let note = match outcome {
         Ok(text) => (true, text),
         Err(text) => (false, text),
