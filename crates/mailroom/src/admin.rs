@@ -44,6 +44,15 @@ pub enum UserCommand {
         /// The mailbox quota: `2G`, `500M`, `100K`, bytes, or `none` (the domain's).
         #[arg(long)]
         quota: Option<String>,
+        /// Let the account use the web face's /admin pages.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Let an account use the web face's /admin pages (`on`) or not (`off`).
+    Admin {
+        address: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     /// Change an account's password.
     Passwd {
@@ -103,7 +112,7 @@ pub enum AliasCommand {
     List,
 }
 
-fn open_directory(config: &Config) -> Result<Directory, Failure> {
+pub fn open_directory(config: &Config) -> Result<Directory, Failure> {
     Directory::open(&config.data_dir)
         .map(|d| d.with_argon2(config.auth.argon2()))
         .map_err(Failure::failed)
@@ -166,12 +175,73 @@ fn new_password(address: &str, from_stdin: bool, allow_weak: bool) -> Result<Str
     }
 }
 
+/// Why `password` is refused for `address` by the rule of `user password` (the web face's
+/// too; it has no `--allow-weak`).
+pub fn password_refusal(address: &str, password: &str) -> Option<String> {
+    weakness(address, password).map(|why| format!("password refused: {why}"))
+}
+
+/// `domain add`: the domain, then its first DKIM keys (returned).
+pub fn add_domain(
+    config: &Config,
+    dir: &Directory,
+    domain: &str,
+) -> Result<Vec<store::dkim_keys::KeyInfo>, Failure> {
+    dir.add_domain(domain).map_err(Failure::failed)?;
+    crate::admin_dkim::make_keys_for_new_domain(config, domain)
+}
+
+/// What `user add` checks before asking for a password: no such account yet, a local domain.
+pub fn check_new_account(dir: &Directory, address: &str) -> Result<(), Failure> {
+    if dir.account(address).map_err(Failure::failed)?.is_some() {
+        return Err(Failure::failed(format!(
+            "account already exists: {address}"
+        )));
+    }
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    if !dir.is_local_domain(domain).unwrap_or(false) {
+        return Err(Failure::failed(format!(
+            "no such domain: {}",
+            domain.to_lowercase()
+        )));
+    }
+    Ok(())
+}
+
+/// `user add` once the password is known (and checked): the account, its quota, its flag.
+pub fn create_account(
+    config: &Config,
+    dir: &Directory,
+    address: &str,
+    password: &str,
+    quota: Option<Option<u64>>,
+    admin: bool,
+) -> Result<(), Failure> {
+    dir.add_user(address, password).map_err(Failure::failed)?;
+    if admin {
+        dir.set_admin(address, true).map_err(Failure::failed)?;
+    }
+    match quota {
+        Some(q) => crate::admin_quota::set_user(config, dir, address, q),
+        None => Ok(()),
+    }
+}
+
+/// `user passwd` once the password is known (and checked).
+pub fn change_password(dir: &Directory, address: &str, password: &str) -> Result<(), Failure> {
+    if dir.account(address).map_err(Failure::failed)?.is_none() {
+        return Err(Failure::failed(format!("no such account: {address}")));
+    }
+    dir.set_password(address, password).map_err(Failure::failed)
+}
+
 pub fn domain(config: &Config, cmd: DomainCommand) -> Result<(), Failure> {
     let dir = open_directory(config)?;
     match cmd {
         DomainCommand::Add { domain } => {
-            dir.add_domain(&domain).map_err(Failure::failed)?;
-            crate::admin_dkim::keys_for_new_domain(config, &domain)
+            let made = add_domain(config, &dir, &domain)?;
+            crate::admin_dkim::print_made(&made);
+            Ok(())
         }
         DomainCommand::Remove { domain } => dir.remove_domain(&domain).map_err(Failure::failed),
         DomainCommand::List => {
@@ -194,30 +264,19 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
             password_stdin,
             allow_weak,
             quota,
+            admin,
         } => {
             let quota = quota
                 .map(|q| store::quota::parse_size(&q).map_err(Failure::failed))
                 .transpose()?;
             // Check the address and domain before asking for a password.
-            if dir.account(&address).map_err(Failure::failed)?.is_some() {
-                return Err(Failure::failed(format!(
-                    "account already exists: {address}"
-                )));
-            }
-            let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            if !dir.is_local_domain(domain).unwrap_or(false) {
-                return Err(Failure::failed(format!(
-                    "no such domain: {}",
-                    domain.to_lowercase()
-                )));
-            }
+            check_new_account(&dir, &address)?;
             let password = new_password(&address, password_stdin, allow_weak)?;
-            dir.add_user(&address, &password).map_err(Failure::failed)?;
-            match quota {
-                Some(q) => crate::admin_quota::set_user(config, &dir, &address, q),
-                None => Ok(()),
-            }
+            create_account(config, &dir, &address, &password, quota, admin)
         }
+        UserCommand::Admin { address, state } => dir
+            .set_admin(&address, state == "on")
+            .map_err(Failure::failed),
         UserCommand::Passwd {
             address,
             password_stdin,
@@ -227,8 +286,7 @@ pub fn user(config: &Config, cmd: UserCommand) -> Result<(), Failure> {
                 return Err(Failure::failed(format!("no such account: {address}")));
             }
             let password = new_password(&address, password_stdin, allow_weak)?;
-            dir.set_password(&address, &password)
-                .map_err(Failure::failed)
+            change_password(&dir, &address, &password)
         }
         UserCommand::Remove { address } => dir.remove_user(&address).map_err(Failure::failed),
         UserCommand::List { domain } => {

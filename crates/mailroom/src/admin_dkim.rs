@@ -40,25 +40,27 @@ fn check_local(config: &Config, domain: &str) -> Result<String, Failure> {
     Ok(d)
 }
 
-fn print_made(keys: &[KeyInfo]) {
+pub fn print_made(keys: &[KeyInfo]) {
     for k in keys {
-        println!(
-            "{}: DKIM key {} ({}) {}",
-            k.domain,
-            k.selector,
-            k.algorithm.as_str(),
-            k.state.as_str()
-        );
+        println!("{}", made_line(k));
     }
 }
 
-/// What `domain add` does after adding the domain.
-pub fn keys_for_new_domain(config: &Config, domain: &str) -> Result<(), Failure> {
+/// The line `domain add` and `dkim generate|rotate` print for a key they made.
+pub fn made_line(k: &KeyInfo) -> String {
+    format!(
+        "{}: DKIM key {} ({}) {}",
+        k.domain,
+        k.selector,
+        k.algorithm.as_str(),
+        k.state.as_str()
+    )
+}
+
+/// What `domain add` does after adding the domain: the keys made.
+pub fn make_keys_for_new_domain(config: &Config, domain: &str) -> Result<Vec<KeyInfo>, Failure> {
     let keys = open_keys(config)?;
-    let made = dkim::keygen::ensure(&keys, &domain.to_ascii_lowercase(), unix_now())
-        .map_err(Failure::failed)?;
-    print_made(&made);
-    Ok(())
+    dkim::keygen::ensure(&keys, &domain.to_ascii_lowercase(), unix_now()).map_err(Failure::failed)
 }
 
 /// `2026-11-29 15:04`, UTC.
@@ -66,6 +68,22 @@ fn date(unix: u64) -> String {
     let date = proto::smtp::received::rfc5322_date(unix as i64);
     // "Sun, 29 Nov 2026 15:04:05 +0000" -> keep it readable and sortable enough.
     date.get(5..22).unwrap_or(&date).to_string()
+}
+
+/// One line of `dkim list`.
+pub fn list_line(k: &KeyInfo) -> String {
+    let retired = match (k.state, k.retired_at) {
+        (KeyState::Retired, Some(t)) => format!("  retired-at {}", date(t)),
+        _ => String::new(),
+    };
+    format!(
+        "{}  {}  {}  created {}  {}{retired}",
+        k.domain,
+        k.selector,
+        k.algorithm.as_str(),
+        date(k.created),
+        k.state.as_str()
+    )
 }
 
 pub fn dkim(config: &Config, cmd: DkimCommand) -> Result<(), Failure> {
@@ -84,18 +102,7 @@ pub fn dkim(config: &Config, cmd: DkimCommand) -> Result<(), Failure> {
             let keys = open_keys(config)?;
             let list = keys.list(domain.as_deref()).map_err(Failure::failed)?;
             for k in list {
-                let retired = match (k.state, k.retired_at) {
-                    (KeyState::Retired, Some(t)) => format!("  retired-at {}", date(t)),
-                    _ => String::new(),
-                };
-                println!(
-                    "{}  {}  {}  created {}  {}{retired}",
-                    k.domain,
-                    k.selector,
-                    k.algorithm.as_str(),
-                    date(k.created),
-                    k.state.as_str()
-                );
+                println!("{}", list_line(&k));
             }
             Ok(())
         }

@@ -45,12 +45,12 @@ pub enum QueueCommand {
     Bounce { id: String },
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     use store::clock::Clock as _;
     store::clock::SystemClock.unix()
 }
 
-fn age(secs: u64) -> String {
+pub fn age(secs: u64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -80,7 +80,7 @@ const SHOW_HEADERS: usize = 1 << 20;
 
 /// Each queued message with its envelope, size and recipients' status (messages that vanish
 /// or cannot be read meanwhile are skipped).
-fn queued(spool: &Spool) -> Result<Vec<(Envelope, u64, MessageStatus)>, Failure> {
+pub fn queued(spool: &Spool) -> Result<Vec<(Envelope, u64, MessageStatus)>, Failure> {
     let mut out = Vec::new();
     for id in spool.list().map_err(Failure::failed)? {
         let Ok((env, body)) = spool.open_message(&id) else {
@@ -94,8 +94,84 @@ fn queued(spool: &Spool) -> Result<Vec<(Envelope, u64, MessageStatus)>, Failure>
 }
 
 /// Postsuper's `removed` line, in the server's `log_file` (when it has one).
-fn log_removed(id: &str) {
-    tracing::info!(by = "queue remove", "queue: {}: removed", safe(id));
+fn log_removed(id: &str, by: &str) {
+    tracing::info!(by, "queue: {}: removed", safe(id));
+}
+
+/// `queue flush [ID | --domain DOMAIN]`: asks the runner to retry those messages now.
+pub fn flush(spool: &Spool, id: Option<String>, domain: Option<String>) -> Result<(), Failure> {
+    let ids = match (id, domain) {
+        (Some(id), _) => {
+            spool
+                .open_message(&id)
+                .map_err(|e| no_such_message(&id, e))?;
+            vec![id]
+        }
+        (None, Some(domain)) => {
+            let ids = waiting_for(spool, &domain)?;
+            if ids.is_empty() {
+                return Err(Failure::failed(format!(
+                    "no queued message waits for {}",
+                    safe(&domain)
+                )));
+            }
+            ids
+        }
+        // Empty: every message.
+        (None, None) => Vec::new(),
+    };
+    spool.request_flush(&ids).map_err(Failure::failed)
+}
+
+/// `queue remove ID`: the message deleted, logged as removed `by` (who asked).
+pub fn remove(spool: &Spool, id: &str, by: &str) -> Result<(), Failure> {
+    spool.remove(id).map_err(|e| no_such_message(id, e))?;
+    log_removed(id, by);
+    Ok(())
+}
+
+/// `queue bounce ID`: its pending recipients bounced by the runner.
+pub fn bounce(spool: &Spool, id: &str) -> Result<(), Failure> {
+    spool
+        .record(
+            id,
+            &store::outcome::Entry::Mark(store::outcome::Mark::BounceRequested),
+        )
+        .map_err(|e| no_such_message(id, e))?;
+    spool
+        .request_flush(std::slice::from_ref(&id.to_string()))
+        .map_err(Failure::failed)
+}
+
+/// What `queue show ID` prints without `--body`: the envelope and the header block, network
+/// text escaped for a terminal.
+pub fn show_head(spool: &Spool, id: &str) -> Result<String, Failure> {
+    use std::fmt::Write as _;
+    let (env, body) = spool.open_message(id).map_err(|e| no_such_message(id, e))?;
+    let mut out = envelope_text(&env);
+    // The header block only: a large message is not loaded to show it.
+    let message = body
+        .head(SHOW_HEADERS)
+        .map_err(|e| no_such_message(id, e))?;
+    // Header bytes are a stranger's: escaped so they cannot drive the terminal.
+    let _ = write!(out, "{}", crate::terminal::header_block(&message));
+    Ok(out)
+}
+
+fn envelope_text(env: &Envelope) -> String {
+    let mut out = format!(
+        "id: {}\nreceived: {} ({} ago)\nsender: <{}>\nclient: {}\n",
+        env.id,
+        date(env.received),
+        age(unix_now().saturating_sub(env.received)),
+        safe(&env.sender),
+        safe(&env.client)
+    );
+    for r in &env.recipients {
+        out.push_str(&format!("recipient: <{}>\n", safe(r)));
+    }
+    out.push('\n');
+    out
 }
 
 pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
@@ -104,29 +180,7 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
         QueueCommand::List { json: false } => list_text(&spool),
         QueueCommand::List { json: true } => list_json(&spool),
         QueueCommand::Show { id, body } => show(&spool, &id, body),
-        QueueCommand::Flush { id, domain } => {
-            let ids = match (id, domain) {
-                (Some(id), _) => {
-                    spool
-                        .open_message(&id)
-                        .map_err(|e| no_such_message(&id, e))?;
-                    vec![id]
-                }
-                (None, Some(domain)) => {
-                    let ids = waiting_for(&spool, &domain)?;
-                    if ids.is_empty() {
-                        return Err(Failure::failed(format!(
-                            "no queued message waits for {}",
-                            safe(&domain)
-                        )));
-                    }
-                    ids
-                }
-                // Empty: every message.
-                (None, None) => Vec::new(),
-            };
-            spool.request_flush(&ids).map_err(Failure::failed)
-        }
+        QueueCommand::Flush { id, domain } => flush(&spool, id, domain),
         QueueCommand::Remove { id } if id == "ALL" => {
             crate::logging::init_for_admin(config);
             let ids = spool.list().map_err(Failure::failed)?;
@@ -136,7 +190,7 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
                         return Err(no_such_message(id, e))
                     }
                     Err(_) => {}
-                    Ok(()) => log_removed(id),
+                    Ok(()) => log_removed(id, "queue remove"),
                 }
             }
             println!("removed {} message(s)", ids.len());
@@ -144,21 +198,9 @@ pub fn queue(config: &Config, cmd: QueueCommand) -> Result<(), Failure> {
         }
         QueueCommand::Remove { id } => {
             crate::logging::init_for_admin(config);
-            spool.remove(&id).map_err(|e| no_such_message(&id, e))?;
-            log_removed(&id);
-            Ok(())
+            remove(&spool, &id, "queue remove")
         }
-        QueueCommand::Bounce { id } => {
-            spool
-                .record(
-                    &id,
-                    &store::outcome::Entry::Mark(store::outcome::Mark::BounceRequested),
-                )
-                .map_err(|e| no_such_message(&id, e))?;
-            spool
-                .request_flush(std::slice::from_ref(&id))
-                .map_err(Failure::failed)
-        }
+        QueueCommand::Bounce { id } => bounce(&spool, &id),
     }
 }
 
@@ -249,28 +291,12 @@ fn list_json(spool: &Spool) -> Result<(), Failure> {
 }
 
 fn show(spool: &Spool, id: &str, with_body: bool) -> Result<(), Failure> {
-    let (env, body) = spool.open_message(id).map_err(|e| no_such_message(id, e))?;
-    println!("id: {}", env.id);
-    println!(
-        "received: {} ({} ago)",
-        date(env.received),
-        age(unix_now().saturating_sub(env.received))
-    );
-    println!("sender: <{}>", safe(&env.sender));
-    println!("client: {}", safe(&env.client));
-    for r in &env.recipients {
-        println!("recipient: <{}>", safe(r));
-    }
-    println!();
     if !with_body {
-        // The header block only: a large message is not loaded to show it.
-        let message = body
-            .head(SHOW_HEADERS)
-            .map_err(|e| no_such_message(id, e))?;
-        // Header bytes are a stranger's: escaped so they cannot drive the terminal.
-        print!("{}", crate::terminal::header_block(&message));
+        print!("{}", show_head(spool, id)?);
         return Ok(());
     }
+    let (env, body) = spool.open_message(id).map_err(|e| no_such_message(id, e))?;
+    print!("{}", envelope_text(&env));
     // The whole message, a line at a time, escaped the same way.
     let mut reader = std::io::BufReader::new(body.reader());
     let mut out = std::io::stdout().lock();

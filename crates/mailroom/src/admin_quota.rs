@@ -101,11 +101,17 @@ pub fn set_domain(
 pub fn list(config: &Config, dir: &Directory, users: &[String]) -> Result<(), Failure> {
     let q = quotas(config)?;
     for u in users {
+        // Marked admins (`user admin ADDRESS on`) end with ` admin`.
+        let admin = if dir.is_admin(u).map_err(Failure::failed)? {
+            " admin"
+        } else {
+            ""
+        };
         match q.of(u).map_err(Failure::failed)? {
-            None => println!("{u}"),
+            None => println!("{u}{admin}"),
             Some(limit) => {
                 let (bytes, _) = usage(config, dir, u, Some(limit));
-                println!("{u} usage={bytes} quota={limit}");
+                println!("{u} usage={bytes} quota={limit}{admin}");
             }
         }
     }

@@ -155,6 +155,31 @@ pub fn run(
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
 ) -> Result<(), Failure> {
+    let checked = check(config, domain, ipv4, ipv6)?;
+    let mut bad = 0;
+    for (e, status) in &checked {
+        if *status != Status::Ok {
+            bad += 1;
+        }
+        println!("{}", line(e, status));
+    }
+    if bad > 0 {
+        return Err(Failure::failed(format!(
+            "{bad} of {} records for {domain} are not as `mailroom dns-records` prints them",
+            checked.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Every record of `dns-records` for `domain` with what DNS says of it (the lookups on a
+/// runtime of their own: call it from a plain or blocking thread).
+pub fn check(
+    config: &Config,
+    domain: &str,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+) -> Result<Vec<(Expected, Status)>, Failure> {
     let records = expected(&crate::dns_records::zone(config, domain, ipv4, ipv6)?);
     let resolver = dns::Dns::new(&dns::DnsConfig {
         servers: config.dns_servers().to_vec(),
@@ -165,22 +190,14 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(Failure::failed)?;
-    let mut bad = 0;
-    for e in &records {
-        let answers = runtime.block_on(resolver.answers(&e.name, &e.kind));
-        let status = compare(e, &answers);
-        if status != Status::Ok {
-            bad += 1;
-        }
-        println!("{}", line(e, &status));
-    }
-    if bad > 0 {
-        return Err(Failure::failed(format!(
-            "{bad} of {} records for {domain} are not as `mailroom dns-records` prints them",
-            records.len()
-        )));
-    }
-    Ok(())
+    Ok(records
+        .into_iter()
+        .map(|e| {
+            let answers = runtime.block_on(resolver.answers(&e.name, &e.kind));
+            let status = compare(&e, &answers);
+            (e, status)
+        })
+        .collect())
 }
 
 #[cfg(test)]

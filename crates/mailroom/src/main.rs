@@ -31,6 +31,7 @@ mod serve;
 mod terminal;
 mod tls;
 mod tls_admin;
+mod web_admin;
 mod web_face;
 
 use std::path::PathBuf;

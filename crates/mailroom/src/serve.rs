@@ -386,6 +386,12 @@ async fn serve(
         }),
         metrics: Some(Arc::new(|| metrics::encode(metrics::global().registry()))),
         challenges: web::Challenges::default(),
+        console: Some(Arc::new(crate::web_admin::WebConsole::new(
+            config.clone(),
+            directory.clone(),
+            login_guard.clone(),
+        ))),
+        sessions: Arc::default(),
     };
     let acme =
         crate::web_face::spawn_acme(&config, &directory, cert.clone(), web.challenges.clone());

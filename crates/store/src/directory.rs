@@ -30,10 +30,13 @@ pub use resolve::Resolution;
 
 #[path = "directory_resolve.rs"]
 mod resolve;
+
+#[path = "directory_admins.rs"]
+mod admins;
 use address::{invalid, parse_address, parse_alias, parse_domain};
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Why a directory operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectoryError {
@@ -271,6 +274,11 @@ impl Directory {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(admins::MIGRATION_2)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            1 => {
+                tx.execute_batch(admins::MIGRATION_2)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}

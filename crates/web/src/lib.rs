@@ -3,11 +3,14 @@
 //! Port 80 ([`plain_router`]) answers ACME HTTP-01 challenges and redirects everything else to
 //! https; port 443 ([`https_router`]) serves Thunderbird autoconfig and Outlook autodiscover
 //! ([`autoconfig`]), the MTA-STS policy of our domains ([`mta_sts`]) and `/metrics`
-//! ([`metrics`], from a supplier plugged in by `serve`). [`listener`] bounds every connection
-//! (count, header size, header and request time, body size, lifetime).
+//! ([`metrics`], from a supplier plugged in by `serve`), the `/admin` pages ([`admin_pages`])
+//! and `/account` ([`account_pages`]) behind logins and sessions ([`login`], [`session`]).
+//! [`listener`] bounds every connection (count, header size, header and request time, body
+//! size, lifetime); paths with `..` or encoded dots are refused before any route.
 //!
 //! It does not open the directory or read the configuration file: `mailroom serve` hands it a
-//! [`Site`] (plain settings) and a [`Backend`] (what it may ask the directory).
+//! [`Site`] (plain settings), a [`Backend`] (what it may ask the directory) and a
+//! [`Console`] (what the admin and account pages may ask and do).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +22,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+pub mod account_pages;
 pub mod acme;
+pub mod admin_pages;
+pub mod admin_views;
+pub mod console;
+pub mod html;
+pub mod login;
+pub mod session;
+
+pub use console::Console;
 pub mod autoconfig;
 pub mod listener;
 pub mod metrics;
@@ -95,6 +107,10 @@ pub struct Web {
     pub backend: Arc<dyn Backend>,
     pub metrics: Option<MetricsSupplier>,
     pub challenges: Challenges,
+    /// The admin and account pages' access to the server (`None`: those pages are `404`).
+    pub console: Option<Arc<dyn Console>>,
+    /// Their login sessions.
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// The host part of a `Host` header, lower case, when it is a plausible DNS name (letters,
@@ -150,10 +166,71 @@ pub fn https_router(web: Web) -> Router {
         .merge(autoconfig::routes())
         .merge(mta_sts::routes())
         .merge(metrics::routes())
-        .fallback(|| async { StatusCode::NOT_FOUND })
+        .merge(console_routes())
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(listener::MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_dot_segments))
         .with_state(web)
 }
+
+/// `/admin` and `/account`.
+fn console_routes() -> Router<Web> {
+    use axum::routing::post;
+    Router::new()
+        .route(
+            "/admin/login",
+            get(login::admin_login_form).post(login::admin_login),
+        )
+        .route(
+            "/account/login",
+            get(login::account_login_form).post(login::account_login),
+        )
+        .route("/admin/logout", post(login::logout))
+        .route("/account/logout", post(login::logout))
+        .route("/account", get(account_pages::show))
+        .route("/account/password", post(account_pages::change_password))
+        .route("/admin", get(admin_pages::dashboard))
+        .route("/admin/{section}", get(admin_pages::section))
+        .route("/admin/{section}/{action}", post(admin_pages::action))
+}
+
+/// No route: under `/admin/` the admin gate answers first (no session: to the login), else
+/// `404`.
+async fn not_found(
+    State(web): State<Web>,
+    axum::Extension(peer): axum::Extension<Peer>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if uri.path().starts_with("/admin/") {
+        return admin_pages::other(State(web), axum::Extension(peer), headers).await;
+    }
+    StatusCode::NOT_FOUND.into_response()
+}
+
+/// Whether a request path holds a `..` or `.` segment, an encoded dot or slash, a
+/// backslash or a NUL: nothing we serve has one, so such a path is refused whole.
+pub fn suspicious_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.split('/').any(|seg| seg == ".." || seg == ".")
+        || ["%2e", "%2f", "%5c", "%00", "\\"]
+            .iter()
+            .any(|bad| lower.contains(bad))
+}
+
+async fn refuse_dot_segments(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if suspicious_path(request.uri().path()) {
+        return (StatusCode::BAD_REQUEST, "bad path\n").into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+#[path = "console_tests.rs"]
+mod console_tests;
 
 #[cfg(test)]
 mod tests {
@@ -163,6 +240,27 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, v.parse().unwrap());
         host_name(&h)
+    }
+
+    #[test]
+    fn dot_segments_are_suspicious() {
+        for bad in [
+            "/admin/../../etc/passwd",
+            "/admin/%2e%2e/%2E%2E/etc/passwd",
+            "/./admin",
+            "/admin/..%2fetc",
+            "/admin\\..\\x",
+        ] {
+            assert!(suspicious_path(bad), "{bad}");
+        }
+        for good in [
+            "/admin",
+            "/admin/domain",
+            "/.well-known/mta-sts.txt",
+            "/mail/config-v1.1.xml",
+        ] {
+            assert!(!suspicious_path(good), "{good}");
+        }
     }
 
     #[test]
