@@ -560,7 +560,8 @@ def test_admin_actions_do_what_the_cli_sees(srv):
             m.sendmail(BOB, ["later@deferred.test"], f"From: {BOB}\r\nSubject: q\r\n\r\nhi\r\n")
     ids = [m["id"] for m in json_queue(srv) if m["recipients"][0]["address"] == "later@deferred.test"]
     assert len(ids) == 2
-    # After their first attempt (a bounce asked for during an attempt waits for the next one).
+    # After their first attempt, so the bounce is not raced by it (one asked during an attempt
+    # is applied right after it: `queue::runner::retry_at`).
     deadline = time.time() + 20
     while time.time() < deadline and not all(
             m["recipients"][0]["attempts"] for m in json_queue(srv) if m["id"] in ids):

@@ -230,7 +230,7 @@ impl Runner {
             Step::Prepared(id, Err(verdict)) | Step::Finished(id, verdict) => {
                 state.in_flight.remove(&id);
                 if let Verdict::Deferred(after) = verdict {
-                    state.due.insert(id, now + after);
+                    retry_at(&mut state.due, id, now + after);
                 }
             }
             Step::Prepared(id, Ok((mut msg, remote))) => {
@@ -328,5 +328,30 @@ impl Runner {
         for id in ids {
             due.insert(id, now);
         }
+    }
+}
+
+/// A deferred message is due again at `next`, unless it is already due sooner: a `queue
+/// flush` or `queue bounce` asked while its attempt was running (the only way a message in
+/// flight has a due time) must not wait for the retry schedule.
+fn retry_at(due: &mut HashMap<String, Instant>, id: String, next: Instant) {
+    due.entry(id)
+        .and_modify(|t| *t = (*t).min(next))
+        .or_insert(next);
+}
+
+#[cfg(test)]
+mod retry_at_tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_asked_during_the_attempt_is_kept() {
+        let now = Instant::now();
+        let mut due = HashMap::new();
+        due.insert("flushed".to_string(), now);
+        retry_at(&mut due, "flushed".into(), now + Duration::from_secs(300));
+        retry_at(&mut due, "plain".into(), now + Duration::from_secs(300));
+        assert_eq!(due["flushed"], now);
+        assert_eq!(due["plain"], now + Duration::from_secs(300));
     }
 }
