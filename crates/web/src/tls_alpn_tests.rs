@@ -1,5 +1,6 @@
-//! The challenge certificate parsed back with x509-parser, the pure choice, and real rustls
-//! handshakes (in memory) against port 443's configuration.
+//! The challenge certificate parsed back with x509-parser, the pure choice, real rustls
+//! handshakes (in memory) against port 443's configuration, and the HTTPS listener on a
+//! socket closing a validation after its handshake.
 
 use super::*;
 
@@ -133,12 +134,7 @@ fn base_config() -> ServerConfig {
         .with_cert_resolver(Arc::new(Fixed(Arc::new(normal))))
 }
 
-/// One handshake in memory: the served leaf (DER) and the agreed protocol, or the error.
-fn handshake(
-    server: Arc<ServerConfig>,
-    name: &str,
-    alpn: &[&[u8]],
-) -> Result<(Vec<u8>, Option<Vec<u8>>), rustls::Error> {
+fn client(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let mut client =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -147,8 +143,17 @@ fn handshake(
             .with_custom_certificate_verifier(Arc::new(AnyCert))
             .with_no_client_auth();
     client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(client)
+}
+
+/// One handshake in memory: the served leaf (DER) and the agreed protocol, or the error.
+fn handshake(
+    server: Arc<ServerConfig>,
+    name: &str,
+    alpn: &[&[u8]],
+) -> Result<(Vec<u8>, Option<Vec<u8>>), rustls::Error> {
     let mut c = ClientConnection::new(
-        Arc::new(client),
+        client(alpn),
         ServerName::try_from(name.to_string()).unwrap(),
     )
     .unwrap();
@@ -211,4 +216,65 @@ fn port_443_serves_the_challenge_certificate_only_to_validations() {
     let (leaf, alpn) = handshake(Arc::new(base), "mx.example.test", &[ACME_TLS_1]).unwrap();
     assert!(!has_acme_extension(&leaf));
     assert_eq!(alpn, None);
+}
+
+/// Through the listener on a real socket: a validation gets its certificate and then the
+/// end of the stream at once; an HTTPS client on the same port gets its answer.
+#[tokio::test]
+async fn the_listener_closes_a_validation_after_the_handshake() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pending = Pending::default();
+    pending
+        .insert("mx.example.test", &digest_of("tok.thumb"))
+        .unwrap();
+    let https = https_config(&base_config(), pending);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    tokio::spawn(crate::listener::serve(
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(https)),
+        app,
+        crate::listener::Limits::default(),
+        crate::listener::Slots::new(4),
+        shutdown,
+    ));
+    let connect = |alpn: &[&[u8]]| {
+        let tls = tokio_rustls::TlsConnector::from(client(alpn));
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("mx.example.test").unwrap();
+            tls.connect(name, tcp).await.unwrap()
+        }
+    };
+    let mut validation = connect(&[ACME_TLS_1]).await;
+    let (_, conn) = validation.get_ref();
+    assert_eq!(conn.alpn_protocol(), Some(ACME_TLS_1));
+    assert!(has_acme_extension(&conn.peer_certificates().unwrap()[0]));
+    // Whatever the client sends, nothing comes back but the end of the stream.
+    let _ = validation
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        validation.read_to_end(&mut got),
+    )
+    .await;
+    assert!(read.is_ok(), "still open");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+
+    let mut browser = connect(&[b"http/1.1"]).await;
+    browser
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = browser.read_to_end(&mut got).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "{text}"
+    );
 }
