@@ -6,7 +6,8 @@
 //! - S2 relay through the queue to `smtp-sink`, end to end;
 //! - S3 POP3: log in, UIDL, RETR every message, QUIT, over many mailboxes;
 //! - S4 many idle SMTP and POP3 connections: server memory, and S1 latency meanwhile;
-//! - S5 S1 during a 5,000-connection flood (`flood`; full runs, or `--only s5`).
+//! - S5 S1 during a 5,000-connection flood (`flood`; full runs, or `--only s5`);
+//! - S1WEB S1 (4 KiB) while `/metrics` and a page are fetched over HTTPS (`web_scrape`).
 //!
 //! It asserts nothing about speed: it exits non-zero only when a verification fails (a
 //! message lost, duplicated, truncated or refused; a connection refused).
@@ -23,6 +24,7 @@ mod scenarios;
 mod server;
 mod smtp;
 mod tarpit;
+mod web_scrape;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,8 +59,8 @@ struct Args {
     /// The peers script (default: scripts/bench-peers of this source tree).
     #[arg(long)]
     peers_script: Option<PathBuf>,
-    /// Scenarios to run, comma separated: probe,s1,s2,s2t,s3,s4,s5 (default: all; s5 not in
-    /// --quick).
+    /// Scenarios to run, comma separated: probe,s1,s1web,s2,s2t,s3,s4,s5 (default: all; s5
+    /// not in --quick).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accounts that S1 spreads messages over.
@@ -108,6 +110,15 @@ struct Args {
     /// S1 with every message scanned by the rspamd at this URL (`filtered`).
     #[arg(long)]
     filter_rspamd: Option<String>,
+    /// S1WEB: milliseconds between two rounds of HTTPS requests (/metrics, then the page).
+    #[arg(long, default_value_t = 100)]
+    scrape_every: u64,
+    /// S1WEB: the page fetched beside /metrics (e.g. /admin/login).
+    #[arg(long, default_value = "/.well-known/autoconfig/mail/config-v1.1.xml")]
+    web_page: String,
+    /// S1WEB: the Host header of the page request.
+    #[arg(long, default_value = "autoconfig.bench.test")]
+    web_host: String,
     /// Keep the work directory (it is always kept when a verification failed).
     #[arg(long)]
     keep: bool,
@@ -221,6 +232,11 @@ fn run(args: &Args) -> Result<bool, String> {
         None => Mailroom::configure(&bin, &work.join("mailroom"))?,
     };
     filtered::configure(&mr, args.filter_dns, args.filter_rspamd.as_deref())?;
+    let https = if want("s1web") {
+        Some(web_scrape::configure(&mr)?)
+    } else {
+        None
+    };
     let t = Instant::now();
     mr.create_accounts(accounts, 2)?;
     eprintln!(
@@ -305,6 +321,16 @@ fn run(args: &Args) -> Result<bool, String> {
 
     if want("s1") {
         rep.add("memory", "Mailroom RSS after S1", "MiB", mrss(), None, None);
+    }
+
+    if let Some(https) = https {
+        let plan = web_scrape::Plan {
+            https,
+            page: args.web_page.clone(),
+            page_host: args.web_host.clone(),
+            every: Duration::from_millis(args.scrape_every.max(1)),
+        };
+        web_scrape::run(&rt, &mut rep, &mr, &sc, plan);
     }
 
     if want("s2") {

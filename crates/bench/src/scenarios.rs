@@ -21,6 +21,8 @@ pub(crate) struct S1 {
     pub(crate) delivered_s: Option<f64>,
     pub(crate) p50: Option<f64>,
     pub(crate) p99: Option<f64>,
+    /// When the SMTP load ran (first connection .. last reply), for what runs beside it.
+    pub(crate) load: std::ops::Range<Instant>,
 }
 
 /// Flushes what earlier scenarios left dirty in the page cache, so one scenario's writeback
@@ -79,6 +81,7 @@ pub(crate) fn s1(
         &problems,
     );
     let out = S1 {
+        load: start..start + r.elapsed,
         accepted_s: rate(r.sent, r.elapsed),
         delivered_s: done.and_then(|d| rate(got, d - start)),
         p50: percentile_ms(&mut r.latencies, 50.0),

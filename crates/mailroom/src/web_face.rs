@@ -168,6 +168,7 @@ pub fn spawn_acme(
         contact: config.acme.contact.clone(),
         ca_file: (!config.acme.ca_file.is_empty()).then(|| config.acme.ca_file.clone().into()),
         names: acme_names(config, directory),
+        challenge: config.acme.challenge.to_web(),
     };
     let store = Arc::new(AcmeStore {
         data_dir: config.data_dir.clone(),
@@ -203,9 +204,14 @@ pub fn spawn(
         ..web::listener::Limits::default()
     };
     let slots = web::listener::Slots::new(limits.max_connections);
+    // 443 alone offers ALPN (`http/1.1`, and `acme-tls/1` for TLS-ALPN-01 validations).
+    let https_acceptor = tokio_rustls::TlsAcceptor::from(web::tls_alpn::https_config(
+        acceptor.config(),
+        web.challenges.alpn().clone(),
+    ));
     let sets = [
         (plain, None, web::plain_router(web.clone())),
-        (https, Some(acceptor), web::https_router(web)),
+        (https, Some(https_acceptor), web::https_router(web)),
     ];
     for (listeners, tls, app) in sets {
         for listener in listeners {

@@ -1,5 +1,6 @@
 //! Certificates from an ACME CA (RFC 8555) through instant-acme: one order for all our names,
-//! HTTP-01 answered by port 80 ([`crate::Challenges`]), the account and the certificate kept
+//! HTTP-01 answered by port 80 ([`crate::Challenges`]) or TLS-ALPN-01 (RFC 8737) by port 443
+//! ([`crate::tls_alpn`]), the account and the certificate kept
 //! through a [`CertStore`] (`store::private_files` in `serve`), the certificate installed into
 //! every TLS listener by [`CertStore::install`], renewal at two thirds of its lifetime, and
 //! failures retried with a doubling back-off (1 min .. 6 h).
@@ -27,6 +28,17 @@ pub struct Settings {
     /// Extra trust for the ACME server itself (its root, PEM).
     pub ca_file: Option<PathBuf>,
     pub names: Vec<String>,
+    pub challenge: Challenge,
+}
+
+/// How the CA checks that the names are ours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Challenge {
+    /// A token fetched from port 80.
+    #[default]
+    Http01,
+    /// A challenge certificate fetched from port 443 with ALPN `acme-tls/1`.
+    TlsAlpn01,
 }
 
 /// Where the account and the certificate live, and how a certificate goes live.
@@ -170,7 +182,11 @@ async fn order(
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(e)?;
-    let mut tokens = Vec::new();
+    let kind = match settings.challenge {
+        Challenge::Http01 => ChallengeType::Http01,
+        Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    };
+    let (mut tokens, mut names) = (Vec::new(), Vec::new());
     let mut authorizations = order.authorizations();
     let mut result = Ok(());
     while let Some(authz) = authorizations.next().await {
@@ -178,12 +194,31 @@ async fn order(
         if authz.status == AuthorizationStatus::Valid {
             continue;
         }
-        let Some(mut challenge) = authz.challenge(ChallengeType::Http01) else {
-            result = Err("no http-01 challenge offered".to_string());
+        let Some(mut challenge) = authz.challenge(kind.clone()) else {
+            result = Err(format!("no {kind:?} challenge offered"));
             break;
         };
-        challenges.insert(&challenge.token, challenge.key_authorization().as_str());
-        tokens.push(challenge.token.clone());
+        let key_authorization = challenge.key_authorization();
+        match settings.challenge {
+            Challenge::Http01 => {
+                challenges.insert(&challenge.token, key_authorization.as_str());
+                tokens.push(challenge.token.clone());
+            }
+            Challenge::TlsAlpn01 => {
+                let Identifier::Dns(name) = challenge.identifier().identifier.clone() else {
+                    result = Err("tls-alpn-01 for an identifier that is not a name".into());
+                    break;
+                };
+                if let Err(err) = challenges
+                    .alpn()
+                    .insert(&name, key_authorization.digest().as_ref())
+                {
+                    result = Err(err);
+                    break;
+                }
+                names.push(name);
+            }
+        }
         if let Err(err) = challenge.set_ready().await {
             result = Err(err.to_string());
             break;
@@ -205,6 +240,9 @@ async fn order(
     .await;
     for t in tokens {
         challenges.remove(&t);
+    }
+    for n in names {
+        challenges.alpn().remove(&n);
     }
     outcome
 }

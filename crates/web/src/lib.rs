@@ -36,6 +36,7 @@ pub mod autoconfig;
 pub mod listener;
 pub mod metrics;
 pub mod mta_sts;
+pub mod tls_alpn;
 
 /// What the web face may ask the mail server.
 pub trait Backend: Send + Sync {
@@ -69,9 +70,10 @@ pub struct Peer {
     pub https: bool,
 }
 
-/// ACME HTTP-01 answers in flight: token -> key authorization.
+/// ACME answers in flight: HTTP-01 token -> key authorization, and the TLS-ALPN-01
+/// certificates ([`tls_alpn::Pending`]).
 #[derive(Clone, Default, Debug)]
-pub struct Challenges(Arc<RwLock<HashMap<String, String>>>);
+pub struct Challenges(Arc<RwLock<HashMap<String, String>>>, pub tls_alpn::Pending);
 
 impl Challenges {
     pub fn insert(&self, token: &str, key_authorization: &str) {

@@ -14,7 +14,10 @@
 //!   is read and dropped for a moment ([`linger`]), so its kernel does not get a reset
 //!   before the client has read our answer.
 //!
-//! It knows nothing of the routes; it puts a [`Peer`] into each request's extensions.
+//! Connections (`http`, `https`) and failed HTTPS handshakes are counted in `metrics`.
+//! It knows nothing of the routes; it puts a [`Peer`] into each request's extensions. A TLS
+//! handshake that agreed on `acme-tls/1` (an ACME validation, [`crate::tls_alpn`]) is closed
+//! at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,6 +107,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let service = if tls.is_some() { "https" } else { "http" };
+        ::metrics::global().connection(service);
         let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
         open.spawn(async move {
             let peer = Peer {
@@ -114,9 +119,19 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
+                        Ok(Ok(mut s))
+                            if crate::tls_alpn::is_validation(s.get_ref().1.alpn_protocol()) =>
+                        {
+                            let name = s.get_ref().1.server_name().unwrap_or("").to_string();
+                            tracing::info!(
+                                "acme: tls-alpn-01 challenge for {name} answered to {addr}"
+                            );
+                            let close = tokio::io::AsyncWriteExt::shutdown(&mut s);
+                            let _ = tokio::time::timeout(limits.header_timeout, close).await;
+                        }
                         Ok(Ok(s)) => connection(s, peer, app, limits, permit, shutdown).await,
-                        Ok(Err(e)) => tracing::debug!("http: TLS handshake with {addr}: {e}"),
-                        Err(_) => tracing::debug!("http: TLS handshake with {addr}: timed out"),
+                        Ok(Err(e)) => handshake_failed(addr, &e.to_string()),
+                        Err(_) => handshake_failed(addr, "timed out"),
                     }
                 }
                 None => connection(stream, peer, app, limits, permit, shutdown).await,
@@ -131,6 +146,15 @@ pub async fn serve(
             _ = &mut grace => { open.abort_all(); break }
         }
     }
+}
+
+/// A failed HTTPS handshake: logged (debug) and counted, like the mail services'.
+fn handshake_failed(addr: SocketAddr, why: &str) {
+    tracing::debug!("http: TLS handshake with {addr}: {why}");
+    ::metrics::global()
+        .tls_handshake_failures
+        .get_or_create(&::metrics::ServiceLabel { service: "https" })
+        .inc();
 }
 
 async fn connection<S>(

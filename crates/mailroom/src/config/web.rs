@@ -57,6 +57,15 @@ pub enum MtaStsMode {
     None,
 }
 
+impl AcmeChallenge {
+    pub fn to_web(self) -> web::acme::Challenge {
+        match self {
+            AcmeChallenge::Http01 => web::acme::Challenge::Http01,
+            AcmeChallenge::TlsAlpn01 => web::acme::Challenge::TlsAlpn01,
+        }
+    }
+}
+
 impl HttpConfig {
     /// The policy served for every domain, `mx:` our host name.
     pub fn mta_sts(&self, hostname: &str) -> web::mta_sts::Policy {
@@ -80,7 +89,7 @@ pub struct AcmeConfig {
     pub directory_url: String,
     /// Account contact, "mailto:admin@example.org"; empty: none.
     pub contact: String,
-    /// "http-01" (answered on `[http] listen`) or "tls-alpn-01".
+    /// "http-01" (answered on `[http] listen`) or "tls-alpn-01" (answered on `[http] https`).
     pub challenge: AcmeChallenge,
     /// PEM CA certificates trusted for the ACME server itself (tests against a local CA).
     pub ca_file: String,
@@ -119,13 +128,36 @@ pub(super) fn validate(http: &HttpConfig, acme: &AcmeConfig) -> Result<(), super
             "acme.directory_url: must be an https:// URL".into(),
         ));
     }
-    if !acme.directory_url.is_empty() && acme.challenge == AcmeChallenge::TlsAlpn01 {
+    if !acme.directory_url.is_empty()
+        && acme.challenge == AcmeChallenge::TlsAlpn01
+        && http.https.is_empty()
+    {
         return Err(ConfigError(
-            "acme.challenge: \"tls-alpn-01\" is not supported yet; use \"http-01\"".into(),
+            "acme.challenge: \"tls-alpn-01\" is answered on http.https, which is empty".into(),
         ));
     }
     if !acme.contact.is_empty() && !acme.contact.starts_with("mailto:") {
         return Err(ConfigError("acme.contact: must be a mailto: URL".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    #[test]
+    fn tls_alpn_01_needs_the_https_listener() {
+        let acme = "[acme]\ndirectory_url = \"https://ca.test/dir\"\nchallenge = \"tls-alpn-01\"\n";
+        let c = parse(acme).unwrap();
+        assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
+        assert_eq!(c.acme.challenge.to_web(), web::acme::Challenge::TlsAlpn01);
+        let e = parse(&format!("[http]\nhttps = []\n{acme}")).unwrap_err();
+        assert!(e.0.starts_with("acme.challenge:"), "{}", e.0);
+        // http-01 is the default, and needs no https listener.
+        let c = parse("[http]\nhttps = []\n[acme]\ndirectory_url = \"https://ca.test/dir\"\n");
+        assert_eq!(c.unwrap().acme.challenge, AcmeChallenge::Http01);
+        assert!(parse("[acme]\nchallenge = \"dns-01\"\n").is_err());
+    }
 }
