@@ -3,7 +3,16 @@ directory and a local port (no redis; network-using modules off), judges port 25
 untrusted clients: GTUBE is refused with rspamd's message, a message it tags arrives with
 `X-Spam-Flag: YES`, an allowlisted client and authenticated senders are not scanned. rspamd
 down is fail-open (counted in the log), or 451 with `rspamd_fail_open = false`; a fake rspamd
-that never answers costs `rspamd_timeout`, not a hung session."""
+that never answers costs `rspamd_timeout`, not a hung session.
+
+Large messages (streamed to the spool during DATA) are sent to rspamd from the file in blocks:
+GTUBE at the end of a 20 MiB message is refused with 550 and the server's memory does not grow
+with the message; a tagged one arrives whole with `X-Spam-Flag: YES`; over `rspamd_max_size`
+the message is stored unscanned, logged and counted."""
+
+import base64
+import hashlib
+import random
 
 import os
 import pathlib
@@ -189,3 +198,79 @@ def test_a_stalling_rspamd_costs_the_timeout_not_the_session(make_server):
         for c in held:
             c.close()
         srv.close()
+
+
+BIG = 20 << 20
+
+
+def big_message(subject, last_text, full=True, size=BIG):
+    """A multipart message of about `size` octets: a large attachment first, then a small text
+    part (rspamd looks for GTUBE only in small text parts) at the very end of the file."""
+    rnd = random.Random(13)
+    blob = base64.encodebytes(rnd.randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
+    extra = (f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\nMessage-ID: <{subject.replace(' ', '.')}@remote.test>\r\n"
+             if full else "")
+    head = (f"From: someone@remote.test\r\nTo: {RCPT}\r\nSubject: {subject}\r\n{extra}MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b0undary"\r\n\r\n').encode()
+    return (head + b"--b0undary\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + blob
+            + b"--b0undary\r\nContent-Type: text/plain\r\n\r\n" + last_text.encode() + b"\r\n--b0undary--\r\n")
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_a_large_streamed_message_is_scanned_from_its_file(rspamd, make_server):
+    s = make_server(extra=f'[filter]\nrspamd_url = "http://127.0.0.1:{rspamd}"\nrspamd_timeout = "60s"\n',
+                    max_message_size=BIG + (1 << 20))
+    s.cli("domain", "add", "example.test")
+    s.add_user(RCPT)
+    s.start()
+    try:
+        gtube = big_message("big gtube", f"Hello.\r\n{GTUBE}")
+        assert len(gtube) > BIG - (1 << 20)
+        before = status_kib(s.proc.pid, "VmRSS")
+        code, text = send(s, "127.0.0.5", gtube)
+        assert (code, text) == (550, b"5.7.1 Gtube pattern"), (code, text)
+        # Nothing kept of the refused message, and the server never held it whole.
+        grew = status_kib(s.proc.pid, "VmHWM") - before
+        assert grew < 12 << 10, f"RSS grew by {grew >> 10} MiB for a {len(gtube) >> 20} MiB message"
+        assert s.messages(RCPT) == []
+        assert not [p for p in (s.data / "queue" / "tmp").iterdir()], "the refused draft was kept"
+        # Tagged in its file (no Date:, no Message-ID:): delivered whole with the flag.
+        tagged = big_message("big tagged", "Hello.", full=False)
+        assert send(s, "127.0.0.5", tagged)[0] == 250
+        got = s.wait_messages(RCPT, 1, timeout=60)[0]
+        head, rest = got.split(b"\r\n\r\n", 1)
+        assert b"\r\nX-Spam-Flag: YES\r\n" in head and b"MISSING_MID" in head, head
+        body = tagged.split(b"\r\n\r\n", 1)[1]
+        assert hashlib.sha256(rest).hexdigest() == hashlib.sha256(body).hexdigest()
+        assert "rspamd_unavailable" not in s.log_text() and "rspamd_skipped" not in s.log_text()
+    finally:
+        s.stop()
+
+
+def test_a_message_over_rspamd_max_size_is_stored_unscanned_and_counted(rspamd, make_server):
+    s = make_server(extra=f'[filter]\nrspamd_url = "http://127.0.0.1:{rspamd}"\nrspamd_max_size = 1000000\n',
+                    max_message_size=4 << 20)
+    s.cli("domain", "add", "example.test")
+    s.add_user(RCPT)
+    s.start()
+    try:
+        # rspamd would refuse it (GTUBE in a small text part, as above): stored means not sent.
+        msg = big_message("large gtube", f"Hello.\r\n{GTUBE}", size=1_500_000)
+        assert len(msg) > 1_000_000
+        assert send(s, "127.0.0.5", msg)[0] == 250
+        assert s.wait_messages(RCPT, 1)[0].endswith(msg)
+        s.wait_log("filter: event=rspamd_skipped")
+        assert f"reason=over_max_size size={len(msg)} max=1000000 count=1" in s.log_text(), s.log_text()[-2000:]
+        # A small one is still scanned.
+        code, _ = send(s, "127.0.0.5", message("small gtube", f"{GTUBE}\r\n"))
+        assert code == 550
+    finally:
+        s.stop()

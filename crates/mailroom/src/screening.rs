@@ -1,12 +1,13 @@
 //! Builds the receiving filters of `smtpd::filter` from `[filter]` and `[limits]`: the DNS
 //! lists over the one resolver, the greylisting table under `data_dir`, the sending limits
 //! with the per-account overrides (`store::account_limits`), the full-mailbox check over
-//! `store::quota`. Wiring only; no decision is made here.
+//! `store::quota` (an alias is full when all its mailboxes are). Wiring only; no decision is made here.
 
 use std::sync::Arc;
 
 use smtpd::filter::dnsbl::Lists;
 use smtpd::filter::{Filters, Limits};
+use store::directory::Resolution;
 use store::greylist::{Greylist, Timing};
 
 use crate::config::Config;
@@ -65,19 +66,24 @@ pub fn build(
     };
     let quotas = store::quota::Quotas::open(data_dir)?;
     let (directory, data) = (directory, data_dir.to_path_buf());
+    let postmaster = (!config.postmaster.is_empty()).then(|| config.postmaster.clone());
+    // Full when every mailbox the address delivers to is full (an account, or an alias
+    // whose targets are all local and all full); an alias with room somewhere, or with a
+    // remote target, is accepted and its full copies wait in the queue (`4.2.2`).
     let mailbox_full = Box::new(move |address: &str| {
-        let Ok(Some(quota)) = quotas.of(address) else {
-            return false;
+        let local = match directory.resolve(address, postmaster.as_deref()) {
+            Ok(Resolution::Deliver { local, remote }) if remote.is_empty() => local,
+            _ => return false,
         };
-        let Ok(Some(account)) = directory.account(address) else {
-            return false;
-        };
-        let root = store::maildir::maildir_path(&data, &account);
-        match store::quota::usage(&root, Some(quota)) {
-            Ok((bytes, _)) => bytes >= quota,
-            // No Maildir yet: empty.
-            Err(_) => false,
-        }
+        !local.is_empty()
+            && local
+                .iter()
+                .all(|account| match quotas.of(&account.address) {
+                    Ok(Some(quota)) => {
+                        store::quota::is_full(&store::maildir::maildir_path(&data, account), quota)
+                    }
+                    _ => false,
+                })
     });
     Ok(Arc::new(Filters {
         mailbox_full: Some(mailbox_full),

@@ -257,6 +257,9 @@ async fn serve(
         clock: clock.clone(),
         dkim: keyring.clone(),
         srs_secret: Some(srs_secret.clone()),
+        quotas: Some(Arc::new(
+            store::quota::Quotas::open(&config.data_dir).map_err(Failure::failed)?,
+        )),
     });
     let direct = Arc::new(Direct {
         directory: directory.clone(),

@@ -5,7 +5,12 @@
 //!
 //! The name rule is why delivery is exactly-once across crashes: whichever door wrote a copy
 //! first (direct delivery or the queue runner, before or after a restart), a second attempt
-//! finds it under the same name. Not here: deciding who gets a copy (the router), retries, or
+//! finds it under the same name.
+//!
+//! Quotas: with [`Mda::with_quotas`], a copy for an account whose Maildir is at or over its
+//! quota (`store::quota::is_full`, the RCPT check's rule) is not written:
+//! [`CopyResult::OverQuota`], which the queue defers (`4.2.2 Mailbox full`) and direct
+//! delivery hands to the queue. Not here: deciding who gets a copy (the router), retries, or
 //! anything about SMTP.
 
 use std::io;
@@ -15,7 +20,12 @@ use std::sync::Arc;
 use store::directory::Account;
 use store::durable::Disk;
 use store::maildir::{maildir_path, Maildir};
+use store::quota::Quotas;
 use store::spool::Body;
+
+/// The RFC 3463 status and text of a copy refused for a full mailbox (what the queue records,
+/// `queue list` shows and, once the queue gives up, the DSN reports as `5.2.2`).
+pub const MAILBOX_FULL: &str = "4.2.2 Mailbox full";
 
 /// Writes Maildir copies for one server.
 #[derive(Clone)]
@@ -23,6 +33,8 @@ pub struct Mda {
     data_dir: PathBuf,
     hostname: String,
     disk: Arc<dyn Disk>,
+    /// The accounts' quotas; `None`: no quota is checked.
+    quotas: Option<Arc<Quotas>>,
 }
 
 /// A copy that was written: where, so it can be taken back.
@@ -56,6 +68,9 @@ pub enum CopyResult {
     Written(Written),
     /// It was there already (an earlier attempt wrote it).
     AlreadyThere,
+    /// Not written: the account's Maildir is at or over its quota (`usage` octets of
+    /// `quota`).
+    OverQuota { usage: u64, quota: u64 },
 }
 
 impl Mda {
@@ -65,7 +80,31 @@ impl Mda {
             data_dir: data_dir.to_path_buf(),
             hostname: hostname.to_string(),
             disk,
+            quotas: None,
         }
+    }
+
+    /// Checks each copy against its account's quota first.
+    pub fn with_quotas(mut self, quotas: Option<Arc<Quotas>>) -> Mda {
+        self.quotas = quotas;
+        self
+    }
+
+    /// `Some((usage, quota))` when `account`'s Maildir is full. A quota that cannot be read
+    /// is logged and the copy written: a broken table must not stop mail.
+    fn full(&self, account: &Account, maildir: &Maildir) -> Option<(u64, u64)> {
+        let quota = match self.quotas.as_ref()?.of(&account.address) {
+            Ok(q) => q?,
+            Err(e) => {
+                tracing::error!("quota: {}: cannot read the quota: {e}", account.address);
+                return None;
+            }
+        };
+        if !store::quota::is_full(maildir.root(), quota) {
+            return None;
+        }
+        let usage = store::quota::usage(maildir.root(), Some(quota)).map_or(quota, |u| u.0);
+        Some((usage, quota))
     }
 
     /// The Maildir and file name of a copy of `size` octets.
@@ -120,6 +159,14 @@ impl Mda {
         if look_first && maildir.contains(&name)? {
             return Ok(CopyResult::AlreadyThere);
         }
+        if let Some((usage, quota)) = self.full(copy.account, &maildir) {
+            // A copy written before the mailbox filled up (maybe the one that filled it)
+            // still counts as delivered.
+            if maildir.contains(&name)? {
+                return Ok(CopyResult::AlreadyThere);
+            }
+            return Ok(CopyResult::OverQuota { usage, quota });
+        }
         match deliver(&maildir, &name) {
             Ok(path) => Ok(CopyResult::Written(Written { maildir, path })),
             // Only a copy really in the Maildir counts: "exists" can also mean the Maildir
@@ -135,5 +182,60 @@ impl Mda {
     /// answered with a failure, so the client's retry is the only copy.
     pub fn withdraw(&self, copy: Written) -> io::Result<()> {
         copy.maildir.withdraw(&copy.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Account {
+        Account {
+            address: "alice@example.test".into(),
+            local: "alice".into(),
+            domain: "example.test".into(),
+        }
+    }
+
+    #[test]
+    fn a_full_mailbox_gets_no_copy_but_an_earlier_copy_still_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let quotas = Arc::new(Quotas::open(d.path()).unwrap());
+        quotas.set_account("alice@example.test", Some(30)).unwrap();
+        let mda = Mda::new(d.path(), "mx.test", Arc::new(store::durable::Os))
+            .with_quotas(Some(quotas.clone()));
+        let account = alice();
+        let copy = |n| CopyOf {
+            id: "Q1",
+            account: &account,
+            n,
+            received: 1,
+        };
+        // Below the quota: written, whatever its size (the mailbox ends one message past).
+        let first = mda.write(&copy(0), &[&[b'x'; 40]], false).unwrap();
+        assert!(matches!(first, CopyResult::Written(_)), "{first:?}");
+        let second = mda.write(&copy(1), &[b"y"], false).unwrap();
+        assert!(
+            matches!(
+                second,
+                CopyResult::OverQuota {
+                    usage: 40,
+                    quota: 30
+                }
+            ),
+            "{second:?}"
+        );
+        // The copy written before the mailbox filled up is found, not refused.
+        let again = mda.write(&copy(0), &[&[b'x'; 40]], false).unwrap();
+        assert!(matches!(again, CopyResult::AlreadyThere), "{again:?}");
+        // Room again (a bigger quota): written.
+        quotas.set_account("alice@example.test", Some(100)).unwrap();
+        let third = mda.write(&copy(1), &[b"y"], false).unwrap();
+        assert!(matches!(third, CopyResult::Written(_)), "{third:?}");
+        // No quotas: nothing is checked.
+        quotas.set_account("alice@example.test", Some(1)).unwrap();
+        let plain = Mda::new(d.path(), "mx.test", Arc::new(store::durable::Os));
+        let fourth = plain.write(&copy(2), &[b"z"], false).unwrap();
+        assert!(matches!(fourth, CopyResult::Written(_)), "{fourth:?}");
     }
 }

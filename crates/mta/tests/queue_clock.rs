@@ -66,6 +66,7 @@ fn world() -> World {
         clock: clock.clone(),
         dkim: None,
         srs_secret: None,
+        quotas: None,
     });
     World {
         _dir: dir,

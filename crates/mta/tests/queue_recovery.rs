@@ -57,6 +57,7 @@ fn world() -> World {
         clock: Arc::new(store::clock::SystemClock),
         dkim: None,
         srs_secret: None,
+        quotas: None,
     });
     World {
         _dir: dir,

@@ -6,7 +6,8 @@
 //! local delivery, not on the queue. When a copy cannot be written (one account's disk is
 //! broken), the copies that were written stay, and the caller puts the message in the queue
 //! for the others only ([`Direct::deliver`] says which): one broken mailbox never makes the
-//! sender retry for everybody. Not here: the spool (the listener does that), SMTP replies.
+//! sender retry for everybody. A mailbox that filled up since RCPT is the same case: its copy
+//! goes to the queue, which defers it (`4.2.2 Mailbox full`). Not here: the spool (the listener does that), SMTP replies.
 
 use std::io;
 use std::sync::Arc;
@@ -90,6 +91,26 @@ impl Direct {
                     written.push(w);
                 }
                 Ok(CopyResult::AlreadyThere) => {}
+                Ok(CopyResult::OverQuota { usage, quota }) => {
+                    // Filled up since RCPT: the queue defers this copy and retries it.
+                    tracing::warn!(
+                        to = %format!("<{owner}>"),
+                        relay = "local",
+                        mailbox = %copy.account.address,
+                        usage,
+                        quota,
+                        dsn = "4.2.2",
+                        status = "queued",
+                        direct = true,
+                        reply = mda::mda::MAILBOX_FULL,
+                        "delivery: {id}:"
+                    );
+                    pending.extend(&copy.rcpts);
+                    first_error.get_or_insert(io::Error::new(
+                        io::ErrorKind::QuotaExceeded,
+                        mda::mda::MAILBOX_FULL,
+                    ));
+                }
                 Err(e) => {
                     tracing::warn!(
                         to = %format!("<{owner}>"),

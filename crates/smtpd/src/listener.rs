@@ -526,7 +526,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     service,
                     conn,
                     ip,
-                    spilled,
+                    &mut draft,
                     &envelope,
                     message,
                 ))
@@ -534,6 +534,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 {
                     Ok(message) => message,
                     Err(refused) => {
+                        draft = None;
                         conn.committed(Err(CommitError::Refused(refused)));
                         let took = end_of_data.elapsed().as_secs_f64();
                         metrics::global().end_of_data_seconds.observe(took);

@@ -29,20 +29,20 @@ use crate::verify::{applies, judge, Verifier};
 pub const BLOCK: usize = 64 * 1024;
 
 /// Room beyond `spill_at` for the header block read back (the trace fields are before it).
-const HEADER_SLACK: usize = 64 * 1024;
+pub(crate) const HEADER_SLACK: usize = 64 * 1024;
 
 /// The header block of a streamed message and what follows it in the same read.
-struct Start {
+pub(crate) struct Start {
     /// The header block with its empty line: what mail-auth parses.
-    head: Vec<u8>,
+    pub(crate) head: Vec<u8>,
     /// Body octets read with it, hashed first.
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Reads the start of the client's message: at most `limit` octets, split after the empty
 /// line that ends the header block (none found within `limit`: all of it is the header
 /// block and the body starts after it).
-fn read_start(reader: &mut impl Read, limit: usize) -> io::Result<Start> {
+pub(crate) fn read_start(reader: &mut impl Read, limit: usize) -> io::Result<Start> {
     let mut buf = Vec::new();
     reader.take(limit as u64).read_to_end(&mut buf)?;
     let end = proto::smtp::headers::find_header_end(&buf);

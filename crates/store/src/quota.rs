@@ -10,8 +10,11 @@
 //! reads the sums. Lines are appended with `O_APPEND | O_NOFOLLOW`, each one `write`, so
 //! concurrent writers do not interleave within a line.
 //!
-//! What it does not do: decide (the RCPT policy compares usage and limit: `452 4.2.2`), or
-//! lock: a line lost to a race is corrected at the next rebuild.
+//! [`is_full`] is the one rule (usage at or over the quota) that the RCPT policy (`452 4.2.2`)
+//! and the MDA (a queued copy deferred with `4.2.2 Mailbox full`) apply.
+//!
+//! What it does not do: lock: a line lost to a race is corrected at the next rebuild, and two
+//! copies checked at once may both pass (the mailbox ends a message further past its quota).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -232,6 +235,18 @@ fn append(root: &Path, bytes: i64, count: i64) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)?;
     f.write_all(format!("{bytes} {count}\n").as_bytes())
+}
+
+/// Whether the Maildir at `root` is at or over `quota` octets: the one rule of a full
+/// mailbox, for the RCPT check (`452 4.2.2`) and the MDA's check before each copy (the queue
+/// then defers it, `4.2.2 Mailbox full`). Below its quota a mailbox takes one more message of
+/// any size, so it may end up one message past it. A Maildir that cannot be read (not made
+/// yet) counts as empty.
+pub fn is_full(root: &Path, quota: u64) -> bool {
+    match usage(root, Some(quota)) {
+        Ok((bytes, _)) => bytes >= quota,
+        Err(_) => false,
+    }
 }
 
 /// A copy of `bytes` octets was delivered into the Maildir at `root`. Errors are logged: the

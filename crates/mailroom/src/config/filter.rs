@@ -32,6 +32,9 @@ pub struct FilterConfig {
     pub rspamd_fail_open: bool,
     /// Also scan mail from authenticated users and trusted networks.
     pub scan_outbound: bool,
+    /// Larger messages are stored unscanned (logged, counted): rspamd's own `max_message`
+    /// default, 50 MiB, over which it refuses to scan.
+    pub rspamd_max_size: u64,
 }
 
 impl Default for FilterConfig {
@@ -46,6 +49,7 @@ impl Default for FilterConfig {
             rspamd_timeout: Span::of("20s"),
             rspamd_fail_open: true,
             scan_outbound: false,
+            rspamd_max_size: smtpd::filter::rspamd::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -74,6 +78,7 @@ impl FilterConfig {
             self.rspamd_fail_open,
             self.scan_outbound,
         )
+        .map(|r| r.with_max_size(self.rspamd_max_size))
     }
 }
 
@@ -103,6 +108,11 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
         c.filter
             .rspamd()
             .map_err(|e| ConfigError(format!("filter.rspamd_url: {e}")))?;
+    }
+    if c.filter.rspamd_max_size == 0 {
+        return Err(ConfigError(
+            "filter.rspamd_max_size: must be more than 0".into(),
+        ));
     }
     if c.filter.dnsbl_timeout.is_zero() || c.filter.rspamd_timeout.is_zero() {
         return Err(ConfigError(

@@ -225,17 +225,18 @@ impl Runner {
         if self.retry.expired(age) {
             for (i, r) in results.iter_mut() {
                 if let Outcome::Deferred { reply, .. } = r {
+                    let dsn = super::retry::expired_status(&dsn_of(reply, "4.0.0"));
                     tracing::warn!(
                         to = %format!("<{}>", env.recipients[*i]),
                         delay = age.as_secs(),
-                        dsn = "4.4.7",
+                        dsn,
                         status = "expired",
                         reply = %reply,
                         "delivery: {id}:"
                     );
                     metrics::global().delivered("expired", "remote");
                     *r = Outcome::failed(
-                        "4.4.7",
+                        dsn,
                         format!(
                             "message expired after {}s in the queue: {reply}",
                             age.as_secs()
@@ -383,6 +384,23 @@ impl Runner {
                                 reply = "delivered to maildir",
                                 "delivery: {id2}:"
                             );
+                        }
+                        Ok(CopyResult::OverQuota { usage, quota }) => {
+                            metrics::global().delivered("deferred", "local");
+                            tracing::warn!(
+                                to = %format!("<{rcpt}>"),
+                                relay = "local",
+                                mailbox = %copy.account.address,
+                                usage,
+                                quota,
+                                dsn = "4.2.2",
+                                status = "deferred",
+                                reply = mda::mda::MAILBOX_FULL,
+                                "delivery: {id2}:"
+                            );
+                            // The reply names no mailbox: the sender may see it in a DSN, and
+                            // an alias's targets are not the sender's business.
+                            failed.push((copy.rcpts, mda::mda::MAILBOX_FULL.to_string()));
                         }
                         Ok(CopyResult::AlreadyThere) => tracing::info!(
                             to = %format!("<{rcpt}>"),

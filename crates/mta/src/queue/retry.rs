@@ -40,6 +40,16 @@ impl RetryPolicy {
     }
 }
 
+/// The status of a deferral given up at the end of the queue lifetime (its reply's status
+/// `deferred`): a full mailbox (`4.2.2`) becomes the permanent `5.2.2` (RFC 3463: mailbox
+/// full), so the sender learns why; everything else is `4.4.7` (delivery time expired).
+pub fn expired_status(deferred: &str) -> &'static str {
+    match deferred {
+        "4.2.2" => "5.2.2",
+        _ => "4.4.7",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +79,12 @@ mod tests {
         };
         assert_eq!(empty.pause_after(3), secs(300));
         assert!(!empty.warn_now(secs(10 * 86_400), false));
+    }
+
+    #[test]
+    fn a_full_mailbox_expires_as_5_2_2_anything_else_as_4_4_7() {
+        assert_eq!(expired_status("4.2.2"), "5.2.2");
+        assert_eq!(expired_status("4.4.1"), "4.4.7");
+        assert_eq!(expired_status("4.0.0"), "4.4.7");
     }
 }

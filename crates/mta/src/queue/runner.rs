@@ -56,6 +56,9 @@ pub struct Runner {
     /// The SRS secret: forwarded copies get an SRS envelope sender (`proto::srs`); `None`:
     /// the original sender is kept.
     pub srs_secret: Option<Arc<[u8]>>,
+    /// The accounts' quotas: a copy for a full mailbox is deferred (`4.2.2 Mailbox full`) and,
+    /// at the end of the queue lifetime, bounced (`5.2.2`); `None`: no quota.
+    pub quotas: Option<Arc<store::quota::Quotas>>,
 }
 
 /// How long running steps may take to end after a shutdown is asked.
@@ -99,7 +102,7 @@ pub enum Verdict {
 impl Runner {
     /// The MDA that writes this runner's local copies (through the spool's disk seam).
     pub fn mda(&self) -> Mda {
-        Mda::new(&self.data_dir, &self.hostname, self.spool.disk())
+        Mda::new(&self.data_dir, &self.hostname, self.spool.disk()).with_quotas(self.quotas.clone())
     }
 
     /// Runs until `shutdown`: delivers what the spool holds at start, each id that arrives on

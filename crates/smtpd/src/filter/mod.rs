@@ -17,6 +17,7 @@
 
 pub mod dnsbl;
 pub mod rspamd;
+pub mod rspamd_draft;
 pub mod rspamd_verdict;
 
 use std::net::IpAddr;

@@ -8,9 +8,11 @@
 //! authenticated and trusted senders only with `scan_outbound`. rspamd down, too slow or
 //! answering nonsense: accepted and counted (`rspamd_fail_open`), else `451 4.7.1`.
 //!
-//! Not done: messages streamed to disk (larger than what a session keeps in memory, 256 KiB
-//! or `max_header_size`) are stored unscanned (logged), so that memory stays bounded.
-//! hyper is not used: one request shape, one answer read to its end, under one deadline.
+//! A message streamed to its spool draft (larger than what a session keeps in memory) is
+//! sent from the file in [`BLOCK`]s ([`Payload::File`], [`super::rspamd_draft`]); one over
+//! `rspamd_max_size` (rspamd's own limit, 50 MiB by default) is not sent: stored unscanned,
+//! logged and counted. hyper is not used: one request shape, one answer read to its end,
+//! under one deadline.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,27 @@ use super::rspamd_verdict::{self, Verdict};
 /// Largest answer read.
 const MAX_ANSWER: usize = 1024 * 1024;
 
+/// Octets read from a draft file and written to rspamd at a time.
+pub const BLOCK: usize = 64 * 1024;
+
+/// What rspamd is sent after the request head.
+pub enum Payload<'a> {
+    /// A message held in memory.
+    Memory(&'a [u8]),
+    /// `len` octets of `file` from its position (the client's message in its draft), read
+    /// in [`BLOCK`]s: memory is one block whatever the message size.
+    File { file: std::fs::File, len: u64 },
+}
+
+impl Payload<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Memory(m) => m.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+}
+
 /// Where rspamd is and how to treat it.
 pub struct Rspamd {
     /// `host:port` to connect to.
@@ -32,8 +55,12 @@ pub struct Rspamd {
     pub timeout: Duration,
     pub fail_open: bool,
     pub scan_outbound: bool,
+    /// Larger messages are not sent (stored unscanned, counted in `skipped`).
+    pub max_size: u64,
     /// Messages accepted (or deferred) because rspamd could not be asked.
     unavailable: AtomicU64,
+    /// Messages stored unscanned because they were over `max_size`.
+    skipped: AtomicU64,
 }
 
 /// The envelope data rspamd is told.
@@ -55,6 +82,8 @@ fn value(text: &str) -> String {
 
 impl Rspamd {
     /// `url`: `http://host:port` (a path, if any, is ignored: the endpoint is `/checkv2`).
+    /// Messages over 50 MiB (rspamd's own default limit) are not sent; see
+    /// [`Rspamd::with_max_size`].
     pub fn new(
         url: &str,
         timeout: Duration,
@@ -81,8 +110,16 @@ impl Rspamd {
             timeout,
             fail_open,
             scan_outbound,
+            max_size: DEFAULT_MAX_SIZE,
             unavailable: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         })
+    }
+
+    /// Sends no message larger than `max_size` octets.
+    pub fn with_max_size(mut self, max_size: u64) -> Rspamd {
+        self.max_size = max_size;
+        self
     }
 
     /// Times rspamd could not be asked.
@@ -90,8 +127,26 @@ impl Rspamd {
         self.unavailable.load(Ordering::Relaxed)
     }
 
-    /// The request head for `message`.
-    pub fn request_head(&self, meta: &Meta<'_>, length: usize) -> String {
+    /// Messages stored unscanned for their size.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// True (and logged, counted) when a message of `size` octets is over `max_size`.
+    pub(super) fn too_large(&self, size: u64, from: &str, ip: IpAddr) -> bool {
+        if size <= self.max_size {
+            return false;
+        }
+        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(
+            "filter: event=rspamd_skipped from=<{from}> client=[{ip}] reason=over_max_size size={size} max={} count={n}",
+            self.max_size
+        );
+        true
+    }
+
+    /// The request head for a message of `length` octets.
+    pub fn request_head(&self, meta: &Meta<'_>, length: u64) -> String {
         let mut head = format!(
             "POST /checkv2 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {length}\r\nIP: {}\r\nHelo: {}\r\nFrom: {}\r\n",
             self.authority,
@@ -110,20 +165,23 @@ impl Rspamd {
     }
 
     /// Asks rspamd; the answer's body.
-    pub async fn ask(&self, meta: &Meta<'_>, message: &[u8]) -> Result<Vec<u8>, String> {
+    pub async fn ask(&self, meta: &Meta<'_>, payload: Payload<'_>) -> Result<Vec<u8>, String> {
         let exchange = async {
             let mut stream = TcpStream::connect(&self.authority)
                 .await
                 .map_err(|e| format!("connect {}: {e}", self.authority))?;
             let _ = stream.set_nodelay(true);
             stream
-                .write_all(self.request_head(meta, message.len()).as_bytes())
+                .write_all(self.request_head(meta, payload.len()).as_bytes())
                 .await
                 .map_err(|e| format!("write: {e}"))?;
-            stream
-                .write_all(message)
-                .await
-                .map_err(|e| format!("write: {e}"))?;
+            match payload {
+                Payload::Memory(message) => stream
+                    .write_all(message)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?,
+                Payload::File { file, len } => send_file(&mut stream, file, len).await?,
+            }
             let mut answer = Vec::with_capacity(4096);
             let mut limited = (&mut stream).take((MAX_ANSWER + 64 * 1024) as u64);
             limited
@@ -137,6 +195,34 @@ impl Rspamd {
             .map_err(|_| format!("no answer within {:?}", self.timeout))??;
         body(&answer)
     }
+}
+
+/// rspamd's default `max_message` (50 MiB): larger messages it would refuse to scan.
+pub const DEFAULT_MAX_SIZE: u64 = 50 << 20;
+
+/// Writes `len` octets of `file` from its position, one [`BLOCK`] at a time.
+async fn send_file(stream: &mut TcpStream, file: std::fs::File, len: u64) -> Result<(), String> {
+    let mut file = tokio::fs::File::from_std(file).take(len);
+    let mut block = vec![0u8; BLOCK];
+    let mut sent = 0u64;
+    loop {
+        let n = file
+            .read(&mut block)
+            .await
+            .map_err(|e| format!("read the draft: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        stream
+            .write_all(&block[..n])
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        sent += n as u64;
+    }
+    if sent != len {
+        return Err(format!("the draft ended after {sent} of {len} octets"));
+    }
+    Ok(())
 }
 
 /// The body of an HTTP/1.1 answer read to its end: status 200 required; `Content-Length`
@@ -202,8 +288,10 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The listener's call after the SPF/DKIM/DMARC screen: `Ok(message)` to store (tagged when
-/// rspamd said so), or `Err(reply)` to refuse it. (The arguments mirror `verify::screen`'s,
-/// plus the filters and the client's list check.)
+/// rspamd said so), or `Err(reply)` to refuse it. A message streamed to its `draft` (then
+/// `message` is empty) is scanned from the file and tagged there ([`super::rspamd_draft`]);
+/// a refusal drops the draft. (The arguments mirror `verify::screen`'s, plus the filters and
+/// the client's list check.)
 #[allow(clippy::too_many_arguments)]
 pub async fn scan(
     filters: Option<&super::Filters>,
@@ -211,7 +299,7 @@ pub async fn scan(
     service: Service,
     conn: &Connection,
     ip: IpAddr,
-    spilled: bool,
+    draft: &mut Option<std::io::Result<store::spool::Draft>>,
     envelope: &Envelope,
     message: Vec<u8>,
 ) -> Result<Vec<u8>, Reply> {
@@ -225,13 +313,6 @@ pub async fn scan(
     if check.allowlisted() {
         return Ok(message);
     }
-    let from = proto::smtp::address::escape(&envelope.sender);
-    if spilled {
-        tracing::info!(
-            "filter: event=rspamd_skipped from=<{from}> client=[{ip}] reason=large_message"
-        );
-        return Ok(message);
-    }
     let meta = Meta {
         ip,
         helo: conn.session().helo_name(),
@@ -239,34 +320,50 @@ pub async fn scan(
         rcpts: &envelope.recipients,
         user: conn.session().user(),
     };
-    let verdict = match rspamd
-        .ask(&meta, &message)
-        .await
-        .and_then(|b| rspamd_verdict::decide(&b))
-    {
-        Ok(v) => v,
-        Err(e) => {
-            let n = rspamd.unavailable.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                "filter: event=rspamd_unavailable from=<{from}> client=[{ip}] error={e:?} fail_open={} count={n}",
-                rspamd.fail_open
-            );
-            rspamd_verdict::unavailable(rspamd.fail_open)
-        }
-    };
-    match verdict {
+    if draft.is_some() {
+        super::rspamd_draft::scan_draft(rspamd, &meta, conn.spill_at(), draft).await?;
+        return Ok(message);
+    }
+    let from = proto::smtp::address::escape(&envelope.sender);
+    if rspamd.too_large(message.len() as u64, &from, ip) {
+        return Ok(message);
+    }
+    let answer = rspamd.ask(&meta, Payload::Memory(&message)).await;
+    match rspamd.verdict(answer, &meta) {
         Verdict::Accept => Ok(message),
         Verdict::Refuse(reply) => Err(reply),
-        Verdict::Tag { headers, subject } => {
-            tracing::info!(
-                "filter: event=rspamd_tagged from=<{from}> client=[{ip}] {}",
-                headers.lines().nth(1).unwrap_or("").trim()
-            );
-            Ok(rspamd_verdict::tagged(
-                &message,
-                &headers,
-                subject.as_deref(),
-            ))
+        Verdict::Tag { headers, subject } => Ok(rspamd_verdict::tagged(
+            &message,
+            &headers,
+            subject.as_deref(),
+        )),
+    }
+}
+
+impl Rspamd {
+    /// The verdict of an exchange: rspamd's, or when it could not be asked (logged and
+    /// counted) accept or `451` by `fail_open`. Tags are logged here.
+    pub(super) fn verdict(&self, answer: Result<Vec<u8>, String>, meta: &Meta<'_>) -> Verdict {
+        let from = proto::smtp::address::escape(meta.from);
+        let ip = meta.ip;
+        match answer.and_then(|b| rspamd_verdict::decide(&b)) {
+            Ok(v) => {
+                if let Verdict::Tag { headers, .. } = &v {
+                    tracing::info!(
+                        "filter: event=rspamd_tagged from=<{from}> client=[{ip}] {}",
+                        headers.lines().nth(1).unwrap_or("").trim()
+                    );
+                }
+                v
+            }
+            Err(e) => {
+                let n = self.unavailable.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    "filter: event=rspamd_unavailable from=<{from}> client=[{ip}] error={e:?} fail_open={} count={n}",
+                    self.fail_open
+                );
+                rspamd_verdict::unavailable(self.fail_open)
+            }
         }
     }
 }
