@@ -213,19 +213,67 @@ pub fn spawn(
         (plain, None, web::plain_router(web.clone())),
         (https, Some(https_acceptor), web::https_router(web)),
     ];
+    // The web face runs on a thread of its own (a one-thread runtime): under a mail load that
+    // keeps the main runtime's workers busy with hundreds of SMTP sessions, a `/metrics`
+    // scrape or an admin page would otherwise wait in their run queues; a thread of its own
+    // is scheduled by the kernel as soon as it wakes.
+    let mut std_listeners = Vec::new();
     for (listeners, tls, app) in sets {
         for listener in listeners {
             let addr = listener.local_addr().ok();
             tracing::info!("http: listening on {addr:?} https={}", tls.is_some());
-            servers.spawn(web::listener::serve(
-                listener,
-                tls.clone(),
-                app.clone(),
-                limits,
-                slots.clone(),
-                shutdown.clone(),
-            ));
+            match listener.into_std() {
+                Ok(l) => std_listeners.push((l, tls.clone(), app.clone())),
+                Err(e) => tracing::error!("http: listener {addr:?}: {e}"),
+            }
         }
+    }
+    if std_listeners.is_empty() {
+        return;
+    }
+    let shutdown = shutdown.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("mailroom-web".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("http: cannot start the web runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (listener, tls, app) in std_listeners {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            set.spawn(web::listener::serve(
+                                l,
+                                tls,
+                                app,
+                                limits,
+                                slots.clone(),
+                                shutdown.clone(),
+                            ));
+                        }
+                        Err(e) => tracing::error!("http: listener: {e}"),
+                    }
+                }
+                while set.join_next().await.is_some() {}
+            });
+            let _ = done_tx.send(());
+        });
+    match thread {
+        Ok(_) => {
+            servers.spawn(async move {
+                let _ = done_rx.await;
+            });
+        }
+        Err(e) => tracing::error!("http: cannot start the web thread: {e}"),
     }
 }
 
