@@ -52,17 +52,22 @@ def tlsa(usage, selector, pem):
 
 
 class Knot:
-    """knotd serving `dane.test` signed (ECDSA P-256 keys made at its first load)."""
+    """knotd serving `zones` ({name: (records, signed)}); a signed zone gets ECDSA P-256 keys
+    at its first load (automatic signing)."""
 
-    def __init__(self, tmp: pathlib.Path, records):
+    def __init__(self, tmp: pathlib.Path, zones):
         self.dir = tmp / "knot"
         (self.dir / "zones").mkdir(parents=True)
         (self.dir / "db").mkdir()
         self.port = free_port(KNOT_IP)
-        zone = ["$ORIGIN dane.test.", "$TTL 300",
-                "@ SOA ns.dane.test. hostmaster.dane.test. 1 3600 900 604800 300",
-                "@ NS ns.dane.test.", f"ns A {KNOT_IP}", *records]
-        (self.dir / "zones" / "dane.test.zone").write_text("\n".join(zone) + "\n")
+        self.zones = zones
+        entries = ""
+        for name, (records, signed) in zones.items():
+            zone = [f"$ORIGIN {name}.", "$TTL 300",
+                    f"@ SOA ns.{name}. hostmaster.{name}. 1 3600 900 604800 300",
+                    f"@ NS ns.{name}.", f"ns A {KNOT_IP}", *records]
+            (self.dir / "zones" / f"{name}.zone").write_text("\n".join(zone) + "\n")
+            entries += f"  - domain: {name}\n    dnssec-signing: {'on' if signed else 'off'}\n"
         (self.dir / "knot.conf").write_text(f"""server:
     rundir: "{self.dir}"
     user: root:root
@@ -76,25 +81,23 @@ template:
   - id: default
     storage: "{self.dir / 'zones'}"
     file: "%s.zone"
-    dnssec-signing: on
     zonefile-sync: -1
     zonefile-load: difference-no-serial
     journal-content: all
 zone:
-  - domain: dane.test
-""")
+{entries}""")
         self.proc = subprocess.Popen([KNOTD, "-c", str(self.dir / "knot.conf")],
                                      stdout=subprocess.DEVNULL, stderr=open(self.dir / "knotd.err", "ab"))
-        self.ksk = self._wait_signed()
+        self.ksk = {name: self._wait_signed(name) for name, (_, signed) in zones.items() if signed}
 
-    def _wait_signed(self, timeout=15.0):
+    def _wait_signed(self, zone, timeout=15.0):
         """The zone's KSK (`257 3 13 ...`) once knotd answers with the signed zone."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError((self.dir / "knotd.err").read_text())
             out = subprocess.run([KDIG, f"@{KNOT_IP}", "-p", str(self.port), "+short", "+time=1",
-                                  "DNSKEY", "dane.test."], capture_output=True, text=True).stdout
+                                  "DNSKEY", f"{zone}."], capture_output=True, text=True).stdout
             ksk = [l for l in out.splitlines() if l.startswith("257 ")]
             if ksk:
                 return ksk[0]
@@ -108,14 +111,16 @@ zone:
 
 
 class Unbound:
-    """unbound validating `dane.test` (stub to knotd) with its KSK as trust anchor, or with
-    no anchor at all (`anchor=None`: the zone is insecure to it, AD never set)."""
+    """unbound validating knotd's zones (a stub zone each) with the KSKs of `anchored` zones as
+    its only trust anchors; a zone without one is insecure to it (AD never set)."""
 
-    def __init__(self, tmp: pathlib.Path, knot: Knot, anchor):
+    def __init__(self, tmp: pathlib.Path, knot: Knot, anchored):
         self.dir = tmp / "unbound"
         self.dir.mkdir()
         self.port = free_port(UNBOUND_IP)
-        trust = f'    trust-anchor: "dane.test. DNSKEY {anchor}"\n' if anchor else ""
+        trust = "".join(f'    trust-anchor: "{z}. DNSKEY {knot.ksk[z]}"\n' for z in anchored)
+        stubs = "".join(f'stub-zone:\n    name: "{z}"\n    stub-addr: {KNOT_IP}@{knot.port}\n'
+                        for z in knot.zones)
         (self.dir / "unbound.conf").write_text(f"""server:
     interface: {UNBOUND_IP}
     port: {self.port}
@@ -135,10 +140,7 @@ class Unbound:
     verbosity: 1
 {trust}remote-control:
     control-enable: no
-stub-zone:
-    name: "dane.test"
-    stub-addr: {KNOT_IP}@{knot.port}
-""")
+{stubs}""")
         self.proc = subprocess.Popen([UNBOUND, "-d", "-c", str(self.dir / "unbound.conf")],
                                      stdout=subprocess.DEVNULL, stderr=open(self.dir / "unbound.err", "ab"))
         self._wait_ready()
@@ -178,7 +180,12 @@ def dane(tmp_path, make_server):
     ca = Ca()
     stops = []
 
-    def start(tlsa_of, anchored=True, mx_tls=True, relay_extra="", zone_extra=()):
+    def start(tlsa_of, anchored=True, mx_tls=True, relay_extra="", zone_extra=(), layout="signed"):
+        """`layout`: "signed" (mx1.dane.test and its TLSA in the signed dane.test);
+        "insecure-tlsa" (the TLSA in `_tcp.mx1.dane.test`, an unsigned zone delegated from
+        the signed one without DS); "insecure-address" (MX mx1.plain.test in the unsigned
+        plain.test, its TLSA in `_tcp.mx1.plain.test`, signed and anchored: a secure TLSA
+        answer for a host whose address answer is not)."""
         cert, key = ca.issue("mx", "mx1.dane.test")
         certs = {"mx": cert, "ca": ca.cert}
         main_extra = ""
@@ -191,12 +198,23 @@ def dane(tmp_path, make_server):
             main_extra = f"smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {chain}\n"
         pf = Postfix(tmp_path, ip=MX_IP, domains=("dane.test",), main_extra=main_extra)
         stops.append(pf.stop)
-        records = ["@ MX 10 mx1.dane.test.", f"mx1 A {MX_IP}"]
-        records += [f"_{pf.port}._tcp.mx1 TLSA {r}" for r in tlsa_of(certs)]
-        records += list(zone_extra)
-        knot = Knot(tmp_path, records)
+        host = "mx1.plain.test" if layout == "insecure-address" else "mx1.dane.test"
+        tlsas = [f"_{pf.port} TLSA {r}" for r in tlsa_of(certs)]
+        dane_zone = [f"@ MX 10 {host}.", *zone_extra]
+        zones = {}
+        if layout == "signed":
+            dane_zone += [f"mx1 A {MX_IP}"] + [f"_{pf.port}._tcp.mx1 TLSA {r}" for r in tlsa_of(certs)]
+        elif layout == "insecure-tlsa":
+            dane_zone += [f"mx1 A {MX_IP}", "_tcp.mx1 NS ns.dane.test."]
+            zones["_tcp.mx1.dane.test"] = (tlsas, False)
+        else:
+            zones["plain.test"] = ([f"mx1 A {MX_IP}", "_tcp.mx1 NS ns.plain.test."], False)
+            zones["_tcp.mx1.plain.test"] = (tlsas, True)
+        zones["dane.test"] = (dane_zone, True)
+        knot = Knot(tmp_path, zones)
         stops.append(knot.stop)
-        ub = Unbound(tmp_path, knot, knot.ksk if anchored else None)
+        anchors = [z for z, (_, signed) in zones.items() if signed] if anchored else []
+        ub = Unbound(tmp_path, knot, anchors)
         stops.append(ub.stop)
         s = make_server(trusted=("127.0.0.1/32",), extra=(
             "[dns]\n"
@@ -278,6 +296,23 @@ def test_without_the_trust_anchor_no_dane_applies_and_mail_goes_opportunisticall
     send(s, "insecure zone")
     [got] = pf.wait_messages("bob", 1)
     assert b"Subject: insecure zone" in got
+    line = sent_line(s)
+    assert "verified=none" in line and "tls=TLSv1." in line, line
+
+
+@pytest.mark.parametrize("layout,insecure", [("insecure-tlsa", "TLSA"), ("insecure-address", "A")])
+def test_dane_needs_both_the_address_and_the_tlsa_answer_authenticated(dane, layout, insecure):
+    """A wrong TLSA record that would defer, but one of the two answers is not authenticated:
+    the TLSA record in an unsigned child zone (delegated without DS), or the MX host's
+    address in an unsigned zone while its TLSA sits in a signed, anchored one. No DANE: the
+    mail goes over unverified TLS."""
+    s, pf, ub, certs = dane(lambda c: ["3 1 1 " + "00" * 32], layout=layout)
+    host = "mx1.plain.test" if layout == "insecure-address" else "mx1.dane.test"
+    a, t = ub.flags(host, "A") + ";", ub.flags(f"_{pf.port}._tcp.{host}", "TLSA") + ";"
+    assert (" ad;" in a, " ad;" in t) == ((False, True) if insecure == "A" else (True, False)), (a, t)
+    send(s, "half secure")
+    [got] = pf.wait_messages("bob", 1)
+    assert b"Subject: half secure" in got
     line = sent_line(s)
     assert "verified=none" in line and "tls=TLSv1." in line, line
 
