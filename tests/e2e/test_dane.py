@@ -180,12 +180,14 @@ def dane(tmp_path, make_server):
     ca = Ca()
     stops = []
 
-    def start(tlsa_of, anchored=True, mx_tls=True, relay_extra="", zone_extra=(), layout="signed"):
+    def start(tlsa_of, anchored=True, mx_tls=True, relay_extra="", zone_extra=(), layout="signed",
+              mailroom_mx=False):
         """`layout`: "signed" (mx1.dane.test and its TLSA in the signed dane.test);
         "insecure-tlsa" (the TLSA in `_tcp.mx1.dane.test`, an unsigned zone delegated from
         the signed one without DS); "insecure-address" (MX mx1.plain.test in the unsigned
         plain.test, its TLSA in `_tcp.mx1.plain.test`, signed and anchored: a secure TLSA
-        answer for a host whose address answer is not)."""
+        answer for a host whose address answer is not). `mailroom_mx`: the MX is another
+        Mailroom (it offers REQUIRETLS) instead of Postfix."""
         cert, key = ca.issue("mx", "mx1.dane.test")
         certs = {"mx": cert, "ca": ca.cert}
         main_extra = ""
@@ -196,7 +198,19 @@ def dane(tmp_path, make_server):
                               + ca.cert.read_bytes())
             os.chmod(chain, 0o644)
             main_extra = f"smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {chain}\n"
-        pf = Postfix(tmp_path, ip=MX_IP, domains=("dane.test",), main_extra=main_extra)
+        if mailroom_mx:
+            # Listening on MX_IP too, at a port of its own that the relay's remote_port names.
+            pf = make_server(extra=f'[tls]\ncertificate = "{cert}"\nprivate_key = "{key}"\n')
+            pf.port = free_port(MX_IP)
+            text = pf.config.read_text()
+            own = f'listen = ["{HOST}:{pf.smtp_port}"]'
+            assert own in text
+            pf.config.write_text(text.replace(own, f'listen = ["{HOST}:{pf.smtp_port}", "{MX_IP}:{pf.port}"]'))
+            pf.cli("domain", "add", "dane.test")
+            pf.add_user("bob@dane.test")
+            pf.start()
+        else:
+            pf = Postfix(tmp_path, ip=MX_IP, domains=("dane.test",), main_extra=main_extra)
         stops.append(pf.stop)
         host = "mx1.plain.test" if layout == "insecure-address" else "mx1.dane.test"
         tlsas = [f"_{pf.port} TLSA {r}" for r in tlsa_of(certs)]
@@ -225,6 +239,7 @@ def dane(tmp_path, make_server):
             f"{relay_extra}"))
         s.cli("domain", "add", "example.test")
         s.add_user("reports@example.test")
+        s.add_user("alice@example.test", "alice-pw")
         s.start()
         stops.append(s.stop)
         return s, pf, ub, certs
@@ -366,3 +381,22 @@ def test_dane_failures_are_counted_through_a_restart_into_the_tls_rpt_report(dan
     [f] = p["failure-details"]
     assert f["result-type"] == "validation-failure" and f["receiving-ip"] == MX_IP
     assert_nothing_reached(pf)
+
+
+def test_requiretls_goes_over_dane_verified_tls(dane):
+    """RFC 8689: a REQUIRETLS message needs verified TLS; with no MTA-STS policy, DANE is what
+    verifies it. The MX (a Mailroom offering REQUIRETLS) gets it, `verified=dane`."""
+    import ssl
+    s, mx, ub, certs = dane(lambda c: [tlsa(3, 1, c["mx"])], mailroom_mx=True)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP(HOST, s.submission_port, timeout=30) as c:
+        c.starttls(context=ctx)
+        c.login("alice@example.test", "alice-pw")
+        msg = "From: alice@example.test\r\nTo: bob@dane.test\r\nSubject: protected\r\n\r\nbody\r\n"
+        c.sendmail("alice@example.test", ["bob@dane.test"], msg.encode(), mail_options=["REQUIRETLS"])
+    [got] = mx.wait_messages("bob@dane.test", 1)
+    assert b"Subject: protected" in got
+    line = sent_line(s)
+    assert "verified=dane" in line, line
