@@ -10,7 +10,9 @@
 //! bits of the address and TLSA answers) is `dns::Dns`; what a failure means for a delivery
 //! (defer, never plaintext) is `super`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dns::secure::{SecureAnswer, Tlsa};
 use dns::Failure;
@@ -28,6 +30,39 @@ pub enum DaneState {
     Required(Arc<Vec<Tlsa>>),
     /// The TLSA lookup failed: the host may not be used now (RFC 7672 §2.2).
     Defer(String),
+}
+
+/// How long a host's state is reused (the resolver caches by TTL; this saves the queries).
+const CACHE_FOR: Duration = Duration::from_secs(60);
+/// Hosts remembered at most (past it the cache starts over).
+const CACHE_MAX: usize = 10_000;
+
+/// The DANE states of MX hosts (and ports) for [`CACHE_FOR`]; a deferral is not kept.
+#[derive(Default)]
+pub(crate) struct DaneCache {
+    states: Mutex<HashMap<(String, u16), (Instant, DaneState)>>,
+}
+
+impl DaneCache {
+    pub fn get(&self, host: &str, port: u16) -> Option<DaneState> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, state) = states.get(&(host.to_ascii_lowercase(), port))?;
+        (at.elapsed() < CACHE_FOR).then(|| state.clone())
+    }
+
+    pub fn put(&self, host: &str, port: u16, state: &DaneState) {
+        if matches!(state, DaneState::Defer(_)) {
+            return;
+        }
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if states.len() >= CACHE_MAX {
+            states.clear();
+        }
+        states.insert(
+            (host.to_ascii_lowercase(), port),
+            (Instant::now(), state.clone()),
+        );
+    }
 }
 
 /// The records usable for SMTP (DANE-TA, DANE-EE with known selector and matching types).

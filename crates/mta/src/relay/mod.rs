@@ -185,6 +185,8 @@ pub struct Relay {
     check: tls::CertCheck,
     /// MTA-STS policies of destination domains.
     policies: Policies,
+    /// DANE states of MX hosts, for a minute.
+    dane_cache: dane::DaneCache,
     pool: Arc<Pool>,
 }
 
@@ -221,6 +223,7 @@ impl Relay {
             verified,
             check,
             policies,
+            dane_cache: dane::DaneCache::default(),
             pool: Arc::new(Pool::default()),
         })
     }
@@ -705,6 +708,15 @@ impl Relay {
         {
             return DaneState::None;
         }
+        if let Some(state) = self.dane_cache.get(host, port) {
+            return state;
+        }
+        let state = self.dane_lookup(host, port).await;
+        self.dane_cache.put(host, port, &state);
+        state
+    }
+
+    async fn dane_lookup(&self, host: &str, port: u16) -> DaneState {
         match self.dns.address_authentic(host).await {
             Ok(true) => {}
             Ok(false) => return DaneState::None,
