@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod dmarc_line;
+pub mod secure;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -94,6 +95,8 @@ pub struct Dns {
     authenticator: MessageAuthenticator,
     caches: Caches,
     lookup_timeout: Duration,
+    /// Where [`Dns::tlsa`] and [`Dns::address_authentic`] ask (the first that answers).
+    secure_servers: Vec<SocketAddr>,
 }
 
 fn fqdn(name: &str) -> String {
@@ -102,6 +105,11 @@ fn fqdn(name: &str) -> String {
 
 impl Dns {
     pub fn new(config: &DnsConfig) -> Result<Dns, String> {
+        let secure_servers = if config.servers.is_empty() {
+            system_servers()
+        } else {
+            config.servers.clone()
+        };
         let mut builder = if config.servers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?
         } else {
@@ -132,6 +140,7 @@ impl Dns {
             authenticator: MessageAuthenticator(resolver),
             caches: Caches::new(cache::MAX_ENTRIES),
             lookup_timeout: config.lookup_timeout,
+            secure_servers,
         })
     }
 
@@ -265,6 +274,69 @@ impl Dns {
             return Err(Failure::NoRecords);
         }
         Ok(ips)
+    }
+}
+
+/// The name servers of `/etc/resolv.conf`, for the raw queries of [`secure`].
+fn system_servers() -> Vec<SocketAddr> {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|s| {
+                let port = s.connections.first().map_or(53, |c| c.port);
+                SocketAddr::new(s.ip, port)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl Dns {
+    /// One DNSSEC-aware question ([`secure::query`]) to the servers in turn, until one
+    /// answers with something other than a temporary failure.
+    async fn secure_query(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<secure::SecureAnswer<RData>, Failure> {
+        let mut last = Failure::Temporary("no DNS server configured".into());
+        for server in &self.secure_servers {
+            match secure::query(*server, name, rtype, self.lookup_timeout).await {
+                Err(Failure::Temporary(e)) => last = Failure::Temporary(e),
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// TLSA records of `name` (`_25._tcp.<mx host>`) and whether the resolver authenticated
+    /// them (AD bit; the resolver must be a local validating one).
+    pub async fn tlsa(&self, name: &str) -> Result<secure::SecureAnswer<secure::Tlsa>, Failure> {
+        let answer = self.secure_query(name, RecordType::TLSA).await?;
+        Ok(secure::SecureAnswer {
+            authentic: answer.authentic,
+            records: secure::tlsa_of(&answer.records),
+        })
+    }
+
+    /// Whether the address records of `host` (A, or AAAA when it has no A) come with the AD
+    /// bit: the condition for DANE (RFC 7672 §2.2.2). A host without addresses is `false`.
+    pub async fn address_authentic(&self, host: &str) -> Result<bool, Failure> {
+        if self.secure_servers.is_empty() {
+            return Ok(false);
+        }
+        match self.secure_query(host, RecordType::A).await {
+            Ok(answer) => Ok(answer.authentic),
+            Err(Failure::NoRecords | Failure::NxDomain) => {
+                match self.secure_query(host, RecordType::AAAA).await {
+                    Ok(answer) => Ok(answer.authentic),
+                    Err(Failure::NoRecords | Failure::NxDomain) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

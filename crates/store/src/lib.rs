@@ -34,3 +34,4 @@ pub mod sending_limits;
 pub mod spool;
 pub mod srs_secret;
 pub mod tls_policies;
+pub mod tls_report_counts;

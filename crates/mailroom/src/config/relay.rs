@@ -67,6 +67,9 @@ pub struct RelayConfig {
     pub tls_reports: bool,
     /// How often (one day; shorter only for tests).
     pub tls_report_period: Span,
+    /// DANE (RFC 7672) for MX hosts whose DNSSEC-authenticated TLSA records bind them; needs
+    /// `[dns] servers` to be a local validating resolver (its AD bit is trusted).
+    pub dane: bool,
 }
 
 impl RelayConfig {
@@ -165,6 +168,7 @@ impl Default for RelayConfig {
             mta_sts_fetch_timeout: Span::of("20s"),
             tls_reports: false,
             tls_report_period: Span::of("1d"),
+            dane: true,
         }
     }
 }

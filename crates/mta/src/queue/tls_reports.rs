@@ -3,8 +3,8 @@
 //! report-type="tlsrpt"` message from our postmaster to the `mailto:` addresses of the
 //! domain's `_smtp._tls` TXT record, DKIM-signed and queued like our DSNs.
 //!
-//! Counts live in memory between two reports (a restart loses at most one period's counts);
-//! a domain without a usable `rua=mailto:` gets no report. Not here: what is counted
+//! Counts live in `store::tls_report_counts` between two reports (a restart loses none);
+//! DANE sessions are counted under their MX host (`policy-type: tlsa`); a domain without a usable `rua=mailto:` gets no report. Not here: what is counted
 //! (`crate::relay::tls_policy`), the JSON ([`crate::relay::tls_policy::report`]).
 
 use std::io::Write;
@@ -38,7 +38,17 @@ impl Runner {
             }
             let end = self.clock.unix();
             let counts = relay.policies().take_counts();
-            for (domain, c) in counts.domains {
+            // Counts kept through a restart may predate this task's start.
+            let from = counts.first_day.map_or(start, |d| start.min(d * 86_400));
+            let mut by_domain: std::collections::BTreeMap<&str, Vec<(&str, &DomainCounts)>> =
+                Default::default();
+            for ((domain, policy_type), c) in &counts.domains {
+                by_domain
+                    .entry(domain.as_str())
+                    .or_default()
+                    .push((policy_type.as_str(), c));
+            }
+            for (domain, policies) in by_domain {
                 let txt = relay
                     .policies()
                     .dns()
@@ -49,7 +59,7 @@ impl Runner {
                     tracing::info!("tls-rpt: {domain}: no rua=mailto: address; no report");
                     continue;
                 }
-                self.send_report(&domain, &c, &rua, start, end).await;
+                self.send_report(domain, &policies, &rua, from, end).await;
             }
             start = end;
         }
@@ -58,7 +68,7 @@ impl Runner {
     async fn send_report(
         &self,
         domain: &str,
-        c: &DomainCounts,
+        policies: &[(&str, &DomainCounts)],
         rua: &[String],
         start: u64,
         end: u64,
@@ -75,7 +85,7 @@ impl Runner {
             start,
             end,
         };
-        let json = report::json(&by, domain, c);
+        let json = report::json(&by, domain, policies);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         if gz.write_all(json.as_bytes()).is_err() {
             return;
@@ -118,8 +128,8 @@ impl Runner {
                 tracing::info!(
                     "tls-rpt: {domain}: report {report_id} queued as {id} to={} successes={} failures={}",
                     rua.join(","),
-                    c.successes,
-                    c.failure_total()
+                    policies.iter().map(|(_, c)| c.successes).sum::<u64>(),
+                    policies.iter().map(|(_, c)| c.failure_total()).sum::<u64>()
                 );
                 let _ = self.resubmit.send(id);
             }

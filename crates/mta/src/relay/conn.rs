@@ -59,6 +59,8 @@ pub(crate) struct Conn {
     pub tls_version: Option<&'static str>,
     /// The WebPKI verdict on the server's certificate for `host` (`None`: no TLS or no check).
     pub certificate: Option<Result<(), Problem>>,
+    /// The handshake passed a TLSA check (set by the relay's DANE opener).
+    pub dane: bool,
 }
 
 /// How to set up a session.
@@ -110,6 +112,7 @@ impl Conn {
             host: dest.host.clone(),
             tls_version: None,
             certificate: None,
+            dane: false,
         };
         loop {
             match (conn.drive().await, setup.tls) {

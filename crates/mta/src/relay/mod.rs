@@ -15,11 +15,13 @@
 
 mod body;
 mod conn;
+pub mod dane;
 pub mod mx;
 mod pool;
 mod tls;
 pub mod tls_policy;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use tokio_rustls::TlsConnector;
 
 pub use body::{MessageBody, BLOCK};
 use conn::{Conn, OpenError, Setup};
+use dane::DaneState;
 use pool::Pool;
 use tls_policy::{Demand, Policies, Problem, Verified};
 
@@ -182,6 +185,8 @@ pub struct Relay {
     check: tls::CertCheck,
     /// MTA-STS policies of destination domains.
     policies: Policies,
+    /// DANE states of MX hosts, for a minute.
+    dane_cache: dane::DaneCache,
     pool: Arc<Pool>,
 }
 
@@ -218,6 +223,7 @@ impl Relay {
             verified,
             check,
             policies,
+            dane_cache: dane::DaneCache::default(),
             pool: Arc::new(Pool::default()),
         })
     }
@@ -307,10 +313,22 @@ impl Relay {
                         );
                         demand = Demand::Opportunistic;
                     }
-                    if require_tls && !matches!(demand, Demand::StsEnforce(_)) {
+                    // DANE hosts known before the transaction (REQUIRETLS may use them).
+                    let mut known = HashMap::new();
+                    let enforce = matches!(demand, Demand::StsEnforce(_));
+                    if require_tls && !enforce {
+                        for h in &hosts {
+                            if !known.contains_key(&h.host) {
+                                let state = self.dane(&h.host, h.addr.port()).await;
+                                known.insert(h.host.clone(), state);
+                            }
+                        }
+                    }
+                    let any_dane = known.values().any(|s| matches!(s, DaneState::Required(_)));
+                    if require_tls && !enforce && !any_dane {
                         let result = RcptResult::failed(
                             "5.7.10",
-                            format!("REQUIRETLS: no verified TLS to {domain} (no MTA-STS policy in enforce mode)"),
+                            format!("REQUIRETLS: no verified TLS to {domain} (no MTA-STS policy in enforce mode, no DANE)"),
                         );
                         let outcomes = all(recipients, result, None, false);
                         log(domain, sender, &outcomes);
@@ -339,6 +357,7 @@ impl Relay {
                         message,
                         &demand,
                         require_tls,
+                        Some(known),
                     )
                     .await
                 }
@@ -389,6 +408,7 @@ impl Relay {
             message,
             &Demand::Opportunistic,
             false,
+            None,
         );
         self.under_deadline(domain, sender, recipients, work).await
     }
@@ -439,8 +459,12 @@ impl Relay {
         message: &MessageBody,
         demand: &Demand,
         require_tls: bool,
+        dane_states: Option<HashMap<String, DaneState>>,
     ) -> Attempt {
         let enforce = matches!(demand, Demand::StsEnforce(_));
+        // `None`: hosts given without DNS, no DANE.
+        let use_dane = dane_states.is_some();
+        let mut dane_states = dane_states.unwrap_or_default();
         let traits: MessageTraits = match message.traits(sender, recipients).await {
             Ok(traits) => MessageTraits {
                 require_tls,
@@ -463,6 +487,29 @@ impl Relay {
         let mut connected = false;
         let mut timed_out = false;
         for dest in hosts {
+            if use_dane && !dane_states.contains_key(&dest.host) {
+                let state = self.dane(&dest.host, dest.addr.port()).await;
+                dane_states.insert(dest.host.clone(), state);
+            }
+            let records = match dane_states.get(&dest.host) {
+                Some(DaneState::Required(records)) => Some(records.clone()),
+                Some(DaneState::Defer(reason)) => {
+                    let ip = dest.addr.ip().to_string();
+                    self.policies
+                        .record_dane(&dest.host, &[], Err(("dnssec-invalid", &ip)));
+                    last_host = Some(conn::label(dest));
+                    last_error = format!("4.7.5 DANE: {reason}");
+                    tracing::info!("relay: {domain}: {last_error}");
+                    continue;
+                }
+                Some(DaneState::None) | None => None,
+            };
+            if require_tls && !enforce && records.is_none() {
+                // REQUIRETLS through DANE: only the hosts DANE binds.
+                continue;
+            }
+            // DANE takes precedence over MTA-STS for the hosts it binds (RFC 8461 §2).
+            let enforce = enforce && records.is_none();
             let Some(_slot) = self
                 .pool
                 .slot(dest.addr, self.config.per_destination_limit)
@@ -476,6 +523,11 @@ impl Relay {
             let mut fresh = false;
             loop {
                 let mut conn = match self.pool.take(dest.addr) {
+                    Some(conn) if records.is_some() && !dane_for(&conn, &dest.host) => {
+                        // Opened without this host's TLSA check: not reused.
+                        conn.quit().await;
+                        continue;
+                    }
                     Some(conn) if enforce && !verified_for(&conn, &dest.host) => {
                         // Opened without the policy's check for this name: not reused.
                         conn.quit().await;
@@ -490,14 +542,16 @@ impl Relay {
                     }
                     None => {
                         fresh = true;
-                        match self.open(dest, enforce).await.map_err(|(e, problem)| {
-                            if let Some(p) = problem {
-                                let ip = dest.addr.ip().to_string();
-                                self.policies
-                                    .record(domain, demand, Err((p, &dest.host, &ip)));
-                            }
-                            e
-                        }) {
+                        match self.open(dest, enforce, records.as_ref()).await.map_err(
+                            |(e, problem)| {
+                                if let Some(p) = problem {
+                                    let ip = dest.addr.ip().to_string();
+                                    self.policies
+                                        .record(domain, demand, Err((p, &dest.host, &ip)));
+                                }
+                                e
+                            },
+                        ) {
                             Ok(conn) => conn,
                             Err(e) => {
                                 tracing::info!("relay: {domain}: {e}");
@@ -516,11 +570,13 @@ impl Relay {
                         let tls = conn.tls();
                         let tls_version = conn.tls_version;
                         let verified = match (&conn.certificate, enforce) {
+                            _ if conn.dane => Verified::Dane,
                             (Some(Ok(())), true) => Verified::MtaSts,
                             (Some(Ok(())), false) => Verified::Ca,
                             _ => Verified::None,
                         };
                         let problem = match demand {
+                            Demand::StsTesting(_) if conn.dane => None,
                             Demand::StsTesting(_) => testing_problem(&conn, demand),
                             _ => None,
                         };
@@ -532,11 +588,18 @@ impl Relay {
                             );
                         }
                         let ip = conn.addr.ip().to_string();
-                        self.policies.record(
-                            domain,
-                            demand,
-                            problem.map_or(Ok(()), |p| Err((p, conn.host.as_str(), ip.as_str()))),
-                        );
+                        match (conn.dane, &records) {
+                            // DANE's session, not MTA-STS's (RFC 8461 §2).
+                            (true, Some(records)) => {
+                                self.policies.record_dane(&conn.host, records, Ok(()))
+                            }
+                            _ => self.policies.record(
+                                domain,
+                                demand,
+                                problem
+                                    .map_or(Ok(()), |p| Err((p, conn.host.as_str(), ip.as_str()))),
+                            ),
+                        }
                         if reusable {
                             self.pool.put(conn);
                         } else {
@@ -613,11 +676,113 @@ impl Relay {
         &self,
         dest: &Destination,
         enforce: bool,
+        dane: Option<&Arc<Vec<dns::secure::Tlsa>>>,
     ) -> Result<Conn, (String, Option<Problem>)> {
+        if let Some(records) = dane {
+            return self
+                .open_dane(dest, records)
+                .await
+                .map_err(|(e, result_type)| {
+                    if let Some(ty) = result_type {
+                        let ip = dest.addr.ip().to_string();
+                        self.policies
+                            .record_dane(&dest.host, records, Err((ty, &ip)));
+                    }
+                    (e, None)
+                });
+        }
         self.open_conn(dest, enforce).await.map_err(|e| {
             let problem = enforce.then(|| problem_of(&e)).flatten();
             (e, problem)
         })
+    }
+
+    /// What DANE asks of `host` reached on `port` (RFC 7672 §2.2): nothing unless its
+    /// address answer is authenticated (AD); then its TLSA records, or a deferral when their
+    /// lookup fails. Not for a smarthost or an address literal, or with `[relay] dane = false`.
+    async fn dane(&self, host: &str, port: u16) -> DaneState {
+        if !self.config.tls_policy.dane
+            || self.config.smarthost.is_some()
+            || mx::address_literal(host).is_some()
+            || host.parse::<IpAddr>().is_ok()
+        {
+            return DaneState::None;
+        }
+        if let Some(state) = self.dane_cache.get(host, port) {
+            return state;
+        }
+        let state = self.dane_lookup(host, port).await;
+        self.dane_cache.put(host, port, &state);
+        state
+    }
+
+    async fn dane_lookup(&self, host: &str, port: u16) -> DaneState {
+        match self.dns.address_authentic(host).await {
+            Ok(true) => {}
+            Ok(false) => return DaneState::None,
+            Err(e) => {
+                // The addresses themselves were found: only their security is unknown.
+                tracing::warn!(
+                    "relay: {host}: DNSSEC status of the address unknown ({e}): no DANE"
+                );
+                return DaneState::None;
+            }
+        }
+        let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
+        let state = dane::state_of(host, self.dns.tlsa(&name).await);
+        match &state {
+            DaneState::Required(records) => {
+                tracing::info!(
+                    "relay: {host}: DANE: {} usable TLSA record(s)",
+                    records.len()
+                )
+            }
+            DaneState::Defer(e) => tracing::warn!("relay: {host}: DANE: {e}"),
+            DaneState::None => {}
+        }
+        state
+    }
+
+    /// A session to a host with usable TLSA records: STARTTLS required, the chain checked by
+    /// [`dane::DaneVerifier`] during the handshake; no plaintext retry, no AUTH.
+    async fn open_dane(
+        &self,
+        dest: &Destination,
+        records: &Arc<Vec<dns::secure::Tlsa>>,
+    ) -> Result<Conn, (String, Option<&'static str>)> {
+        let (config, failure) = dane::config(records.clone(), &dest.host).map_err(|e| (e, None))?;
+        let connector = conn::connector(config);
+        let setup = Setup {
+            helo_name: &self.config.hostname,
+            timeouts: &self.config.timeouts,
+            tls: Some(&connector),
+            require_tls: true,
+            plaintext_auth: false,
+            auth: None,
+            check: None,
+        };
+        match Conn::open(dest, &setup).await {
+            Ok(mut conn) => {
+                conn.dane = true;
+                Ok(conn)
+            }
+            Err(OpenError::NoStartTls(e)) => Err((
+                format!("4.7.5 DANE: STARTTLS required by TLSA records, not offered ({e})"),
+                Some("starttls-not-supported"),
+            )),
+            Err(OpenError::Tls(e)) => {
+                let reason = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Err(match reason {
+                    Some(reason) => (
+                        format!("4.7.5 DANE: {reason} ({})", conn::label(dest)),
+                        Some("validation-failure"),
+                    ),
+                    // The handshake failed before any certificate was seen.
+                    None => (format!("4.7.5 DANE: {e}"), None),
+                })
+            }
+            Err(OpenError::Failed(e)) => Err((e, None)),
+        }
     }
 
     async fn open_conn(&self, dest: &Destination, enforce: bool) -> Result<Conn, String> {
@@ -757,6 +922,11 @@ async fn tls_required_no(message: &MessageBody) -> bool {
         Ok(block) => tls_policy::tls_required_no(&block),
         Err(_) => false,
     }
+}
+
+/// Whether a pooled connection passed the TLSA check for `host`.
+fn dane_for(conn: &Conn, host: &str) -> bool {
+    conn.dane && conn.host.eq_ignore_ascii_case(host)
 }
 
 /// Whether a pooled connection passed the certificate check for `host`.

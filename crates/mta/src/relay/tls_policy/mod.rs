@@ -21,6 +21,7 @@ use std::time::Duration;
 use dns::Dns;
 use store::clock::Clock;
 use store::tls_policies::TlsPolicies;
+use store::tls_report_counts::{Session, TlsReportCounts};
 use tokio_rustls::TlsConnector;
 
 pub use cache::Cached;
@@ -34,21 +35,29 @@ const MAX_IN_MEMORY: usize = 10_000;
 pub struct TlsPolicyConfig {
     /// Look MTA-STS policies up and obey them (`[relay] mta_sts`).
     pub mta_sts: bool,
+    /// DANE (RFC 7672) for MX hosts whose address answer the resolver authenticated
+    /// (`[relay] dane`).
+    pub dane: bool,
     /// Port of the policy web servers (443; tests use another).
     pub https_port: u16,
     /// One whole policy fetch.
     pub fetch_timeout: Duration,
     /// Where policies are cached (`data_dir`); `None`: memory only.
     pub data_dir: Option<std::path::PathBuf>,
+    /// TLS-RPT reports are sent (`[relay] tls_reports`): the counts are then kept in
+    /// `store::tls_report_counts` under `data_dir` (they survive a restart).
+    pub tls_reports: bool,
 }
 
 impl Default for TlsPolicyConfig {
     fn default() -> TlsPolicyConfig {
         TlsPolicyConfig {
             mta_sts: true,
+            dane: true,
             https_port: 443,
             fetch_timeout: Duration::from_secs(20),
             data_dir: None,
+            tls_reports: false,
         }
     }
 }
@@ -80,7 +89,7 @@ impl Demand {
 pub enum Verified {
     /// An MTA-STS policy in `enforce` required it and the certificate passed.
     MtaSts,
-    /// A TLSA record matched (not built yet).
+    /// A usable TLSA record matched (DANE).
     Dane,
     /// The certificate verifies for the MX name by the trusted CAs, nobody required it.
     Ca,
@@ -109,8 +118,10 @@ pub struct Policies {
     memory: Mutex<HashMap<String, Arc<Cached>>>,
     /// One fetch per domain at a time: a burst of mail to a domain fetches its policy once.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Sessions under a policy since the last TLS-RPT report.
+    /// Sessions under a policy since the last TLS-RPT report (without a store).
     counts: Mutex<report::Counts>,
+    /// The same, kept through restarts (`tls_reports` with a `data_dir`).
+    counts_store: Option<TlsReportCounts>,
 }
 
 impl Policies {
@@ -128,6 +139,16 @@ impl Policies {
                 timeout: config.fetch_timeout,
             },
             store: config.data_dir.as_deref().map(TlsPolicies::new),
+            counts_store: match (&config.data_dir, config.tls_reports) {
+                (Some(dir), true) => match TlsReportCounts::open(dir) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("relay: {e}: TLS-RPT counts kept in memory only");
+                        None
+                    }
+                },
+                _ => None,
+            },
             config,
             dns,
             clock,
@@ -152,16 +173,62 @@ impl Policies {
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
             .collect();
+        let result = result.map_err(|(p, mx, ip)| report::sts_failure(p, mx, ip));
+        self.count(report::STS, domain, &lines, result);
+    }
+
+    /// Counts one session to `mx_host` under its TLSA `records` (DANE: the policy domain is
+    /// the MX host, RFC 8460 §3); a failure is `(result type, address)`.
+    pub fn record_dane(
+        &self,
+        mx_host: &str,
+        records: &[dns::secure::Tlsa],
+        result: Result<(), (&str, &str)>,
+    ) {
+        let lines: Vec<String> = records.iter().map(super::dane::presentation).collect();
+        let mx = mx_host.trim_end_matches('.').to_ascii_lowercase();
+        let result = result.map(|_| ()).map_err(|(ty, ip)| (ty, mx.as_str(), ip));
+        self.count(report::TLSA, &mx, &lines, result);
+    }
+
+    fn count(
+        &self,
+        policy_type: &str,
+        domain: &str,
+        lines: &[String],
+        result: report::SessionResult<'_>,
+    ) {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(store) = &self.counts_store {
+            let session = Session {
+                policy_type,
+                domain: &domain,
+                policy: lines,
+                day: self.clock.unix() / 86_400,
+                failure: result.err(),
+            };
+            match store.record(&session) {
+                Ok(_) => return,
+                Err(e) => tracing::warn!("relay: TLS-RPT counts: {e}; counted in memory"),
+            }
+        }
         self.counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(&domain, &lines, result);
+            .record(policy_type, &domain, lines, result);
     }
 
-    /// The counts since the last call, which start over.
+    /// The counts since the last call (the store's and memory's), which start over.
     pub fn take_counts(&self) -> report::Counts {
-        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut counts =
+            std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(store) = &self.counts_store {
+            match store.take() {
+                Ok(taken) => counts.add_taken(&taken),
+                Err(e) => tracing::warn!("relay: TLS-RPT counts: {e}"),
+            }
+        }
+        counts
     }
 
     /// What mail to `domain` must get (never fails: no usable policy is `Opportunistic`).
