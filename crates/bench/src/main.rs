@@ -4,6 +4,8 @@
 //!
 //! - S1 inbound SMTP to Maildir (4 KiB and 64 KiB), every message verified on disk;
 //! - S2 relay through the queue to `smtp-sink`, end to end;
+//! - S2S S2 through a TLS MX under an MTA-STS policy in enforce mode (`sts`; Postfix: TLS
+//!   `may`), every delivery verified by MTA-STS and every message received over TLS;
 //! - S3 POP3: log in, UIDL, RETR every message, QUIT, over many mailboxes;
 //! - S4 many idle SMTP and POP3 connections: server memory, and S1 latency meanwhile;
 //! - S5 S1 during a 5,000-connection flood (`flood`; full runs, or `--only s5`);
@@ -17,14 +19,18 @@ mod flood;
 mod maildir;
 mod net;
 mod peers;
+mod pki;
 mod pop3;
 mod probe;
 mod report;
 mod scenarios;
 mod server;
 mod smtp;
+mod sts;
 mod tarpit;
+mod tls_sink;
 mod web_scrape;
+mod zone;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,8 +65,8 @@ struct Args {
     /// The peers script (default: scripts/bench-peers of this source tree).
     #[arg(long)]
     peers_script: Option<PathBuf>,
-    /// Scenarios to run, comma separated: probe,s1,s1web,s2,s2t,s3,s4,s5 (default: all; s5
-    /// not in --quick).
+    /// Scenarios to run, comma separated: probe,s1,s1web,s2,s2t,s2s,s3,s4,s5 (default: all;
+    /// s5 not in --quick).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accounts that S1 spreads messages over.
@@ -355,6 +361,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 &sc,
                 size,
                 SIGNED_FROM,
+                &never,
             );
             // The same server and run, From a domain without keys: no signature.
             let unsigned = format!("{scen} unsigned");
@@ -368,6 +375,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 &sc,
                 size,
                 UNSIGNED_FROM,
+                &never,
             );
             rep.add(
                 &unsigned,
@@ -388,6 +396,7 @@ fn run(args: &Args) -> Result<bool, String> {
                     &sc,
                     size,
                     SIGNED_FROM,
+                    &never,
                 ),
                 _ => None,
             };
@@ -408,6 +417,18 @@ fn run(args: &Args) -> Result<bool, String> {
 
     if want("s2t") {
         s2t(&rt, &mut rep, &bin, &work, &sc)?;
+    }
+
+    if want("s2s") {
+        sts::run(
+            &rt,
+            &mut rep,
+            &bin,
+            &work,
+            &sc,
+            peers.as_ref(),
+            probe_creates,
+        )?;
     }
 
     if want("s3") {

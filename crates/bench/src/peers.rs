@@ -72,6 +72,29 @@ impl Peers {
     pub fn dovecot_maildir(&self, local: &str) -> PathBuf {
         self.dovecot_mail.join(local).join("Maildir")
     }
+
+    /// Points Postfix's relayhost at `[addr]` with `smtp_tls_security_level = level`
+    /// (`script relay DIR ADDR LEVEL`: postconf, then postfix reload), for S2S and back.
+    pub fn relay_to(&self, addr: SocketAddr, level: &str) -> Result<(), String> {
+        let out = Command::new(&self.script)
+            .arg("relay")
+            .arg(&self.dir)
+            .arg(addr.to_string())
+            .arg(level)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", self.script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} relay: {}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        // Postfix's daemons pick the new settings up as they finish: let them.
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    }
 }
 
 impl Drop for Peers {
@@ -131,6 +154,12 @@ impl Sink {
             .next()
             .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
             .unwrap_or(0)
+    }
+}
+
+impl crate::scenarios::Counted for Sink {
+    fn count(&self) -> usize {
+        Sink::count(self)
     }
 }
 

@@ -145,19 +145,31 @@ pub(crate) const SIGNED_FROM: &str = "sender@bench.test";
 /// A sender domain Mailroom holds no keys for: its mail is relayed unsigned.
 pub(crate) const UNSIGNED_FROM: &str = "sender@unsigned.test";
 
+/// The far end of a relay scenario: how many messages it has received so far.
+pub(crate) trait Counted {
+    fn count(&self) -> usize;
+}
+
+/// For [`s2`]'s `give_up` when nothing can make the wait hopeless.
+pub(crate) fn never() -> Option<String> {
+    None
+}
+
 /// S2 against one server: send `relay_messages` from `from` to a remote domain and time until
-/// the sink has them all (and, for Mailroom, the queue is empty).
+/// the sink has them all (and, for Mailroom, the queue is empty). `give_up` is asked while
+/// waiting; a reason from it ends the wait at once (a failure).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn s2(
     rt: &tokio::runtime::Runtime,
     rep: &mut Report,
     scen: &str,
     addr: std::net::SocketAddr,
-    sink: &peers::Sink,
+    sink: &dyn Counted,
     mr: Option<&Mailroom>,
     sc: &Scale,
     size: usize,
     from: &str,
+    give_up: &dyn Fn() -> Option<String>,
 ) -> Option<f64> {
     settle();
     let count = sc.relay_messages;
@@ -176,9 +188,14 @@ pub(crate) fn s2(
     report_errors(rep, scen, "messages refused or failed", &r.errors);
     let deadline = start + guard(r.sent);
     let mut done = None;
+    let mut hopeless = None;
     while Instant::now() < deadline {
         if sink.count() >= base + r.sent && mr.is_none_or(|m| m.queue_len() == 0) {
             done = Some(start.elapsed());
+            break;
+        }
+        hopeless = give_up();
+        if hopeless.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -187,8 +204,11 @@ pub(crate) fn s2(
     let got = sink.count() - base;
     if done.is_none() {
         rep.fail(format!(
-            "{scen}: sink received {got} of {} accepted messages{}",
+            "{scen}: sink received {got} of {} accepted messages{}{}",
             r.sent,
+            hopeless
+                .map(|h| format!(" (gave up waiting: {h})"))
+                .unwrap_or_default(),
             mr.map(|m| format!(", {} still queued", m.queue_len()))
                 .unwrap_or_default()
         ));
@@ -236,6 +256,7 @@ pub(crate) fn s2t(
         sc,
         4096,
         SIGNED_FROM,
+        &never,
     );
     let queued = (sc.relay_messages / 2).max(1);
     let job = smtp::Job {
@@ -258,6 +279,7 @@ pub(crate) fn s2t(
         sc,
         4096,
         SIGNED_FROM,
+        &never,
     );
     let held = tarpit.accepted.load(std::sync::atomic::Ordering::Relaxed);
     mr.kill();

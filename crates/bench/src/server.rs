@@ -81,6 +81,37 @@ impl Mailroom {
         Mailroom::configure_relay(bin, dir, Some(dns))
     }
 
+    /// Like [`Mailroom::configure_routed`], with `[dns] servers` = `dns`, the sink on a free
+    /// port of `sink_ip` (the port of every MX), and MTA-STS on: the policy servers' port is
+    /// `policy_port` and `ca_file` (PEM) is trusted besides the system's CAs, for S2S.
+    pub fn configure_sts(
+        bin: &Path,
+        dir: &Path,
+        dns: SocketAddr,
+        sink_ip: std::net::Ipv4Addr,
+        policy_port: u16,
+        ca_file: &Path,
+    ) -> Result<Mailroom, String> {
+        let mut mr = Mailroom::configure_relay(bin, dir, Some(dns))?;
+        let port = free_port(&sink_ip.to_string()).map_err(|e| format!("free port: {e}"))?;
+        let routed = format!(
+            "dns_servers = [\"{dns}\"]\nremote_port = {}\n",
+            mr.sink.port()
+        );
+        mr.sink = SocketAddr::new(sink_ip.into(), port);
+        let text = std::fs::read_to_string(&mr.config).map_err(|e| e.to_string())?;
+        if !text.contains(&routed) {
+            return Err("bench config without its routed [relay] keys".into());
+        }
+        let sts = format!(
+            "remote_port = {port}\nmta_sts = true\nmta_sts_port = {policy_port}\nca_file = \"{}\"\n",
+            ca_file.display()
+        );
+        let text = text.replace(&routed, &sts) + &format!("\n[dns]\nservers = [\"{dns}\"]\n");
+        std::fs::write(&mr.config, text).map_err(|e| e.to_string())?;
+        Ok(mr)
+    }
+
     fn configure_relay(
         bin: &Path,
         dir: &Path,
