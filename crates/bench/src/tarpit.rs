@@ -3,12 +3,14 @@
 //! [`TARPIT_IP`] (A records, no MX: the implicit MX), and a tarpit on that address that
 //! accepts connections and never says a word (a greylisting or overloaded MX).
 //!
-//! Just enough DNS for the relay's resolver: one question, A answered for those two names,
-//! every other question NOERROR with no answer.
+//! The DNS server is [`crate::zone`]'s with two A records: every other question is answered
+//! NOERROR with no answer.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::zone::{self, Record};
 
 /// Where the tarpit listens (with the sink's port: the relay uses one port for every MX).
 pub const TARPIT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 41);
@@ -16,66 +18,17 @@ pub const TARPIT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 41);
 pub const HEALTHY_DOMAIN: &str = "remote.example";
 pub const TARPIT_DOMAIN: &str = "tarpit.example";
 
-/// The DNS server; answers until the process ends.
-pub fn start_dns(sink: Ipv4Addr) -> Result<SocketAddr, String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("dns: {e}"))?;
-    let addr = socket.local_addr().map_err(|e| e.to_string())?;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf) else {
-                return;
-            };
-            if let Some(reply) = answer(&buf[..n], sink) {
-                let _ = socket.send_to(&reply, peer);
-            }
-        }
-    });
-    Ok(addr)
+/// The zone: an A record for each of the two names, nothing else (no MX: the implicit MX).
+fn records(sink: Ipv4Addr) -> Vec<Record> {
+    vec![
+        Record::A(HEALTHY_DOMAIN.into(), sink),
+        Record::A(TARPIT_DOMAIN.into(), TARPIT_IP),
+    ]
 }
 
-/// The response to one query, or `None` for something that is not one.
-fn answer(query: &[u8], sink: Ipv4Addr) -> Option<Vec<u8>> {
-    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) != 1 {
-        return None;
-    }
-    // The question: labels up to the root, then type and class.
-    let mut pos = 12;
-    let mut name = String::new();
-    loop {
-        let len = *query.get(pos)? as usize;
-        pos += 1;
-        if len == 0 {
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        let label = query.get(pos..pos + len)?;
-        if !name.is_empty() {
-            name.push('.');
-        }
-        name.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase());
-        pos += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(pos)?, *query.get(pos + 1)?]);
-    let question = &query[12..pos + 4];
-    let ip = match (name.as_str(), qtype) {
-        (HEALTHY_DOMAIN, 1) => Some(sink),
-        (TARPIT_DOMAIN, 1) => Some(TARPIT_IP),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&query[..2]); // id
-    out.extend_from_slice(&[0x85, 0x80]); // response, authoritative, RD, RA, NOERROR
-    out.extend_from_slice(&[0, 1, 0, u8::from(ip.is_some()), 0, 0, 0, 0]);
-    out.extend_from_slice(question);
-    if let Some(ip) = ip {
-        // Name: pointer to the question's; A, IN, TTL 60, 4 octets.
-        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        out.extend_from_slice(&ip.octets());
-    }
-    Some(out)
+/// The DNS server ([`crate::zone`]); answers until the process ends.
+pub fn start_dns(sink: Ipv4Addr) -> Result<SocketAddr, String> {
+    zone::start(records(sink))
 }
 
 /// A listener that accepts and holds every connection without a word.
@@ -106,6 +59,10 @@ impl Tarpit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(query: &[u8], sink: Ipv4Addr) -> Option<Vec<u8>> {
+        zone::answer(query, &records(sink))
+    }
 
     fn query(name: &str, qtype: u16) -> Vec<u8> {
         let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];

@@ -1,4 +1,4 @@
-//! A tiny DNS server for a fixed zone, on 127.0.0.1 (UDP), for S2S: A, MX and TXT records
+//! A tiny DNS server for a fixed zone, on 127.0.0.1 (UDP), for S2S and S2T: A, MX and TXT records
 //! given at start; every other question (AAAA, TLSA, the TLS-RPT TXT, names not in the zone)
 //! is answered NOERROR with no answer, the way hickory and the relay's raw DNSSEC queries
 //! expect an empty answer. Answers are never authenticated (no AD bit: no DANE).
@@ -81,7 +81,7 @@ pub fn start(records: Vec<Record>) -> Result<SocketAddr, String> {
 }
 
 /// The response to one query, or `None` for something that is not one.
-fn answer(query: &[u8], records: &[Record]) -> Option<Vec<u8>> {
+pub(crate) fn answer(query: &[u8], records: &[Record]) -> Option<Vec<u8>> {
     if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) != 1 {
         return None;
     }
