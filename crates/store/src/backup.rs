@@ -138,7 +138,9 @@ fn copy_entry(from: &Path, to: &Path, copied: &mut Copied) -> io::Result<()> {
     if !meta.is_file() {
         return Ok(()); // Symlinks, sockets: nothing Mailroom writes.
     }
-    let mut input = match fs::File::open(from) {
+    // Shared-locked like every reader of a queue file: a delivered message's file may be
+    // reused for the next message (`spool::open_shared`).
+    let mut input = match crate::spool::open_shared(from) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),

@@ -35,7 +35,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +49,10 @@ use crate::maildir::ensure_dir;
 
 mod body;
 mod draft_headers;
+mod recycle;
 mod state;
 pub use body::{Body, BodyReader, BLOCK};
+pub use recycle::open_shared;
 
 const MAGIC_LINE: &str = "MAILROOM-QUEUE 1\n";
 const MAGIC: &[u8] = MAGIC_LINE.as_bytes();
@@ -109,6 +111,8 @@ impl<'a> Origin<'a> {
 /// A message whose tmp file is durable, waiting to be moved into `msg/`.
 struct Pending {
     id: String,
+    /// The durable file in `tmp/` (`tmp/<id>`, or a recycled `tmp/free-<n>`).
+    from: PathBuf,
     reply: oneshot::Sender<io::Result<()>>,
 }
 
@@ -155,6 +159,10 @@ pub struct Spool {
     dir_syncs: Arc<AtomicU64>,
     committer: mpsc::Sender<Pending>,
     disk: Arc<dyn Disk>,
+    /// Emptied files of delivered messages, `tmp/free-<n>` (see `recycle`).
+    free: std::sync::Mutex<Vec<u64>>,
+    next_free: AtomicU64,
+    recycled: AtomicU64,
 }
 
 fn invalid_data(msg: impl Into<String>) -> io::Error {
@@ -377,13 +385,14 @@ pub fn encode_record(env: &Envelope, message: &[u8]) -> Vec<u8> {
     record
 }
 
-/// Writes `parts` to a new file (O_EXCL, mode 0600) and fsyncs it; removes it on failure.
-fn write_durable(path: &Path, parts: &[&[u8]], disk: &dyn Disk) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+/// Writes `parts` to `file` (new or recycled, empty, at `path`) and fsyncs it; removes it on
+/// failure.
+fn write_durable(
+    mut file: fs::File,
+    path: &Path,
+    parts: &[&[u8]],
+    disk: &dyn Disk,
+) -> io::Result<()> {
     let result = (|| {
         for p in parts {
             file.write_all(p)?;
@@ -399,7 +408,6 @@ fn write_durable(path: &Path, parts: &[&[u8]], disk: &dyn Disk) -> io::Result<()
 /// The committer thread: renames each batch into `msg/`, fsyncs `msg/` once, answers.
 fn committer(
     rx: mpsc::Receiver<Pending>,
-    tmp: PathBuf,
     msg: PathBuf,
     syncs: Arc<AtomicU64>,
     disk: Arc<dyn Disk>,
@@ -412,17 +420,17 @@ fn committer(
         let mut results: Vec<io::Result<()>> = batch
             .iter()
             .map(|p| {
-                let from = tmp.join(&p.id);
+                let from = &p.from;
                 let to = msg.join(&p.id);
                 if fs::symlink_metadata(&to).is_ok() {
-                    let _ = fs::remove_file(&from);
+                    let _ = fs::remove_file(from);
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
                         format!("queue id {} already in use", p.id),
                     ));
                 }
-                disk.rename(&from, &to).inspect_err(|_| {
-                    let _ = fs::remove_file(&from);
+                disk.rename(from, &to).inspect_err(|_| {
+                    let _ = fs::remove_file(from);
                 })
             })
             .collect();
@@ -479,9 +487,16 @@ impl Spool {
         let mut ids = HashSet::new();
         let mut states = Vec::new();
         for entry in fs::read_dir(msg)? {
-            let name = entry?.file_name();
+            let entry = entry?;
+            let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if is_id(name) {
+                // Empty: a delivered message's file emptied for reuse whose move out of
+                // msg/ a crash lost (see `recycle`); a queued file is never empty.
+                if entry.metadata()?.len() == 0 {
+                    fs::remove_file(entry.path())?;
+                    continue;
+                }
                 ids.insert(name.to_string());
             } else if let Some(id) = name.strip_suffix(STATE_SUFFIX) {
                 if is_id(id) {
@@ -511,16 +526,19 @@ impl Spool {
         ensure_dir(&msg, &*disk)?;
         let dir_syncs = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
-        let (t, m, s, d) = (tmp.clone(), msg.clone(), dir_syncs.clone(), disk.clone());
+        let (m, s, d) = (msg.clone(), dir_syncs.clone(), disk.clone());
         std::thread::Builder::new()
             .name("spool-commit".into())
-            .spawn(move || committer(rx, t, m, s, d))?;
+            .spawn(move || committer(rx, m, s, d))?;
         Ok(Spool {
             tmp,
             msg,
             dir_syncs,
             committer: tx,
             disk,
+            free: std::sync::Mutex::new(Vec::new()),
+            next_free: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
         })
     }
 
@@ -559,15 +577,17 @@ impl Spool {
             record.extend_from_slice(p);
         }
         let id = id.to_string();
-        let path = self.tmp.join(&id);
+        let (path, file) = self.new_tmp_file(&id)?;
         let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || write_durable(&path, &[&record], &*disk))
+        let from = path.clone();
+        tokio::task::spawn_blocking(move || write_durable(file, &path, &[&record], &*disk))
             .await
             .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
         let (reply, done) = oneshot::channel();
         self.committer
             .send(Pending {
                 id: id.clone(),
+                from,
                 reply,
             })
             .map_err(|_| io::Error::other("spool committer has stopped"))?;
@@ -639,6 +659,7 @@ impl Spool {
         self.committer
             .send(Pending {
                 id: draft.id.clone(),
+                from: draft.path.clone(),
                 reply,
             })
             .map_err(|_| io::Error::other("spool committer has stopped"))?;
@@ -665,21 +686,26 @@ impl Spool {
     /// Reads one message: envelope and message bytes. A malformed file is `InvalidData`.
     pub fn read(&self, id: &str) -> io::Result<(Envelope, Vec<u8>)> {
         check_id(id)?;
-        let data = fs::read(self.msg.join(id))?;
+        let mut data = Vec::new();
+        open_shared(&self.msg.join(id))?.read_to_end(&mut data)?;
         parse_record(id, data)
     }
 
     /// Removes a message and its state file once every recipient is done (unlink; no fsync of
     /// msg/, because a redelivery after a crash is detected by `Maildir::contains`).
+    /// [`Spool::remove_delivered`] keeps the file for reuse instead.
     pub fn remove(&self, id: &str) -> io::Result<()> {
         check_id(id)?;
         let removed = fs::remove_file(self.msg.join(id));
-        match fs::remove_file(self.state_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        self.remove_state(id)?;
         removed
+    }
+
+    fn remove_state(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.state_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// How many times the committer has fsynced `msg/` (one per batch). With group commit

@@ -261,7 +261,7 @@ impl Runner {
             // Finished: nothing to record, the message leaves the queue.
             let spool = self.spool.clone();
             let id2 = id.to_string();
-            match tokio::task::spawn_blocking(move || spool.remove(&id2)).await {
+            match tokio::task::spawn_blocking(move || spool.remove_delivered(&id2)).await {
                 Ok(Ok(())) | Ok(Err(_)) => {}
                 Err(e) => tracing::error!("delivery: {id}: remover failed: {e}"),
             }

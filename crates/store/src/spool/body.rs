@@ -91,7 +91,7 @@ impl Spool {
     /// malformed file is `InvalidData`.
     pub fn open_message(&self, id: &str) -> io::Result<(Envelope, Body)> {
         check_id(id)?;
-        let file = File::open(self.msg.join(id))?;
+        let file = super::open_shared(&self.msg.join(id))?;
         let size = file.metadata()?.len();
         let mut head = Vec::new();
         let mut block = vec![0u8; BLOCK.min(size as usize).max(1)];
