@@ -5,10 +5,10 @@
 //! `From` twice (the second, empty, instance stops a second `From:` being added), and of the
 //! fields a reader sees, To, Cc, Subject, Date, Message-ID, MIME-Version, Content-Type,
 //! In-Reply-To, References and `List-*`, those the message has (one it lacks is not named:
-//! MTAs on the way add a missing `Date:` or `Message-ID:`, and that must not break it). mail-auth hashes the body once
-//! per signature: two passes over the message for the pair, no copy of it.
+//! MTAs on the way add a missing `Date:` or `Message-ID:`, and that must not break it). The body
+//! is canonicalized and hashed once for the pair (`SharedBodyHash`), with no copy of it.
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, HashContext, HashImpl, HashOutput, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
@@ -155,13 +155,22 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
 /// each key, in order; returns the `DKIM-Signature:` fields to put on top, CRLF-terminated.
 pub fn sign(keys: &[SigningKey], chunks: &[&[u8]]) -> Result<Vec<u8>, String> {
     let names = headers_to_sign(chunks);
+    let body_hash = std::cell::OnceCell::new();
     let mut out = Vec::new();
     for key in keys {
         let signature = match &key.secret {
-            Secret::Ed25519(k) => configure(DkimSigner::from_key(Borrowed(k)), key, &names)
-                .sign_chained(chunks.iter().copied()),
-            Secret::Rsa(k) => configure(DkimSigner::from_key(Borrowed(k)), key, &names)
-                .sign_chained(chunks.iter().copied()),
+            Secret::Ed25519(k) => configure(
+                DkimSigner::from_key(SharedBodyHash(k, &body_hash)),
+                key,
+                &names,
+            )
+            .sign_chained(chunks.iter().copied()),
+            Secret::Rsa(k) => configure(
+                DkimSigner::from_key(SharedBodyHash(k, &body_hash)),
+                key,
+                &names,
+            )
+            .sign_chained(chunks.iter().copied()),
         }
         .map_err(|e| format!("DKIM signing for {}: {e}", key.domain))?;
         out.extend_from_slice(signature.to_header().as_bytes());
@@ -180,6 +189,37 @@ impl<K: mail_auth::common::crypto::SigningKey> mail_auth::common::crypto::Signin
 
     fn sign(&self, input: impl mail_auth::common::headers::Writable) -> mail_auth::Result<Vec<u8>> {
         self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// A parsed key lent to one message's signatures, which share one body hash: every signature
+/// of [`sign`] hashes the same relaxed body with SHA-256 and no `l=`, so the body is
+/// canonicalized and hashed once for the pair, not once per key. mail-auth's signer asks its
+/// key for exactly one hash per signature, the body's (`bh=`); the header hash is the key's
+/// own, inside `sign`.
+struct SharedBodyHash<'a, K>(&'a K, &'a std::cell::OnceCell<HashOutput>);
+
+impl<K: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>
+    mail_auth::common::crypto::SigningKey for SharedBodyHash<'_, K>
+{
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl mail_auth::common::headers::Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn hash(&self, data: impl mail_auth::common::headers::Writable) -> HashOutput {
+        self.1
+            .get_or_init(|| {
+                let mut hasher = <Sha256 as HashImpl>::hasher();
+                data.write(&mut hasher);
+                hasher.complete()
+            })
+            .clone()
     }
 
     fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {

@@ -88,3 +88,32 @@ fn bad_keys_are_refused() {
     assert!(SigningKey::new("a.example", "s", Algorithm::Rsa, b"junk").is_err());
     assert!(SigningKey::new("a.example", "s", Algorithm::Ed25519, b"junk").is_err());
 }
+
+#[test]
+fn both_signatures_carry_the_relaxed_body_hash() {
+    use base64::Engine;
+    // RFC 6376 §3.4.4 by hand: spaces runs to one, trailing spaces gone, empty lines at the
+    // end gone; then SHA-256.
+    let canonical: &[u8] = b"Hello there\r\n";
+    let mut hasher = <Sha256 as HashImpl>::hasher();
+    mail_auth::common::headers::Writer::write(&mut hasher, canonical);
+    let expected = hasher.complete().as_ref().to_vec();
+    for body in [MESSAGE, b"From: a@example.org\r\n\r\nHello there\r\n"] {
+        let out = sign(&keys(), &[body]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let fields: Vec<&str> = text
+            .split("DKIM-Signature: ")
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(fields.len(), 2);
+        for f in fields {
+            let unfolded: String = f.replace("\r\n\t", "").replace("\r\n", "");
+            let sig = Signature::parse(unfolded.as_bytes()).unwrap();
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD.encode(&sig.bh),
+                base64::engine::general_purpose::STANDARD.encode(&expected),
+                "{unfolded}"
+            );
+        }
+    }
+}
