@@ -86,10 +86,7 @@ impl DataReader {
                         i += 1;
                         continue;
                     }
-                    let stop = rest
-                        .iter()
-                        .position(|&b| b == b'\r' || b == b'\n')
-                        .unwrap_or(rest.len());
+                    let stop = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
                     if stop > 0 {
                         self.emit(out, &rest[..stop]);
                         self.state = State::Text;

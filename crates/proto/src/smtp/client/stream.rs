@@ -81,10 +81,8 @@ impl DotStuffer {
                     }
                     self.line_start = false;
                     // The rest of the line goes out as it is.
-                    let end = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .map_or(input.len(), |p| i + p);
+                    let end =
+                        memchr::memchr2(b'\r', b'\n', &input[i..]).map_or(input.len(), |p| i + p);
                     out.extend_from_slice(&input[i..end]);
                     i = end;
                 }
@@ -134,8 +132,12 @@ impl TraitsScanner {
         TraitsScanner::default()
     }
 
-    /// Looks at the next chunk of the message.
+    /// Looks at the next chunk of the message. Line ends are found with `memchr` (one pass
+    /// for LFs, one count of CRs): bare CRs are the CRs not followed by an LF.
     pub fn feed(&mut self, chunk: &[u8]) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
         let start = self.len;
         // The octet at absolute position `at` (which is in this chunk or among the last three).
         let octet = |at: u64| -> u8 {
@@ -147,43 +149,36 @@ impl TraitsScanner {
             }
         };
         // A CR at the end of the previous chunk was waiting for this octet.
-        if start > 0 && self.tail[2] == b'\r' && chunk.first().is_some_and(|&b| b != b'\n') {
+        if start > 0 && self.tail[2] == b'\r' && chunk[0] != b'\n' {
             self.bare += 1;
         }
-        if self.first_8bit.is_none() {
+        if self.first_8bit.is_none() && !chunk.is_ascii() {
             if let Some(p) = chunk.iter().position(|b| !b.is_ascii()) {
                 self.first_8bit = Some(start + p as u64);
             }
         }
-        let mut i = 0;
-        let (mut crlfcrlf, mut lflf, mut bare) = (self.crlfcrlf, self.lflf, 0);
-        while let Some(p) = chunk[i..].iter().position(|&c| c == b'\r' || c == b'\n') {
-            let k = i + p;
+        let (mut crlfcrlf, mut lflf) = (self.crlfcrlf, self.lflf);
+        // CRs of this chunk followed by an LF in this chunk, and bare LFs.
+        let (mut pairs, mut bare_lf) = (0u64, 0u64);
+        for k in memchr::memchr_iter(b'\n', chunk) {
             let at = start + k as u64;
-            if chunk[k] == b'\r' {
-                // Bare unless an LF follows; at the end of the chunk the next chunk decides.
-                if k + 1 < chunk.len() && chunk[k + 1] != b'\n' {
-                    bare += 1;
-                }
+            let prev = if at == 0 { 0 } else { octet(at - 1) };
+            if prev == b'\r' {
+                pairs += u64::from(k > 0);
             } else {
-                let prev = if at == 0 { 0 } else { octet(at - 1) };
-                if prev != b'\r' {
-                    bare += 1;
-                }
-                if prev == b'\n' && lflf.is_none() {
-                    lflf = Some(at - 1);
-                }
-                if at >= 3
-                    && crlfcrlf.is_none()
-                    && [octet(at - 3), octet(at - 2), prev] == *b"\r\n\r"
-                {
-                    crlfcrlf = Some(at - 3);
-                }
+                bare_lf += 1;
             }
-            i = k + 1;
+            if prev == b'\n' && lflf.is_none() {
+                lflf = Some(at - 1);
+            }
+            if at >= 3 && crlfcrlf.is_none() && [octet(at - 3), octet(at - 2), prev] == *b"\r\n\r" {
+                crlfcrlf = Some(at - 3);
+            }
         }
+        // A CR at the end of the chunk: the next chunk (or `finish`) decides.
+        let crs = memchr::memchr_iter(b'\r', chunk).count() as u64 - u64::from(last == b'\r');
         (self.crlfcrlf, self.lflf) = (crlfcrlf, lflf);
-        self.bare += bare;
+        self.bare += bare_lf + (crs - pairs);
         for &b in chunk.iter().rev().take(3).rev() {
             self.tail = [self.tail[1], self.tail[2], b];
         }
