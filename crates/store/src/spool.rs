@@ -162,6 +162,8 @@ pub struct Spool {
     /// Emptied files of delivered messages, `tmp/free-<n>` (see `recycle`).
     free: std::sync::Mutex<Vec<u64>>,
     next_free: AtomicU64,
+    /// The most files the pool keeps ([`recycle::MAX_FREE`]; smaller in tests).
+    max_free: usize,
     recycled: AtomicU64,
 }
 
@@ -538,6 +540,7 @@ impl Spool {
             disk,
             free: std::sync::Mutex::new(Vec::new()),
             next_free: AtomicU64::new(0),
+            max_free: recycle::MAX_FREE,
             recycled: AtomicU64::new(0),
         })
     }

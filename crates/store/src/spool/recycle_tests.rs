@@ -106,18 +106,17 @@ async fn recovery_drops_emptied_files_and_the_pool() {
 #[tokio::test]
 async fn the_pool_is_bounded() {
     let t = tempfile::tempdir().unwrap();
-    let spool = Spool::open_and_recover(t.path()).unwrap();
+    let mut spool = Spool::open_and_recover(t.path()).unwrap();
+    assert_eq!(spool.max_free, super::MAX_FREE);
+    spool.max_free = 8;
     let mut ids = Vec::new();
-    for _ in 0..super::MAX_FREE + 3 {
+    for _ in 0..spool.max_free + 3 {
         ids.push(queue(&spool, b"m\r\n").await);
     }
     for id in &ids {
         spool.remove_delivered(id).unwrap();
     }
-    assert_eq!(spool.recycled(), super::MAX_FREE as u64);
-    assert_eq!(
-        std::fs::read_dir(&spool.tmp).unwrap().count(),
-        super::MAX_FREE
-    );
+    assert_eq!(spool.recycled(), 8);
+    assert_eq!(std::fs::read_dir(&spool.tmp).unwrap().count(), 8);
     assert!(spool.list().unwrap().is_empty());
 }
