@@ -1,9 +1,10 @@
 //! The keys the server signs with. For a message it finds the `From:` domain, asks the key
 //! store which keys of that domain (or of the nearest parent domain we have keys for, so
 //! `MAILER-DAEMON@mail.example.org` is signed `d=example.org`, aligned under relaxed DMARC)
-//! are active now, and signs with them. Parsed keys are kept until the active selectors change
-//! (one SQLite read per message, so `mailroom dkim activate` takes effect at the next message
-//! without a restart).
+//! are active now, and signs with them. What the store said for each domain (its parsed keys,
+//! or none) is kept until the key table changes (`DkimKeys::version`: one `PRAGMA
+//! data_version` per message instead of a query, and `mailroom dkim activate` in another
+//! process still takes effect at the next message, without a restart).
 //!
 //! Not here: which messages to sign (callers), the signature itself (`signer`).
 
@@ -20,10 +21,22 @@ struct Loaded {
     keys: Arc<Vec<SigningKey>>,
 }
 
+/// Domains whose answer is kept at most (beyond, the memo starts over): senders on trusted
+/// networks may put any domain in `From:`.
+const MEMO_DOMAINS: usize = 1024;
+
+/// What the key store said per domain, valid while its version stays `version`.
+#[derive(Default)]
+struct Memo {
+    version: Option<(i64, u64)>,
+    keys: HashMap<String, Option<Arc<Vec<SigningKey>>>>,
+}
+
 /// Signs our mail with the active keys of its `From:` domain.
 pub struct Keyring {
     store: DkimKeys,
     loaded: Mutex<HashMap<String, Loaded>>,
+    memo: Mutex<Memo>,
 }
 
 impl Keyring {
@@ -31,11 +44,34 @@ impl Keyring {
         Keyring {
             store,
             loaded: Mutex::new(HashMap::new()),
+            memo: Mutex::new(Memo::default()),
         }
     }
 
-    /// The active keys for `domain` itself (none when it has no active key).
+    /// [`Keyring::keys_of_stored`], remembered until the key table changes.
     fn keys_of(&self, domain: &str) -> Result<Option<Arc<Vec<SigningKey>>>, String> {
+        let version = self.store.version().map_err(|e| e.to_string())?;
+        {
+            let mut memo = self.memo.lock().map_err(|_| "keyring lock poisoned")?;
+            if memo.version != Some(version) || memo.keys.len() >= MEMO_DOMAINS {
+                memo.keys.clear();
+                memo.version = Some(version);
+            }
+            if let Some(keys) = memo.keys.get(domain) {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = self.keys_of_stored(domain)?;
+        let mut memo = self.memo.lock().map_err(|_| "keyring lock poisoned")?;
+        // Read after `version`: a change in between only makes the next message read again.
+        if memo.version == Some(version) {
+            memo.keys.insert(domain.to_string(), keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// The active keys for `domain` itself (none when it has no active key), from the store.
+    fn keys_of_stored(&self, domain: &str) -> Result<Option<Arc<Vec<SigningKey>>>, String> {
         let active = self.store.signing(domain).map_err(|e| e.to_string())?;
         if active.is_empty() {
             return Ok(None);

@@ -156,6 +156,8 @@ impl From<io::Error> for KeyError {
 pub struct DkimKeys {
     conn: Mutex<Connection>,
     dir: PathBuf,
+    /// Writes committed through this connection (SQLite's `data_version` counts the others).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// A domain as it may appear in a file name: lowercase letters, digits, `-` and `.`, not
@@ -225,7 +227,20 @@ impl DkimKeys {
         Ok(DkimKeys {
             conn: Mutex::new(conn),
             dir,
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Changes whenever the key table may have changed: a write through this handle, or a
+    /// commit by any other connection to the database (SQLite's `PRAGMA data_version`: the
+    /// CLI's `dkim activate`, another process). Cheaper than [`DkimKeys::signing`], so a
+    /// reader can keep what it read until this moves.
+    pub fn version(&self) -> Result<(i64, u64), KeyError> {
+        let conn = self.lock()?;
+        let data: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        Ok((data, self.writes.load(std::sync::atomic::Ordering::SeqCst)))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, KeyError> {
@@ -285,6 +300,8 @@ impl DkimKeys {
             });
         }
         tx.commit()?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(out)
     }
 
@@ -349,6 +366,8 @@ impl DkimKeys {
             params![domain, generation],
         )?;
         tx.commit()?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

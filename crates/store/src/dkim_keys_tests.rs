@@ -121,3 +121,32 @@ fn dates_in_selectors() {
     assert_eq!(ymd(951_782_400), "20000229");
     assert_eq!(ymd(NOW), "20261129");
 }
+
+#[test]
+fn version_moves_with_every_write_from_here_or_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = DkimKeys::open(tmp.path()).unwrap();
+    let other = DkimKeys::open(tmp.path()).unwrap();
+    let v0 = keys.version().unwrap();
+    assert_eq!(keys.version().unwrap(), v0, "reads change nothing");
+    keys.signing("example.org").unwrap();
+    assert_eq!(keys.version().unwrap(), v0);
+    // A write through this handle.
+    let first = keys.add_generation("example.org", &pair(), NOW).unwrap();
+    let v1 = keys.version().unwrap();
+    assert_ne!(v1, v0);
+    // Writes through another connection (the CLI's).
+    let second = other
+        .add_generation("example.org", &pair(), NOW + 10)
+        .unwrap();
+    let v2 = keys.version().unwrap();
+    assert_ne!(v2, v1);
+    other
+        .activate("example.org", &second[0].selector, NOW + 20)
+        .unwrap();
+    let v3 = keys.version().unwrap();
+    assert_ne!(v3, v2);
+    keys.activate("example.org", &first[0].selector, NOW + 30)
+        .unwrap();
+    assert_ne!(keys.version().unwrap(), v3);
+}
