@@ -55,9 +55,9 @@ impl MessageBody {
     /// The block of at most [`BLOCK`] octets at `pos`, read into `buf` (reused: its old
     /// contents are dropped); empty at the end of the message.
     pub(crate) async fn read_block(&self, pos: u64, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
-        buf.clear();
         match self {
             MessageBody::Bytes(b) => {
+                buf.clear();
                 let start = usize::try_from(pos).unwrap_or(usize::MAX).min(b.len());
                 let end = start.saturating_add(BLOCK).min(b.len());
                 buf.extend_from_slice(&b[start..end]);
@@ -66,6 +66,8 @@ impl MessageBody {
             MessageBody::Spool(body) => {
                 let body = body.clone();
                 tokio::task::spawn_blocking(move || {
+                    // Only what the last read left short is zeroed (a full block is not
+                    // zeroed again: the read overwrites it).
                     buf.resize(BLOCK, 0);
                     let n = body.read_at(pos, &mut buf)?;
                     buf.truncate(n);
