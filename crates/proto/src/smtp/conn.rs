@@ -126,6 +126,12 @@ impl Connection {
         }
     }
 
+    /// Room in the buffer of the message being received (tests of its reservation).
+    #[cfg(test)]
+    pub(crate) fn message_capacity(&self) -> usize {
+        self.message.capacity()
+    }
+
     /// The session (for the `Received:` header and logging).
     pub fn session(&self) -> &Session {
         &self.session
@@ -322,6 +328,10 @@ impl Connection {
             Action::ReadData { reply, max_size } => {
                 self.write(reply);
                 self.message.clear();
+                // Room for the declared size at once (no regrowth copies), at most
+                // `SPILL_AT`: a client that declares much and sends nothing gets no more.
+                let declared = usize::try_from(self.session.declared_size()).unwrap_or(usize::MAX);
+                self.message.reserve(declared.min(SPILL_AT));
                 self.mode = Mode::Data(DataReader::new(max_size));
                 None
             }

@@ -172,3 +172,40 @@ fn spilled_chunks_of_a_reset_message_are_abandoned() {
     assert_eq!((t.commits.len(), t.abandons), (0, 1));
     assert!(t.output.ends_with("250 2.0.0 Ok\r\n"), "{}", t.output);
 }
+
+/// DATA reserves the `SIZE=` that MAIL declared (so a message is not copied as its buffer
+/// grows), but at most `SPILL_AT`: a client that declares 8 MiB and sends nothing gets no
+/// 8 MiB buffer (nor one of `max_header_size`, 1 MiB here).
+#[test]
+fn data_reserves_the_declared_size_up_to_the_spill_point() {
+    for (declared, want_at_least, want_at_most) in [
+        (None, 0, 0),
+        (Some(100_000), 100_000, conn::SPILL_AT),
+        (Some(8_000_000), conn::SPILL_AT, conn::SPILL_AT),
+    ] {
+        let session = Session::new(
+            Arc::new(SessionConfig {
+                max_message_size: 8 << 20,
+                ..SessionConfig::new("mx.example.test", Service::Mx)
+            }),
+            Peer {
+                ip: "192.0.2.1".parse().unwrap(),
+                trusted: false,
+            },
+        );
+        let mut conn = Connection::new(session);
+        let size = declared.map(|n| format!(" SIZE={n}")).unwrap_or_default();
+        conn.receive(
+            format!(
+                "EHLO c.test\r\nMAIL FROM:<a@c.test>{size}\r\nRCPT TO:<u@example.test>\r\nDATA\r\n"
+            )
+            .as_bytes(),
+        );
+        assert!(matches!(conn.advance(&LocalOnly), Event::NeedInput));
+        let cap = conn.message_capacity();
+        assert!(
+            (want_at_least..=want_at_most).contains(&cap),
+            "SIZE {declared:?}: capacity {cap}"
+        );
+    }
+}

@@ -81,6 +81,7 @@ impl Session {
         }
         self.tx = Some(Transaction {
             sender,
+            declared_size: from.size as u64,
             smtputf8,
             require_tls,
             ..Transaction::default()

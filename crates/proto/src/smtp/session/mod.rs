@@ -43,6 +43,8 @@ enum Hello {
 #[derive(Debug, Default)]
 struct Transaction {
     sender: String,
+    /// The size MAIL declared (RFC 1870 `SIZE=`), 0 when none: a hint for the buffer only.
+    declared_size: u64,
     smtputf8: bool,
     /// RFC 8689 REQUIRETLS.
     require_tls: bool,
@@ -338,6 +340,12 @@ impl Session {
     /// EHLO or HELO was given (since the last TLS handshake).
     pub fn said_hello(&self) -> bool {
         self.hello != Hello::None
+    }
+
+    /// The size the transaction's MAIL declared with `SIZE=` (0: none or no transaction).
+    /// Only a hint: the client may send more or less.
+    pub fn declared_size(&self) -> u64 {
+        self.tx.as_ref().map_or(0, |tx| tx.declared_size)
     }
 
     /// True between MAIL and the end of the message (or RSET).
