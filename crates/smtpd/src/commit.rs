@@ -98,13 +98,14 @@ pub(crate) async fn store_message(
         crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &headers, &message).await;
     let queued = smtpd
         .spool
-        .enqueue(
+        .enqueue_shared(
             &id,
             &envelope.sender,
             &envelope.recipients,
             &env_origin,
             received,
-            &[&signature, headers.as_bytes(), &message],
+            &[&signature, headers.as_bytes()],
+            Some(message.clone()),
         )
         .await;
     let queued = match queued {

@@ -568,6 +568,23 @@ impl Spool {
         received: u64,
         parts: &[&[u8]],
     ) -> io::Result<()> {
+        self.enqueue_shared(id, sender, recipients, origin, received, parts, None)
+            .await
+    }
+
+    /// [`Spool::enqueue`] of the message `parts` followed by `body`, which is written from
+    /// where it is, not copied (the SMTP session's buffer of a message).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_shared(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        origin: &Origin<'_>,
+        received: u64,
+        parts: &[&[u8]],
+        body: Option<Arc<Vec<u8>>>,
+    ) -> io::Result<()> {
         check_id(id)?;
         if recipients.is_empty() {
             return Err(invalid_input(
@@ -583,9 +600,12 @@ impl Spool {
         let (path, file) = self.new_tmp_file(&id)?;
         let disk = self.disk.clone();
         let from = path.clone();
-        tokio::task::spawn_blocking(move || write_durable(file, &path, &[&record], &*disk))
-            .await
-            .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
+        tokio::task::spawn_blocking(move || {
+            let body = body.as_deref().map_or(&[][..], |b| &b[..]);
+            write_durable(file, &path, &[&record, body], &*disk)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;
         let (reply, done) = oneshot::channel();
         self.committer
             .send(Pending {

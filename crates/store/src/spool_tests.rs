@@ -516,3 +516,31 @@ fn require_tls_is_recorded_and_older_records_read_without_it() {
     let (back, _) = crate::spool::parse_record_bytes("X", old).unwrap();
     assert!(!back.require_tls);
 }
+
+#[tokio::test]
+async fn enqueue_shared_writes_the_parts_then_the_shared_body() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let body = Arc::new(b"Subject: shared\r\n\r\nbody\r\n".to_vec());
+    let id = new_id();
+    spool
+        .enqueue_shared(
+            &id,
+            "a@example.org",
+            &s(&["b@example.org"]),
+            &Origin::client("c"),
+            1,
+            &[b"DKIM-Signature: x\r\n", b"Received: y\r\n"],
+            Some(body.clone()),
+        )
+        .await
+        .expect("enqueue");
+    let (env, bytes) = spool.read(&id).expect("read");
+    assert_eq!(env.recipients, s(&["b@example.org"]));
+    assert_eq!(
+        bytes,
+        b"DKIM-Signature: x\r\nReceived: y\r\nSubject: shared\r\n\r\nbody\r\n"
+    );
+    // The caller's buffer is the one written, untouched.
+    assert_eq!(body.as_slice(), b"Subject: shared\r\n\r\nbody\r\n");
+}
