@@ -3,7 +3,8 @@
 //! in the same run, next to a physical probe of the disk; prints one table.
 //!
 //! - S1 inbound SMTP to Maildir (4 KiB and 64 KiB), every message verified on disk;
-//! - S2 relay through the queue to `smtp-sink`, end to end;
+//! - S2 relay through the queue to `smtp-sink`, end to end (with `--peer-dkim`, signed S2
+//!   also against Postfix signing through OpenDKIM);
 //! - S2S S2 through a TLS MX under an MTA-STS policy in enforce mode (`sts`; Postfix: TLS
 //!   `may`), every delivery verified by MTA-STS and every message received over TLS;
 //! - S3 POP3: log in, UIDL, RETR every message, QUIT, over many mailboxes;
@@ -65,6 +66,10 @@ struct Args {
     /// The peers script (default: scripts/bench-peers of this source tree).
     #[arg(long)]
     peers_script: Option<PathBuf>,
+    /// With --peers: S2 signed also against Postfix signing through OpenDKIM (one RSA-2048
+    /// signature by milter; needs opendkim, see scripts/bench-peers).
+    #[arg(long)]
+    peer_dkim: bool,
     /// Scenarios to run, comma separated: probe,s1,s1web,s2,s2t,s2s,s3,s4,s5 (default: all;
     /// s5 not in --quick).
     #[arg(long, value_delimiter = ',')]
@@ -408,6 +413,30 @@ fn run(args: &Args) -> Result<bool, String> {
                 p,
                 probe_creates,
             );
+            if let (true, Some(p), Some(ps)) = (args.peer_dkim, &peers, &psink) {
+                p.dkim(true)?;
+                let signed = s2(
+                    &rt,
+                    &mut rep,
+                    &format!("{scen} (Postfix + OpenDKIM)"),
+                    p.postfix_smtp,
+                    ps,
+                    None,
+                    &sc,
+                    size,
+                    SIGNED_FROM,
+                    &never,
+                );
+                p.dkim(false)?;
+                rep.add(
+                    &format!("{scen} signed by both"),
+                    "relayed msg/s, DKIM-signed (peer: Postfix + OpenDKIM, one RSA-2048)",
+                    "msg/s",
+                    m,
+                    signed,
+                    None,
+                );
+            }
         }
     }
 
