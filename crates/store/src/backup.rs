@@ -8,8 +8,8 @@
 //! ever moves from the queue into Maildirs: every message acknowledged before the backup
 //! started is in it, in the queue copy or in a Maildir copy. A message delivered while the
 //! backup runs can be in both and is then delivered once more after a restore (a duplicate,
-//! never a loss). Maildir `tmp/` directories, the SQLite WAL files and lock files are left out.
-//! Every file and directory of the backup is fsynced.
+//! never a loss). Maildir and queue `tmp/` directories, the SQLite WAL files and lock files
+//! are left out. Every file and directory of the backup is fsynced.
 //!
 //! Restore refuses a backup without the marker and a `data_dir` that is not empty (stop the
 //! server and move the old one away first). It does not change owners: the server gives
@@ -126,9 +126,13 @@ fn copy_entry(from: &Path, to: &Path, copied: &mut Copied) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     if meta.is_dir() {
-        // A Maildir's tmp/ holds only messages being written, never acknowledged ones.
+        // A Maildir's tmp/ holds only messages being written, never acknowledged ones; so
+        // does the queue's (next to its msg/), with the emptied files kept for reuse, and
+        // the server clears it at start anyway.
         if from.file_name().is_some_and(|n| n == "tmp")
-            && from.parent().is_some_and(|p| p.join("new").is_dir())
+            && from
+                .parent()
+                .is_some_and(|p| p.join("new").is_dir() || p.join("msg").is_dir())
         {
             fs::create_dir_all(to)?;
             return Ok(());
@@ -198,12 +202,17 @@ mod tests {
         fs::write(md.join("mailroom.lock"), "").unwrap();
         fs::create_dir_all(data.join("queue/msg")).unwrap();
         fs::write(data.join("queue/msg/ID1"), "queued").unwrap();
+        fs::create_dir_all(data.join("queue/tmp")).unwrap();
+        fs::write(data.join("queue/tmp/ID2"), "being written").unwrap();
+        fs::write(data.join("queue/tmp/free-0"), "").unwrap();
 
         let b = t.path().join("backup");
         let c = backup(&data, &b).unwrap();
         assert!(c.files >= 3, "{c:?}");
         assert!(b.join(MARKER).is_file());
         assert!(!b.join("mail/example.org/alice/Maildir/tmp/2.half").exists());
+        assert!(b.join("queue/tmp").is_dir());
+        assert_eq!(fs::read_dir(b.join("queue/tmp")).unwrap().count(), 0);
         assert!(!b
             .join("mail/example.org/alice/Maildir/mailroom.lock")
             .exists());
