@@ -75,39 +75,27 @@ impl Peers {
 
     /// Makes OpenDKIM Postfix's signing milter, or stops it (`script dkim DIR on|off`).
     pub fn dkim(&self, on: bool) -> Result<(), String> {
-        let out = Command::new(&self.script)
-            .arg("dkim")
-            .arg(&self.dir)
-            .arg(if on { "on" } else { "off" })
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{}: {e}", self.script.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} dkim: {}",
-                self.script.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        // As for `relay_to`: let Postfix's daemons pick the milter up.
-        std::thread::sleep(Duration::from_secs(1));
-        Ok(())
+        self.run("dkim", &[if on { "on" } else { "off" }])
     }
 
     /// Points Postfix's relayhost at `[addr]` with `smtp_tls_security_level = level`
     /// (`script relay DIR ADDR LEVEL`: postconf, then postfix reload), for S2S and back.
     pub fn relay_to(&self, addr: SocketAddr, level: &str) -> Result<(), String> {
+        self.run("relay", &[&addr.to_string(), level])
+    }
+
+    /// `script COMMAND DIR ARGS...`, which changes Postfix's settings and reloads it.
+    fn run(&self, command: &str, args: &[&str]) -> Result<(), String> {
         let out = Command::new(&self.script)
-            .arg("relay")
+            .arg(command)
             .arg(&self.dir)
-            .arg(addr.to_string())
-            .arg(level)
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("{}: {e}", self.script.display()))?;
         if !out.status.success() {
             return Err(format!(
-                "{} relay: {}",
+                "{} {command}: {}",
                 self.script.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
