@@ -153,7 +153,11 @@ impl Runner {
         let Some(relay) = &self.relay else {
             return defer_all("relay to other domains is disabled");
         };
-        let Ok(message) = self.open_body(id).await else {
+        let (spool, id2) = (self.spool.clone(), id.to_string());
+        let loaded =
+            tokio::task::spawn_blocking(move || MessageBody::load(spool.open_message(&id2)?.1))
+                .await;
+        let Ok(Ok(body)) = loaded else {
             return defer_all("cannot read the queued message");
         };
         let rcpts: Vec<String> = work
@@ -162,7 +166,6 @@ impl Runner {
             .map(|&i| env.recipients[i].clone())
             .collect();
         let attempt_started = Instant::now();
-        let body = MessageBody::from(message);
         let attempt = relay
             .attempt_tls(&work.domain, &env.sender, &rcpts, &body, env.require_tls)
             .await;

@@ -1,9 +1,10 @@
 //! The message the relay sends, read in bounded blocks: a queued message's
-//! [`store::spool::Body`] (the queue runner), or bytes in memory (tests, small callers). The
-//! relay reads it once to find its [`MessageTraits`] and once per transaction to send it, one
-//! [`BLOCK`] at a time; nothing here holds the whole message.
+//! [`store::spool::Body`] (the queue runner), or bytes in memory (a queued message of at
+//! most one [`BLOCK`], read whole by [`MessageBody::load`]; tests, small callers). The relay
+//! reads it once to find its [`MessageTraits`] and once per transaction to send it, one
+//! [`BLOCK`] at a time; nothing here holds more than a block of a larger message.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use proto::smtp::client::{MessageTraits, TraitsScanner};
@@ -40,6 +41,18 @@ impl From<Body> for MessageBody {
 }
 
 impl MessageBody {
+    /// A queued message as the relay will read it: in memory when it fits in one [`BLOCK`]
+    /// (read now, once, instead of a blocking read per pass), else from the spool file.
+    /// Blocking file I/O.
+    pub fn load(body: Body) -> io::Result<MessageBody> {
+        if body.len() > BLOCK as u64 {
+            return Ok(MessageBody::Spool(body));
+        }
+        let mut bytes = Vec::with_capacity(body.len() as usize);
+        body.reader().read_to_end(&mut bytes)?;
+        Ok(MessageBody::Bytes(bytes.into()))
+    }
+
     /// Octets in the message.
     pub fn len(&self) -> u64 {
         match self {
@@ -98,6 +111,49 @@ impl MessageBody {
             }
             scanner.feed(&block);
             pos += block.len() as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_small_message_is_loaded_whole_a_large_one_stays_in_the_spool() {
+        let t = tempfile::tempdir().unwrap();
+        let spool = store::spool::Spool::open(t.path()).unwrap();
+        let small = b"Subject: s\r\n\r\nsmall\r\n".to_vec();
+        let mut large = b"Subject: l\r\n\r\n".to_vec();
+        large.resize(BLOCK + 1, b'x');
+        for (message, in_memory) in [(&small, true), (&large, false)] {
+            let id = store::spool::new_id();
+            let origin = store::spool::Origin::client("c");
+            spool
+                .enqueue(
+                    &id,
+                    "a@b.test",
+                    &["c@d.test".into()],
+                    &origin,
+                    1,
+                    &[message],
+                )
+                .await
+                .unwrap();
+            let (_, body) = spool.open_message(&id).unwrap();
+            let loaded = MessageBody::load(body).unwrap();
+            assert_eq!(matches!(loaded, MessageBody::Bytes(_)), in_memory);
+            assert_eq!(loaded.len(), message.len() as u64);
+            let mut read = Vec::new();
+            let mut block = Vec::new();
+            loop {
+                block = loaded.read_block(read.len() as u64, block).await.unwrap();
+                if block.is_empty() {
+                    break;
+                }
+                read.extend_from_slice(&block);
+            }
+            assert_eq!(&read, message);
         }
     }
 }
