@@ -41,12 +41,16 @@ impl AccountLimits {
 
     /// The override of `account`, if any.
     pub fn get(&self, account: &str) -> Result<Option<Override>, String> {
+        // Cached: asked at MAIL and RCPT of every authenticated sender.
         self.conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT messages_per_hour, recipients_per_day FROM account_limits WHERE key = ?1",
-                params![account.to_lowercase()],
-                |r| Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, Option<u32>>(1)?)),
             )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![account.to_lowercase()], |r| {
+                    Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, Option<u32>>(1)?))
+                })
+            })
             .optional()
             .map_err(|e| e.to_string())
     }

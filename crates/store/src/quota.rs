@@ -52,14 +52,12 @@ impl Quotas {
 
     fn get(&self, key: &str) -> Result<Option<u64>, String> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row(
-            "SELECT bytes FROM quotas WHERE key = ?1",
-            params![key],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map(|v| v.map(|b| b.max(0) as u64))
-        .map_err(|e| e.to_string())
+        // Cached: asked at every local RCPT and for every copy written into a Maildir.
+        conn.prepare_cached("SELECT bytes FROM quotas WHERE key = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![key], |r| r.get::<_, i64>(0)))
+            .optional()
+            .map(|v| v.map(|b| b.max(0) as u64))
+            .map_err(|e| e.to_string())
     }
 
     fn set(&self, key: &str, bytes: Option<u64>) -> Result<(), String> {
