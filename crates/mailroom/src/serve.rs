@@ -93,6 +93,13 @@ fn warn_if_not_fqdn(hostname: &str) {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), Failure> {
+    // SIGHUP means "reload" here, never "stop": ignored until `serve` installs its handler
+    // (first thing), so a log rotation during a long start (queue recovery, DKIM keys made
+    // for old domains) cannot kill the server.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     crate::logging::init(&config).map_err(|message| Failure { code: 2, message })?;
     crate::open_files::raise(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -186,6 +193,9 @@ async fn serve(
     tls_config: Arc<rustls::ServerConfig>,
     cert: Arc<crate::tls::ReloadableCert>,
 ) -> Result<(), Failure> {
+    // Before anything slow: a SIGTERM during the start is then a shutdown right after it,
+    // and SIGHUP stops being ignored only once it reloads.
+    let signals = Signals::install();
     let directory = Arc::new(
         Directory::open(&config.data_dir)
             .map_err(Failure::failed)?
@@ -451,7 +461,7 @@ async fn serve(
             }
         })
     };
-    wait_for_signal(&cert).await;
+    wait_for_signal(signals, &cert).await;
     cert_metric.abort();
     if let Some(r) = renewal {
         r.abort();
@@ -479,15 +489,34 @@ async fn serve(
     Ok(())
 }
 
+/// The handlers of SIGTERM, SIGINT and SIGHUP (signals that arrive before they are waited
+/// for are kept), or `None` when they could not be installed.
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some((term, int, hup))),
+            _ => Signals(None),
+        }
+    }
+}
+
 /// Waits for SIGTERM or SIGINT; reloads the certificate on each SIGHUP meanwhile.
-async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+async fn wait_for_signal(signals: Signals, cert: &crate::tls::ReloadableCert) {
+    match signals.0 {
+        Some((mut term, mut int, mut hup)) => loop {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
@@ -504,7 +533,7 @@ async fn wait_for_signal(cert: &crate::tls::ReloadableCert) {
                 }
             }
         },
-        _ => {
+        None => {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
