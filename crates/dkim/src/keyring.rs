@@ -15,76 +15,70 @@ use store::dkim_keys::DkimKeys;
 
 use crate::signer::{self, SigningKey};
 
-/// Active keys of one domain, parsed.
-struct Loaded {
-    selectors: Vec<String>,
-    keys: Arc<Vec<SigningKey>>,
-}
-
 /// Domains whose answer is kept at most (beyond, the memo starts over): senders on trusted
 /// networks may put any domain in `From:`.
 const MEMO_DOMAINS: usize = 1024;
 
-/// What the key store said per domain, valid while its version stays `version`.
-#[derive(Default)]
-struct Memo {
-    version: Option<(i64, u64)>,
-    keys: HashMap<String, Option<Arc<Vec<SigningKey>>>>,
+/// What the key store said of one domain, as of one version of the key table.
+struct Known {
+    version: (i64, u64),
+    /// The active selectors (none: the domain has no active key).
+    selectors: Vec<String>,
+    /// Those keys, parsed.
+    keys: Option<Arc<Vec<SigningKey>>>,
 }
 
 /// Signs our mail with the active keys of its `From:` domain.
 pub struct Keyring {
     store: DkimKeys,
-    loaded: Mutex<HashMap<String, Loaded>>,
-    memo: Mutex<Memo>,
+    known: Mutex<HashMap<String, Known>>,
 }
 
 impl Keyring {
     pub fn new(store: DkimKeys) -> Keyring {
         Keyring {
             store,
-            loaded: Mutex::new(HashMap::new()),
-            memo: Mutex::new(Memo::default()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
-    /// [`Keyring::keys_of_stored`], remembered until the key table changes.
+    /// The active keys for `domain` itself (none when it has no active key). The store is
+    /// asked again only when the key table's version moved, and keys are parsed again only
+    /// when the active selectors changed.
     fn keys_of(&self, domain: &str) -> Result<Option<Arc<Vec<SigningKey>>>, String> {
+        // Read before the store: a change in between only makes the next message ask again.
         let version = self.store.version().map_err(|e| e.to_string())?;
-        {
-            let mut memo = self.memo.lock().map_err(|_| "keyring lock poisoned")?;
-            if memo.version != Some(version) || memo.keys.len() >= MEMO_DOMAINS {
-                memo.keys.clear();
-                memo.version = Some(version);
-            }
-            if let Some(keys) = memo.keys.get(domain) {
-                return Ok(keys.clone());
-            }
+        let mut known = self.known.lock().map_err(|_| "keyring lock poisoned")?;
+        let before = known.get(domain);
+        if let Some(k) = before.filter(|k| k.version == version) {
+            return Ok(k.keys.clone());
         }
-        let keys = self.keys_of_stored(domain)?;
-        let mut memo = self.memo.lock().map_err(|_| "keyring lock poisoned")?;
-        // Read after `version`: a change in between only makes the next message read again.
-        if memo.version == Some(version) {
-            memo.keys.insert(domain.to_string(), keys.clone());
+        let active = self.store.signing(domain).map_err(|e| e.to_string())?;
+        let selectors: Vec<String> = active.iter().map(|k| k.selector.clone()).collect();
+        let keys = match before {
+            Some(k) if k.selectors == selectors => k.keys.clone(),
+            _ if active.is_empty() => None,
+            _ => Some(Arc::new(self.parse(&active)?)),
+        };
+        if known.len() >= MEMO_DOMAINS && !known.contains_key(domain) {
+            known.clear();
         }
+        known.insert(
+            domain.to_string(),
+            Known {
+                version,
+                selectors,
+                keys: keys.clone(),
+            },
+        );
         Ok(keys)
     }
 
-    /// The active keys for `domain` itself (none when it has no active key), from the store.
-    fn keys_of_stored(&self, domain: &str) -> Result<Option<Arc<Vec<SigningKey>>>, String> {
-        let active = self.store.signing(domain).map_err(|e| e.to_string())?;
-        if active.is_empty() {
-            return Ok(None);
-        }
-        let selectors: Vec<String> = active.iter().map(|k| k.selector.clone()).collect();
-        let mut loaded = self.loaded.lock().map_err(|_| "keyring lock poisoned")?;
-        if let Some(l) = loaded.get(domain) {
-            if l.selectors == selectors {
-                return Ok(Some(l.keys.clone()));
-            }
-        }
+    /// The private keys of `active`, Ed25519 first, then RSA: the order `signer` documents
+    /// and the tests read.
+    fn parse(&self, active: &[store::dkim_keys::KeyInfo]) -> Result<Vec<SigningKey>, String> {
         let mut keys = Vec::new();
-        for info in &active {
+        for info in active {
             let der = self.store.private_key(info).map_err(|e| e.to_string())?;
             keys.push(SigningKey::new(
                 &info.domain,
@@ -93,17 +87,8 @@ impl Keyring {
                 &der,
             )?);
         }
-        // Ed25519 first, then RSA: the order `signer` documents and the tests read.
         keys.sort_by_key(|k| k.algorithm() != store::dkim_keys::Algorithm::Ed25519);
-        let keys = Arc::new(keys);
-        loaded.insert(
-            domain.to_string(),
-            Loaded {
-                selectors,
-                keys: keys.clone(),
-            },
-        );
-        Ok(Some(keys))
+        Ok(keys)
     }
 
     /// The keys for mail from `domain`: its own, else those of the nearest parent domain that
