@@ -113,9 +113,9 @@ impl Spool {
         let n = self.next_free.fetch_add(1, Ordering::Relaxed);
         let free = self.tmp.join(format!("{FREE_PREFIX}{n}"));
         fs::rename(path, &free)?;
-        if let Err(e) = file.set_len(0) {
-            let _ = fs::remove_file(&free);
-            return Err(e);
+        if file.set_len(0).is_err() {
+            // Out of msg/ already, but not reusable: unlinked, as `remove` would have.
+            return fs::remove_file(&free);
         }
         drop(file);
         self.lock_free().push(n);
