@@ -94,8 +94,7 @@ pub(crate) async fn store_message(
         }
     }
     let verified = conn.session().sender_verified();
-    let signature =
-        crate::signing::fields(smtpd.dkim.as_ref(), verified, &id, &headers, &message).await;
+    let signer = crate::signing::lead(smtpd.dkim.as_ref(), verified, &id, &headers, &message);
     let queued = smtpd
         .spool
         .enqueue_shared(
@@ -104,7 +103,8 @@ pub(crate) async fn store_message(
             &envelope.recipients,
             &env_origin,
             received,
-            &[&signature, headers.as_bytes()],
+            signer,
+            &[headers.as_bytes()],
             Some(message.clone()),
         )
         .await;

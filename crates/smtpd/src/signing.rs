@@ -29,28 +29,22 @@ fn sign_logged(keyring: &Keyring, id: &str, chunks: &[&[u8]]) -> Vec<u8> {
     }
 }
 
-/// The signature fields for a message held in memory under the trace fields `headers` (which
-/// may add `Date:` and `Message-ID:`; they are signed too). Empty when it is not ours to sign.
-pub async fn fields(
+/// What makes the signature fields for a message held in memory under the trace fields
+/// `headers` (which may add `Date:` and `Message-ID:`; they are signed too), run by the spool
+/// on the thread that writes the message (`store::spool::Lead`). `None` when it is not ours
+/// to sign.
+pub fn lead(
     keyring: Option<&Arc<Keyring>>,
     verified: bool,
     id: &str,
     headers: &str,
     message: &Arc<Vec<u8>>,
-) -> Vec<u8> {
-    let Some(keyring) = keyring.filter(|_| verified) else {
-        return Vec::new();
-    };
-    let (keyring, message, id2) = (keyring.clone(), message.clone(), id.to_string());
-    let headers = headers.to_string();
-    tokio::task::spawn_blocking(move || {
-        sign_logged(&keyring, &id2, &[headers.as_bytes(), &message])
-    })
-    .await
-    .unwrap_or_else(|e| {
-        tracing::warn!("smtpd: {id}: not DKIM-signed: {e}");
-        Vec::new()
-    })
+) -> Option<store::spool::Lead> {
+    let keyring = keyring.filter(|_| verified)?.clone();
+    let (message, id, headers) = (message.clone(), id.to_string(), headers.to_string());
+    Some(Box::new(move || {
+        sign_logged(&keyring, &id, &[headers.as_bytes(), &message])
+    }))
 }
 
 /// Held while a streamed message is read back and signed: one at a time.

@@ -152,6 +152,10 @@ impl Drop for Draft {
     }
 }
 
+/// Bytes made on the spool's writer thread just before the message is written
+/// ([`Spool::enqueue_shared`]).
+pub type Lead = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 /// The queue. Share it behind an `Arc`; all methods take `&self`.
 pub struct Spool {
     tmp: PathBuf,
@@ -396,15 +400,33 @@ fn write_durable(
     disk: &dyn Disk,
 ) -> io::Result<()> {
     let result = (|| {
-        for p in parts {
-            file.write_all(p)?;
-        }
+        write_all_vectored(&mut file, parts)?;
         disk.sync_file(&file, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Writes every part, in order, with as few `writev` calls as the kernel allows (one, for a
+/// message in page cache).
+fn write_all_vectored(file: &mut fs::File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| io::IoSlice::new(p))
+        .collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The committer thread: renames each batch into `msg/`, fsyncs `msg/` once, answers.
@@ -568,12 +590,14 @@ impl Spool {
         received: u64,
         parts: &[&[u8]],
     ) -> io::Result<()> {
-        self.enqueue_shared(id, sender, recipients, origin, received, parts, None)
+        self.enqueue_shared(id, sender, recipients, origin, received, None, parts, None)
             .await
     }
 
     /// [`Spool::enqueue`] of the message `parts` followed by `body`, which is written from
-    /// where it is, not copied (the SMTP session's buffer of a message).
+    /// where it is, not copied (the SMTP session's buffer of a message). `lead`, when given,
+    /// makes bytes on the writer thread that go before `parts` (the DKIM signature of the
+    /// rest: made there, it costs the session no second trip through the blocking pool).
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_shared(
         &self,
@@ -582,6 +606,7 @@ impl Spool {
         recipients: &[String],
         origin: &Origin<'_>,
         received: u64,
+        lead: Option<Lead>,
         parts: &[&[u8]],
         body: Option<Arc<Vec<u8>>>,
     ) -> io::Result<()> {
@@ -591,18 +616,16 @@ impl Spool {
                 "a queued message needs at least one recipient",
             ));
         }
-        let mut record = encode_header(sender, recipients, origin, received);
-        record.reserve(parts.iter().map(|p| p.len()).sum());
-        for p in parts {
-            record.extend_from_slice(p);
-        }
+        let envelope = encode_header(sender, recipients, origin, received);
+        let rest = parts.concat();
         let id = id.to_string();
         let (path, file) = self.new_tmp_file(&id)?;
         let disk = self.disk.clone();
         let from = path.clone();
         tokio::task::spawn_blocking(move || {
+            let lead = lead.map(|make| make()).unwrap_or_default();
             let body = body.as_deref().map_or(&[][..], |b| &b[..]);
-            write_durable(file, &path, &[&record, body], &*disk)
+            write_durable(file, &path, &[&envelope, &lead, &rest, body], &*disk)
         })
         .await
         .map_err(|e| io::Error::other(format!("spool writer task failed: {e}")))??;

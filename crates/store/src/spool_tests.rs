@@ -530,6 +530,7 @@ async fn enqueue_shared_writes_the_parts_then_the_shared_body() {
             &s(&["b@example.org"]),
             &Origin::client("c"),
             1,
+            None,
             &[b"DKIM-Signature: x\r\n", b"Received: y\r\n"],
             Some(body.clone()),
         )
@@ -543,4 +544,35 @@ async fn enqueue_shared_writes_the_parts_then_the_shared_body() {
     );
     // The caller's buffer is the one written, untouched.
     assert_eq!(body.as_slice(), b"Subject: shared\r\n\r\nbody\r\n");
+}
+
+#[tokio::test]
+async fn enqueue_shared_writes_what_the_lead_makes_first() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(t.path()).expect("open");
+    let body = Arc::new(b"Subject: led\r\n\r\nbody\r\n".to_vec());
+    let id = new_id();
+    let seen = body.clone();
+    let lead: crate::spool::Lead = Box::new(move || {
+        // Made on the writer thread, from the caller's shared buffer.
+        format!("DKIM-Signature: len={}\r\n", seen.len()).into_bytes()
+    });
+    spool
+        .enqueue_shared(
+            &id,
+            "a@example.org",
+            &s(&["b@example.org"]),
+            &Origin::client("c"),
+            1,
+            Some(lead),
+            &[b"", b"Received: y\r\n"],
+            Some(body),
+        )
+        .await
+        .expect("enqueue");
+    let (_, bytes) = spool.read(&id).expect("read");
+    assert_eq!(
+        bytes,
+        b"DKIM-Signature: len=22\r\nReceived: y\r\nSubject: led\r\n\r\nbody\r\n"
+    );
 }
