@@ -3,7 +3,8 @@
 //! (`mda::router`), writes the local copies (`mda::Mda`), queues forwarded copies as new
 //! messages and returns the remote work, one [`RemoteWork`] per domain;
 //! [`Runner::deliver_remote`] hands one domain's recipients to the relay (the message is
-//! streamed from the spool file); [`Runner::finish`] applies expiry, tells the sender
+//! streamed from the spool file, or sent from memory when the first step kept it,
+//! [`super::held`]); [`Runner::finish`] applies expiry, tells the sender
 //! ([`super::dsn`]) and records each recipient's [`Outcome`] in the state log, or removes the
 //! message. [`Runner::attempt`] runs the three in a row (tests, and a message's whole attempt
 //! without the scheduler).
@@ -22,6 +23,7 @@ use store::outcome::{Entry, Outcome};
 use store::queue_status::MessageStatus;
 use store::spool::{Body, Envelope, Origin};
 
+use super::held::Held;
 use super::runner::{Runner, Verdict};
 use super::schedule::Feedback;
 use crate::relay::MessageBody;
@@ -38,6 +40,15 @@ pub struct InProgress {
     /// Per recipient, what happened so far in this attempt.
     pub results: Results,
     started: Instant,
+    /// The message itself when it is small enough to keep for the remote step (`held`).
+    held: Option<Held>,
+}
+
+impl InProgress {
+    /// The message for [`Runner::deliver_remote`], when this attempt holds it in memory.
+    pub fn held_body(&self) -> Option<MessageBody> {
+        self.held.as_ref().map(Held::body)
+    }
 }
 
 /// One destination's share of a message: the recipients (envelope indexes) in `domain`.
@@ -58,7 +69,7 @@ impl Runner {
             Err(verdict) => return verdict,
         };
         for work in remote {
-            let (outcomes, _) = self.deliver_remote(&work, &msg.env).await;
+            let (outcomes, _) = self.deliver_remote(&work, &msg.env, msg.held_body()).await;
             msg.results.extend(outcomes);
         }
         self.finish(msg).await
@@ -73,7 +84,7 @@ impl Runner {
         retry: bool,
     ) -> Result<(InProgress, Vec<RemoteWork>), Verdict> {
         let started = Instant::now();
-        let (env, message, log) = self.open(id).await?;
+        let (env, message, log, held) = self.open(id).await?;
         let retry = retry || !log.is_empty();
         let status = MessageStatus::from_log(env.recipients.len(), &log);
         let pending = status.pending();
@@ -97,19 +108,26 @@ impl Runner {
             status,
             results,
             started,
+            held,
         };
         Ok((msg, remote))
     }
 
-    /// The envelope, the message and the state log; `Err` with what to do when that fails.
-    async fn open(self: &Arc<Self>, id: &str) -> Result<(Envelope, Body, Vec<Entry>), Verdict> {
+    /// The envelope, the message, the state log, and the message's bytes when it is small
+    /// enough to hold until the remote step ([`Held`]); `Err` with what to do when that fails.
+    #[allow(clippy::type_complexity)]
+    async fn open(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<(Envelope, Body, Vec<Entry>, Option<Held>), Verdict> {
         let this = self.clone();
         let id2 = id.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            // The envelope only: the message is streamed from the file by each delivery.
+            // A larger message is streamed from the file by each delivery.
             let (env, msg) = this.spool.open_message(&id2)?;
             let log = this.spool.log(&id2)?;
-            Ok::<_, std::io::Error>((env, msg, log))
+            let held = Held::load(&msg)?;
+            Ok::<_, std::io::Error>((env, msg, log, held))
         })
         .await;
         match loaded {
@@ -140,6 +158,7 @@ impl Runner {
         self: &Arc<Self>,
         work: &RemoteWork,
         env: &Envelope,
+        held: Option<MessageBody>,
     ) -> (Vec<(usize, Outcome)>, Feedback) {
         let id = &work.id;
         let defer_all = |why: &str| {
@@ -153,12 +172,19 @@ impl Runner {
         let Some(relay) = &self.relay else {
             return defer_all("relay to other domains is disabled");
         };
-        let (spool, id2) = (self.spool.clone(), id.to_string());
-        let loaded =
-            tokio::task::spawn_blocking(move || MessageBody::load(spool.open_message(&id2)?.1))
+        let body = match held {
+            Some(body) => body,
+            None => {
+                let (spool, id2) = (self.spool.clone(), id.to_string());
+                let loaded = tokio::task::spawn_blocking(move || {
+                    MessageBody::load(spool.open_message(&id2)?.1)
+                })
                 .await;
-        let Ok(Ok(body)) = loaded else {
-            return defer_all("cannot read the queued message");
+                let Ok(Ok(body)) = loaded else {
+                    return defer_all("cannot read the queued message");
+                };
+                body
+            }
         };
         let rcpts: Vec<String> = work
             .rcpts
@@ -220,7 +246,9 @@ impl Runner {
             status,
             mut results,
             started,
+            held,
         } = msg;
+        drop(held);
         let id = id.as_str();
         let now = self.clock.unix();
         let age = Duration::from_secs(now.saturating_sub(env.received));

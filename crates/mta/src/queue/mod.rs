@@ -15,6 +15,7 @@ mod arc_forward;
 pub mod attempt;
 pub mod dsn;
 mod forward_sender;
+mod held;
 pub mod retry;
 pub mod runner;
 pub mod schedule;

@@ -214,9 +214,9 @@ impl Runner {
                 state.sched.finished(&dest, Feedback::Neutral, now);
                 continue;
             };
-            let (this, env) = (self.clone(), msg.env.clone());
+            let (this, env, held) = (self.clone(), msg.env.clone(), msg.held_body());
             state.tasks.spawn(async move {
-                let (outcomes, feedback) = this.deliver_remote(&work, &env).await;
+                let (outcomes, feedback) = this.deliver_remote(&work, &env, held).await;
                 Step::Remote {
                     dest,
                     work,
