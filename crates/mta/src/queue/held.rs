@@ -1,8 +1,9 @@
 //! Small queued messages kept in memory between the steps of one attempt: the first step
 //! ([`super::attempt`]'s `open`) has the message file open for the envelope anyway, so it
-//! reads a message of at most one relay block ([`crate::relay::BLOCK`]) whole there, and the
-//! remote deliveries of the same attempt send those bytes instead of opening the file again
-//! on the blocking pool (one trip through it less per message).
+//! reads a message of at most [`LARGEST`] octets whole there, and the remote deliveries of
+//! the same attempt scan and send those bytes instead of opening the file again and reading
+//! it block by block on the blocking pool (for a 100 KiB message, five trips through the pool
+//! less: the open, then two blocks for the relay's scan and two for DATA).
 //!
 //! Bounded: at most [`BUDGET`] octets are held this way in the whole process (messages wait
 //! between the steps for as long as their destination has no free slot, possibly thousands
@@ -17,10 +18,12 @@ use std::sync::Arc;
 
 use store::spool::Body;
 
-use crate::relay::{MessageBody, BLOCK};
+use crate::relay::MessageBody;
 
 /// The most octets of queued messages held in memory between steps, process-wide.
 pub const BUDGET: usize = 32 << 20;
+/// The largest message held (most mail is smaller); larger ones are always streamed.
+pub const LARGEST: u64 = 256 * 1024;
 
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
@@ -32,11 +35,11 @@ pub struct Held {
 }
 
 impl Held {
-    /// Reads `body` whole when it is at most one [`BLOCK`] and the budget has room for it;
+    /// Reads `body` whole when it is at most [`LARGEST`] and the budget has room for it;
     /// `None` otherwise (the relay then reads it from the spool). Blocking file I/O.
     pub fn load(body: &Body) -> io::Result<Option<Held>> {
         let len = body.len();
-        if len > BLOCK as u64 {
+        if len > LARGEST {
             return Ok(None);
         }
         let Some(charge) = Charge::take(len as usize) else {

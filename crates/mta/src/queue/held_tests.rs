@@ -1,5 +1,7 @@
 use super::*;
 
+use crate::relay::BLOCK;
+
 use store::spool::{Origin, Spool};
 
 /// The budget is process-wide: these tests take it in turn (other tests only find it full
@@ -30,7 +32,7 @@ fn bytes(b: &MessageBody) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_small_message_is_held_whole_a_larger_one_is_not() {
+async fn a_message_up_to_the_largest_is_held_whole_a_larger_one_is_not() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(t.path()).expect("spool");
@@ -45,7 +47,13 @@ async fn a_small_message_is_held_whole_a_larger_one_is_not() {
         .expect("read")
         .expect("held");
     assert_eq!(bytes(&held.body()), block);
-    let mut larger = block.clone();
+    let mut largest = block.clone();
+    largest.resize(LARGEST as usize, b'z');
+    let held = Held::load(&queued(&spool, &largest).await)
+        .expect("read")
+        .expect("held");
+    assert_eq!(bytes(&held.body()), largest);
+    let mut larger = largest.clone();
     larger.push(b'y');
     assert!(Held::load(&queued(&spool, &larger).await)
         .expect("read")
