@@ -361,32 +361,28 @@ fn run(args: &Args) -> Result<bool, String> {
         };
         for (size, label) in [(4096usize, "4 KiB"), (102_400, "100 KiB")] {
             let scen = format!("S2 relay {label}");
+            // One S2 phase of this size: (report, scenario, server, its sink, Mailroom or not, From).
+            let relay = |rep: &mut Report,
+                         scen: &str,
+                         addr: std::net::SocketAddr,
+                         sink: &dyn scenarios::Counted,
+                         mailroom: Option<&Mailroom>,
+                         from: &str| {
+                s2(
+                    &rt, rep, scen, addr, sink, mailroom, &sc, size, from, &never,
+                )
+            };
             // From our domain: DKIM-signed (Ed25519 + RSA) at enqueue, like real mail.
-            let m = s2(
-                &rt,
-                &mut rep,
-                &scen,
-                mr.smtp,
-                &sink,
-                Some(&mr),
-                &sc,
-                size,
-                SIGNED_FROM,
-                &never,
-            );
+            let m = relay(&mut rep, &scen, mr.smtp, &sink, Some(&mr), SIGNED_FROM);
             // The same server and run, From a domain without keys: no signature.
             let unsigned = format!("{scen} unsigned");
-            let u = s2(
-                &rt,
+            let u = relay(
                 &mut rep,
                 &unsigned,
                 mr.smtp,
                 &sink,
                 Some(&mr),
-                &sc,
-                size,
                 UNSIGNED_FROM,
-                &never,
             );
             rep.add(
                 &unsigned,
@@ -397,17 +393,13 @@ fn run(args: &Args) -> Result<bool, String> {
                 None,
             );
             let p = match (&peers, &psink) {
-                (Some(p), Some(ps)) => s2(
-                    &rt,
+                (Some(p), Some(ps)) => relay(
                     &mut rep,
                     &format!("{scen} (Postfix)"),
                     p.postfix_smtp,
                     ps,
                     None,
-                    &sc,
-                    size,
                     SIGNED_FROM,
-                    &never,
                 ),
                 _ => None,
             };
@@ -421,17 +413,13 @@ fn run(args: &Args) -> Result<bool, String> {
             );
             if let (true, Some(p), Some(ps)) = (args.peer_dkim, &peers, &psink) {
                 p.dkim(true)?;
-                let signed = s2(
-                    &rt,
+                let signed = relay(
                     &mut rep,
                     &format!("{scen} (Postfix + OpenDKIM)"),
                     p.postfix_smtp,
                     ps,
                     None,
-                    &sc,
-                    size,
                     SIGNED_FROM,
-                    &never,
                 );
                 p.dkim(false)?;
                 rep.add(

@@ -248,6 +248,7 @@ impl Runner {
             started,
             held,
         } = msg;
+        // The remote steps are over: give the bytes and their budget back before the DSN work.
         drop(held);
         let id = id.as_str();
         let now = self.clock.unix();
